@@ -1,0 +1,235 @@
+"""Problems, candidate solutions, the labeling queue and the labels.
+
+Models hold fields, constraints and tiny properties only; workflows live in ``services/``.
+"""
+
+import hashlib
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+
+
+def text_sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class Problem(models.Model):
+    """A MATH-format problem with its reference solution and ground-truth answer."""
+
+    unique_id = models.CharField(max_length=255, unique=True)
+    problem = models.TextField()
+    # PRM800K records carry the problem text but not its unique_id: they are matched by hash.
+    problem_hash = models.CharField(max_length=64, db_index=True)
+    solution = models.TextField(blank=True)
+    answer = models.TextField()
+    subject = models.CharField(max_length=100, blank=True)
+    level = models.PositiveSmallIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.unique_id
+
+
+class Grade(models.TextChoices):
+    UNGRADED = "ungraded", "Ungraded"
+    CORRECT = "correct", "Correct"
+    INCORRECT = "incorrect", "Incorrect"
+    UNGRADABLE = "ungradable", "Ungradable"
+
+
+class GradedAnswer(models.Model):
+    """Cache: every distinct (problem, final answer) pair is graded once."""
+
+    problem = models.ForeignKey(Problem, on_delete=models.CASCADE, related_name="graded_answers")
+    answer_hash = models.CharField(max_length=64)
+    answer = models.TextField()
+    grade = models.CharField(max_length=12, choices=Grade.choices)
+    detail = models.TextField(blank=True)  # why it was ungradable (timeout, parse error)
+    graded_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["problem", "answer_hash"], name="graded_answer_unique_per_problem"
+            ),
+            models.CheckConstraint(
+                condition=~Q(grade=Grade.UNGRADED), name="graded_answer_is_graded"
+            ),
+        ]
+
+
+class Solution(models.Model):
+    """A model-written candidate solution: ordered steps, the last ending in ``# Answer``."""
+
+    problem = models.ForeignKey(Problem, on_delete=models.CASCADE, related_name="solutions")
+    steps = models.JSONField()  # list[str], one string per step
+    answer = models.TextField(blank=True)  # the final answer text (after "# Answer")
+    text_hash = models.CharField(max_length=64)  # sha256 of "\n".join(steps)
+    generator = models.CharField(max_length=100, blank=True)
+    source = models.CharField(max_length=30, blank=True)  # import, prm800k, demo, synthetic
+    grade = models.CharField(
+        max_length=12, choices=Grade.choices, default=Grade.UNGRADED, db_index=True
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["problem", "text_hash"], name="solution_unique_text_per_problem"
+            ),
+        ]
+        indexes = [models.Index(fields=["problem", "grade"], name="solution_problem_grade")]
+
+    def __str__(self) -> str:
+        return f"solution {self.pk} of {self.problem_id}"
+
+
+class TaskKind(models.TextChoices):
+    NORMAL = "normal", "Normal"
+    QUALITY_CONTROL = "quality_control", "Quality control"
+    SCREENING = "screening", "Screening"
+
+
+class Task(models.Model):
+    """One candidate solution queued for labeling.
+
+    ``label_count`` and ``lease_count`` are kept up to date by the queue services under the
+    task's row lock, so a claim can find open work from this row alone.
+    """
+
+    solution = models.ForeignKey(Solution, on_delete=models.CASCADE, related_name="tasks")
+    kind = models.CharField(max_length=20, choices=TaskKind.choices, default=TaskKind.NORMAL)
+    generation = models.IntegerField(null=True, blank=True)  # active-learning round
+    priority = models.FloatField(default=0.0)  # higher is served first
+    queued_score = models.FloatField(null=True, blank=True)  # selector score when queued
+    required_labels = models.PositiveSmallIntegerField(default=1)  # overlap
+    label_count = models.PositiveSmallIntegerField(default=0)
+    lease_count = models.PositiveSmallIntegerField(default=0)
+    gold_label = models.ForeignKey(
+        "Label", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-priority", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["solution", "kind", "generation"], name="task_unique_solution_round"
+            ),
+            models.CheckConstraint(condition=Q(required_labels__gte=1), name="task_overlap_min_1"),
+            models.CheckConstraint(
+                condition=Q(queued_score__isnull=True)
+                | (Q(queued_score__gte=0.0) & Q(queued_score__lte=1.0)),
+                name="task_queued_score_in_unit_interval",
+            ),
+            models.CheckConstraint(
+                condition=Q(label_count__lte=F("required_labels"))
+                | ~Q(kind=TaskKind.NORMAL),
+                name="task_labels_within_overlap",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                F("kind"),
+                F("priority").desc(),
+                F("id"),
+                name="task_claim_order",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"task {self.pk} ({self.kind})"
+
+    @property
+    def open_slots(self) -> int:
+        return max(0, self.required_labels - self.label_count - self.lease_count)
+
+
+class Lease(models.Model):
+    """An annotator's hold on a task while they work; expires unless heartbeats extend it."""
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="leases")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="leases"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["task", "annotator"], name="lease_unique_per_annotator")
+        ]
+
+
+class FinishReason(models.TextChoices):
+    FOUND_ERROR = "found_error", "Found an error"
+    SOLUTION = "solution", "Solution is correct"
+    BAD_PROBLEM = "bad_problem", "Bad problem"
+    GIVE_UP = "give_up", "Gave up"
+
+
+class Label(models.Model):
+    """One person's step-by-step rating of one task, stored in PRM800K's ``label.steps`` shape.
+
+    ``steps`` is exactly PRM800K's list of ``{completions, human_completion, chosen_completion}``
+    so imported records export unchanged; ``ratings`` is the chosen rating per step, derived
+    once at write time for statistics and training.
+    """
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="labels")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="labels",
+    )  # null for imported labels whose labeler has no account here
+    labeler = models.UUIDField(db_index=True)  # PRM800K's stable labeler id
+    steps = models.JSONField()
+    ratings = models.JSONField(default=list)  # list[int | None], one per step
+    finish_reason = models.CharField(max_length=12, choices=FinishReason.choices)
+    finish_note = models.TextField(blank=True)  # the reason for give_up / bad_problem
+    total_time_ms = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(db_index=True)  # PRM800K's "timestamp"
+    idempotency_key = models.CharField(max_length=64, null=True, blank=True, unique=True)
+    is_gold = models.BooleanField(default=False)
+    # For imported records: what the export needs to reproduce the record exactly (which
+    # optional question keys it had, a ground-truth answer that differs from the problem's).
+    record_extras = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["task", "labeler"], name="label_unique_per_labeler"),
+            models.UniqueConstraint(
+                fields=["task", "annotator"], name="label_unique_per_annotator"
+            ),
+            models.CheckConstraint(
+                condition=Q(finish_reason__in=FinishReason.values),
+                name="label_finish_reason_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"label {self.pk} on task {self.task_id}"
+
+
+class AnnotatorProfile(models.Model):
+    """Per-user labeling state: the stable labeler UUID used in exports, screening, pausing."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="annotator_profile"
+    )
+    labeler = models.UUIDField(default=uuid.uuid4, unique=True)
+    screening_passed = models.BooleanField(null=True, blank=True)  # None: not yet decided
+    is_paused = models.BooleanField(default=False)
+
+    def __str__(self) -> str:
+        return f"profile of {self.user}"

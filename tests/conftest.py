@@ -1,0 +1,107 @@
+"""Shared fixtures: offline Hugging Face, database-kind markers, and a real Celery worker."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "data"
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    from django.conf import settings
+
+    if settings.IS_POSTGRES:
+        return
+    skip = pytest.mark.skip(reason="needs PostgreSQL (set DATABASE_URL=postgres://…)")
+    for item in items:
+        if "postgres" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """The read-only real-data samples beside the checkout; skips when they are absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is not present")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def artifacts_dir() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
+
+
+def _database_url_for_subprocess() -> str:
+    """The URL of the database the tests are using right now (the test database)."""
+    from django.db import connection
+
+    cfg = connection.settings_dict
+    if cfg["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{cfg['NAME']}"
+    host = cfg.get("HOST") or "127.0.0.1"
+    port = cfg.get("PORT") or 5432
+    user = cfg.get("USER") or "postgres"
+    password = f":{cfg['PASSWORD']}" if cfg.get("PASSWORD") else ""
+    return f"postgres://{user}{password}@{host}:{port}/{cfg['NAME']}"
+
+
+@pytest.fixture
+def celery_worker_process(transactional_db: None) -> Iterator[subprocess.Popen[bytes]]:
+    """A real `celery worker` process on the test database, consuming every queue.
+
+    Tests that use it must see the worker's writes, hence `transactional_db`.
+    """
+    env = dict(os.environ)
+    env["DATABASE_URL"] = _database_url_for_subprocess()
+    env["CELERY_TASK_ALWAYS_EAGER"] = "0"
+    ARTIFACTS.mkdir(exist_ok=True)
+    log = ARTIFACTS / "celery-worker.log"
+    with open(log, "ab") as log_file:
+        proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "celery", "-A", "stepwise", "worker",
+                "-Q", "default,ml", "--pool=solo", "--loglevel=INFO", "--without-heartbeat",
+                "--without-mingle", "--without-gossip",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        yield proc
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.fixture
+def wait_until() -> Callable[..., None]:
+    """Poll a condition (e.g. a row a worker writes) until it holds or the timeout passes."""
+
+    def wait(condition: Callable[[], bool], timeout: float = 60.0, message: str = "") -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition():
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"timed out after {timeout}s waiting for {message or condition}")
+
+    return wait

@@ -1,0 +1,102 @@
+"""factory_boy factories shared by every test package."""
+
+import uuid
+
+import factory
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+
+from labeling.models import (
+    AnnotatorProfile,
+    Grade,
+    Label,
+    Problem,
+    Solution,
+    Task,
+    TaskKind,
+    text_sha256,
+)
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        django_get_or_create = ("username",)
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    password = factory.PostGenerationMethodCall("set_password", "pw")
+
+    @factory.post_generation
+    def groups(self, create, extracted, **kwargs):
+        for name in extracted or ():
+            self.groups.add(Group.objects.get_or_create(name=name)[0])
+
+
+def annotator(username: str = "", **kwargs):
+    """A user in the `annotators` group, with a profile."""
+    user = UserFactory(groups=["annotators"], **({"username": username} if username else {}), **kwargs)
+    AnnotatorProfile.objects.get_or_create(user=user)
+    return user
+
+
+class ProblemFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Problem
+
+    unique_id = factory.Sequence(lambda n: f"test/algebra/{n}.json")
+    problem = factory.Sequence(lambda n: f"What is ${n} + {n}$?")
+    problem_hash = factory.LazyAttribute(lambda o: text_sha256(o.problem))
+    solution = "Add the numbers."
+    answer = factory.Sequence(lambda n: str(2 * n))
+    subject = "Algebra"
+    level = 1
+
+
+class SolutionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Solution
+
+    problem = factory.SubFactory(ProblemFactory)
+    steps = factory.Sequence(
+        lambda n: [f"Step one of candidate {n}.", "Step two.", "# Answer\n\n4"]
+    )
+    answer = "4"
+    text_hash = factory.LazyAttribute(lambda o: text_sha256("\n".join(o.steps)))
+    generator = "test"
+    source = "test"
+    grade = Grade.UNGRADED
+
+
+class TaskFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Task
+
+    solution = factory.SubFactory(SolutionFactory)
+    kind = TaskKind.NORMAL
+    generation = 1
+    priority = 0.5
+    queued_score = 0.5
+    required_labels = 1
+
+
+class LabelFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Label
+
+    task = factory.SubFactory(TaskFactory)
+    annotator = None
+    labeler = factory.LazyFunction(uuid.uuid4)
+    steps = factory.LazyAttribute(
+        lambda o: [
+            {
+                "completions": [{"text": text, "rating": 1, "flagged": False}],
+                "human_completion": None,
+                "chosen_completion": 0,
+            }
+            for text in o.task.solution.steps
+        ]
+    )
+    ratings = factory.LazyAttribute(lambda o: [1] * len(o.task.solution.steps))
+    finish_reason = "solution"
+    total_time_ms = 12_000
+    created_at = factory.Faker("date_time_this_year", tzinfo=__import__("datetime").UTC)
