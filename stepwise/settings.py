@@ -29,7 +29,9 @@ def env_list(name: str, default: str) -> list[str]:
 DEBUG = env_bool("DEBUG", False)
 # The embedded default gets a fixed key so `make run` works out of the box; anything that sets
 # DEBUG=0 and a real DATABASE_URL is expected to set SECRET_KEY too (see `check --deploy`).
-SECRET_KEY = os.environ.get("SECRET_KEY", "stepwise-embedded-default-not-for-production-use-0123456789")
+SECRET_KEY = os.environ.get(
+    "SECRET_KEY", "stepwise-embedded-default-not-for-production-use-0123456789"
+)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
 
@@ -90,7 +92,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "timeout": 30,
     }
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+    # A file, not :memory:, so a real Celery worker process in the tests can open it too.
+    DATABASES["default"]["TEST"] = {
+        "NAME": os.environ.get("STEPWISE_TEST_DB", str(VAR_DIR / "test.sqlite3"))
+    }
 IS_POSTGRES = DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -71,9 +71,19 @@ def celery_worker_process(transactional_db: None) -> Iterator[subprocess.Popen[b
     with open(log, "ab") as log_file:
         proc = subprocess.Popen(
             [
-                sys.executable, "-m", "celery", "-A", "stepwise", "worker",
-                "-Q", "default,ml", "--pool=solo", "--loglevel=INFO", "--without-heartbeat",
-                "--without-mingle", "--without-gossip",
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "stepwise",
+                "worker",
+                "-Q",
+                "default,ml",
+                "--pool=solo",
+                "--loglevel=INFO",
+                "--without-heartbeat",
+                "--without-mingle",
+                "--without-gossip",
             ],
             cwd=ROOT,
             env=env,

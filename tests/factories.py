@@ -34,7 +34,9 @@ class UserFactory(factory.django.DjangoModelFactory):
 
 def annotator(username: str = "", **kwargs):
     """A user in the `annotators` group, with a profile."""
-    user = UserFactory(groups=["annotators"], **({"username": username} if username else {}), **kwargs)
+    user = UserFactory(
+        groups=["annotators"], **({"username": username} if username else {}), **kwargs
+    )
     AnnotatorProfile.objects.get_or_create(user=user)
     return user
 
