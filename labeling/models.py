@@ -129,8 +129,7 @@ class Task(models.Model):
                 name="task_queued_score_in_unit_interval",
             ),
             models.CheckConstraint(
-                condition=Q(label_count__lte=F("required_labels"))
-                | ~Q(kind=TaskKind.NORMAL),
+                condition=Q(label_count__lte=F("required_labels")) | ~Q(kind=TaskKind.NORMAL),
                 name="task_labels_within_overlap",
             ),
         ]
@@ -140,7 +139,16 @@ class Task(models.Model):
                 F("priority").desc(),
                 F("id"),
                 name="task_claim_order",
-            )
+            ),
+            # The claim walks only normal tasks that still have a free slot, in serving order;
+            # full tasks drop out of this index, so its size tracks the open queue, not history.
+            # The predicate must stay identical to the claim's filter (queue.OPEN_NORMAL).
+            models.Index(
+                F("priority").desc(),
+                F("id"),
+                name="task_open_normal",
+                condition=Q(kind="normal", label_count__lt=F("required_labels") - F("lease_count")),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -164,6 +172,21 @@ class Lease(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["task", "annotator"], name="lease_unique_per_annotator")
+        ]
+
+
+class Skip(models.Model):
+    """An annotator passed on a task; the claim never offers it to them again."""
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="skips")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="skips"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["task", "annotator"], name="skip_unique_per_annotator")
         ]
 
 
@@ -233,3 +256,28 @@ class AnnotatorProfile(models.Model):
 
     def __str__(self) -> str:
         return f"profile of {self.user}"
+
+
+class QualitySettings(models.Model):
+    """Singleton (pk 1): how screening and quality-control questions are served and judged."""
+
+    qc_rate = models.FloatField(default=0.1)  # share of served tasks that are QC questions
+    screening_pass_mark = models.FloatField(default=0.75)  # step agreement with gold to pass
+    # How many screening questions a new annotator must label; null means all that have gold.
+    screening_required = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "quality settings"
+        constraints = [
+            models.CheckConstraint(condition=Q(pk=1), name="quality_settings_singleton"),
+            models.CheckConstraint(
+                condition=Q(qc_rate__gte=0.0) & Q(qc_rate__lte=1.0), name="qc_rate_in_unit_interval"
+            ),
+            models.CheckConstraint(
+                condition=Q(screening_pass_mark__gte=0.0) & Q(screening_pass_mark__lte=1.0),
+                name="pass_mark_in_unit_interval",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return "quality settings"
