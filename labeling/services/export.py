@@ -1,0 +1,437 @@
+"""Export labels as PRM800K JSONL and as TRL stepwise-supervision JSONL, streamed.
+
+Both exports read labels in keyset-paginated chunks of flat ``values_list`` rows (one query per
+chunk, no N+1, no model instances) and yield text blocks, so memory stays flat however many
+labels there are. The PRM800K writer never parses ``Label.steps``: it fetches the column as JSON
+text and splices it into the line. PostgreSQL's ``jsonb`` text form orders object keys by length,
+which for PRM800K's step objects happens to be PRM800K's own order, so the lines read the same.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
+from pathlib import Path
+from typing import IO, Any, Literal
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q, QuerySet, TextField
+from django.db.models.functions import Cast
+from django.utils import timezone
+
+from labeling.models import FinishReason, Label, TaskKind
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CHUNK_SIZE = 2000
+ExportFormat = Literal["prm800k", "stepwise"]
+Neutral = Literal["positive", "negative"]
+
+# json.dumps for one str, without the encoder machinery around it (the C implementation).
+_encode_str: Callable[[str], str] = json.encoder.encode_basestring  # type: ignore[attr-defined]
+
+
+class ExportError(ValueError):
+    """A label cannot be written in the requested format; the message names the label."""
+
+
+@dataclass(frozen=True)
+class ExportFilters:
+    generation: int | None = None
+    since: datetime | None = None
+    include_qc: bool = False
+    include_screening: bool = False
+
+    def as_params(self) -> dict[str, Any]:
+        return {
+            "generation": self.generation,
+            "since": self.since.isoformat() if self.since else None,
+            "include_qc": self.include_qc,
+            "include_screening": self.include_screening,
+        }
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> ExportFilters:
+        since = params.get("since")
+        return cls(
+            generation=params.get("generation"),
+            since=parse_since(since) if since else None,
+            include_qc=bool(params.get("include_qc")),
+            include_screening=bool(params.get("include_screening")),
+        )
+
+
+def parse_since(value: str) -> datetime:
+    """``YYYY-MM-DD`` or an ISO-8601 datetime; naive values are taken as UTC."""
+    value = value.strip()
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        try:
+            parsed = datetime.combine(date.fromisoformat(value), time.min)
+        except ValueError:
+            raise ValueError(
+                f"since: {value!r} is not a date (YYYY-MM-DD) or an ISO-8601 datetime"
+            ) from None
+    if timezone.is_naive(parsed):
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed
+
+
+def labels_for_export(
+    *, filters: ExportFilters, labels: QuerySet[Label] | None = None
+) -> QuerySet[Label]:
+    """The labels an export with these filters covers (QC and screening only when asked)."""
+    qs = Label.objects.all() if labels is None else labels
+    if filters.generation is not None:
+        qs = qs.filter(task__generation=filters.generation)
+    if filters.since is not None:
+        qs = qs.filter(created_at__gte=filters.since)
+    # An imported record keeps its own flags in record_extras; honour them as well as the kind.
+    if not filters.include_qc:
+        qs = qs.exclude(task__kind=TaskKind.QUALITY_CONTROL).exclude(
+            Q(record_extras__is_quality_control_question=True)
+        )
+    if not filters.include_screening:
+        qs = qs.exclude(task__kind=TaskKind.SCREENING).exclude(
+            Q(record_extras__is_initial_screening_question=True)
+        )
+    return qs
+
+
+def _keyset_chunks(
+    labels: QuerySet[Label], fields: tuple[str, ...], chunk_size: int, **annotations: Any
+) -> Iterator[list[tuple[Any, ...]]]:
+    """Rows of ``labels`` in id order, ``chunk_size`` at a time; the first field must be id.
+
+    Keyset pagination rather than a server-side cursor: no transaction held open for the whole
+    export, and it works the same on SQLite and PostgreSQL (and behind a pooler).
+    """
+    base = labels.order_by().annotate(**annotations).order_by("id")
+    last_id = 0
+    while True:
+        rows = list(base.filter(id__gt=last_id).values_list(*fields)[:chunk_size])
+        if not rows:
+            return
+        yield rows
+        last_id = rows[-1][0]
+        if len(rows) < chunk_size:
+            return
+
+
+_PRM_FIELDS = (
+    "id",
+    "labeler",
+    "created_at",
+    "total_time_ms",
+    "finish_reason",
+    "record_extras",
+    "steps_text",
+    "task__generation",
+    "task__kind",
+    "task__queued_score",
+    "solution_steps_text",
+    "task__solution__answer",
+    "task__solution__problem__problem",
+    "task__solution__problem__solution",
+    "task__solution__problem__answer",
+)
+
+
+def _json_scalar(value: Any) -> str:
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, str):
+        return _encode_str(value)
+    if isinstance(value, float):
+        return float.__repr__(value)
+    if isinstance(value, int):
+        return int.__repr__(value)
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _timestamp(created_at: datetime) -> str:
+    # PRM800K timestamps are naive UTC with microseconds always present.
+    return created_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
+
+
+def _prm800k_line(row: tuple[Any, ...]) -> str:
+    (
+        label_id,
+        labeler,
+        created_at,
+        total_time,
+        finish_reason,
+        extras,
+        steps_text,
+        generation,
+        kind,
+        queued_score,
+        solution_steps_text,
+        solution_answer,
+        problem,
+        reference_solution,
+        answer,
+    ) = row
+    question_values = {
+        "problem": _encode_str(problem),
+        "ground_truth_solution": _encode_str(reference_solution),
+        "ground_truth_answer": _encode_str(answer),
+        "pre_generated_steps": solution_steps_text,
+        "pre_generated_answer": _encode_str(solution_answer),
+        "pre_generated_verifier_score": _json_scalar(queued_score),
+    }
+    label_values = {
+        "steps": steps_text,
+        "total_time": int.__repr__(total_time),
+        "finish_reason": _encode_str(finish_reason),
+    }
+    if extras is None:
+        # A native Stepwise label: the full phase-2 shape.
+        question_keys: list[str] = list(question_values)
+        overrides: dict[str, Any] = {}
+        label_keys: list[str] = list(label_values)
+        qc = kind == TaskKind.QUALITY_CONTROL
+        screening = kind == TaskKind.SCREENING
+    else:
+        # An imported record: exactly the keys and flags it came with.
+        question_keys = extras.get("question_keys") or list(question_values)
+        overrides = extras.get("question_overrides") or {}
+        label_keys = extras.get("label_keys") or list(label_values)
+        qc = bool(extras.get("is_quality_control_question", kind == TaskKind.QUALITY_CONTROL))
+        screening = bool(extras.get("is_initial_screening_question", kind == TaskKind.SCREENING))
+        generation = extras.get("generation", generation)
+    question_parts = []
+    for key in question_keys:
+        if key in overrides:
+            encoded = json.dumps(overrides[key], ensure_ascii=False)
+        elif key in question_values:
+            encoded = question_values[key]
+        else:
+            raise ExportError(f"label {label_id}: question key {key!r} has no stored value")
+        question_parts.append(f"{_encode_str(key)}: {encoded}")
+    label_parts = [f"{_encode_str(k)}: {label_values[k]}" for k in label_keys if k in label_values]
+    return (
+        f'{{"labeler": "{labeler}", "timestamp": "{_timestamp(created_at)}", '
+        f'"generation": {_json_scalar(generation)}, '
+        f'"is_quality_control_question": {"true" if qc else "false"}, '
+        f'"is_initial_screening_question": {"true" if screening else "false"}, '
+        f'"question": {{{", ".join(question_parts)}}}, '
+        f'"label": {{{", ".join(label_parts)}}}}}\n'
+    )
+
+
+def prm800k_chunks(
+    *, labels: QuerySet[Label], chunk_size: int = DEFAULT_CHUNK_SIZE
+) -> Iterator[tuple[str, int, int]]:
+    """PRM800K JSONL for ``labels`` in id order, as (block of lines, lines, labels read)."""
+    for rows in _keyset_chunks(
+        labels,
+        _PRM_FIELDS,
+        chunk_size,
+        steps_text=Cast("steps", TextField()),
+        solution_steps_text=Cast("task__solution__steps", TextField()),
+    ):
+        yield "".join([_prm800k_line(row) for row in rows]), len(rows), len(rows)
+
+
+_TRL_FIELDS = ("id", "steps", "finish_reason", "task__solution__problem__problem")
+
+
+def _rated_trajectory(steps: list[dict[str, Any]]) -> Iterator[tuple[str, int]]:
+    """(text, rating) along the chosen trajectory, up to the first negative or unrated step."""
+    for step in steps:
+        chosen = step.get("chosen_completion")
+        human = step.get("human_completion")
+        if chosen is not None:
+            completion = step["completions"][chosen]
+            text, rating = completion["text"], completion.get("rating")
+        elif human:
+            # A step the labeler wrote: correct by construction unless they rated it.
+            text = human["text"]
+            rating = human.get("corrected_rating", human.get("rating"))
+            rating = 1 if rating is None else rating
+        elif step.get("completions"):
+            # Nothing chosen (phase 2's error step): completion 0 is the candidate's own step;
+            # the others are alternatives the labeler rated, not part of this trajectory.
+            completion = step["completions"][0]
+            text, rating = completion["text"], completion.get("rating")
+        else:
+            return
+        if rating is None:
+            return
+        yield text, rating
+        if rating == -1:
+            return
+
+
+def stepwise_chunks(
+    *,
+    labels: QuerySet[Label],
+    neutral: Neutral = "positive",
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> Iterator[tuple[str, int, int]]:
+    """TRL stepwise-supervision JSONL: ``{"prompt", "completions", "labels"}`` per label.
+
+    Labels on broken problems carry no usable step signal and are left out, as are labels
+    with no rated step.
+    """
+    neutral_ok = neutral == "positive"
+    qs = labels.exclude(finish_reason=FinishReason.BAD_PROBLEM)
+    for rows in _keyset_chunks(qs, _TRL_FIELDS, chunk_size):
+        lines = []
+        for _label_id, steps, _finish, problem in rows:
+            trajectory = list(_rated_trajectory(steps))
+            if not trajectory:
+                continue
+            record = {
+                "prompt": problem,
+                "completions": [text for text, _ in trajectory],
+                "labels": [rating == 1 or (rating == 0 and neutral_ok) for _, rating in trajectory],
+            }
+            lines.append(json.dumps(record, ensure_ascii=False) + "\n")
+        yield "".join(lines), len(lines), len(rows)
+
+
+def _write(
+    chunks: Iterator[tuple[str, int, int]],
+    out: IO[bytes],
+    on_progress: Callable[[int], None] | None,
+) -> int:
+    """Write blocks; ``on_progress`` gets the number of labels read so far."""
+    written = read = 0
+    for block, lines, rows in chunks:
+        out.write(block.encode("utf-8"))
+        written += lines
+        read += rows
+        if on_progress is not None:
+            on_progress(read)
+    return written
+
+
+def prm800k_export(
+    *,
+    out: IO[bytes],
+    filters: ExportFilters,
+    labels: QuerySet[Label] | None = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    on_progress: Callable[[int], None] | None = None,
+) -> int:
+    """Write PRM800K JSONL to a binary stream; returns the number of lines."""
+    qs = labels_for_export(filters=filters, labels=labels)
+    return _write(prm800k_chunks(labels=qs, chunk_size=chunk_size), out, on_progress)
+
+
+def stepwise_export(
+    *,
+    out: IO[bytes],
+    filters: ExportFilters,
+    neutral: Neutral = "positive",
+    labels: QuerySet[Label] | None = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    on_progress: Callable[[int], None] | None = None,
+) -> int:
+    """Write TRL stepwise-supervision JSONL to a binary stream; returns the number of lines."""
+    qs = labels_for_export(filters=filters, labels=labels)
+    return _write(
+        stepwise_chunks(labels=qs, neutral=neutral, chunk_size=chunk_size), out, on_progress
+    )
+
+
+# --- Background export jobs -------------------------------------------------------------------
+
+
+def export_job_create(
+    *,
+    created_by: Any,
+    filters: ExportFilters,
+    export_format: ExportFormat = "prm800k",
+    neutral: Neutral = "positive",
+) -> Any:
+    """Queue an export that a Celery worker writes under ``settings.EXPORT_DIR``."""
+    from selector.models import Job, JobKind
+
+    from labeling.tasks import export_run
+
+    if export_format not in ("prm800k", "stepwise"):
+        raise ValueError(f"format: {export_format!r} is not one of prm800k, stepwise")
+    with transaction.atomic():
+        job = Job.objects.create(
+            kind=JobKind.EXPORT,
+            created_by=created_by,
+            params={"format": export_format, "neutral": neutral, **filters.as_params()},
+        )
+        job_id = job.pk
+        transaction.on_commit(lambda: export_run.delay(job_id))
+    return job
+
+
+def export_path(job_id: int) -> Path:
+    return Path(settings.EXPORT_DIR) / f"export-{job_id}.jsonl"
+
+
+def export_job_run(*, job_id: int) -> None:
+    """Write the job's file, updating progress as it goes; idempotent (rewrites from scratch).
+
+    The file is written under a temporary name and renamed at the end, so a download link only
+    ever points at a complete file.
+    """
+    from selector.models import Job, JobStatus
+
+    job = Job.objects.get(pk=job_id)
+    if job.status == JobStatus.SUCCEEDED and export_path(job_id).exists():
+        return
+    params = job.params
+    filters = ExportFilters.from_params(params)
+    export_format: ExportFormat = params.get("format", "prm800k")
+    qs = labels_for_export(filters=filters)
+    total = qs.count()
+    Job.objects.filter(pk=job_id).update(
+        status=JobStatus.RUNNING,
+        started_at=timezone.now(),
+        progress_total=total,
+        progress_done=0,
+        error="",
+    )
+    path = export_path(job_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".partial")
+
+    def progress(done: int) -> None:
+        Job.objects.filter(pk=job_id).update(progress_done=done)
+
+    try:
+        with open(tmp, "wb") as out:
+            if export_format == "stepwise":
+                written = stepwise_export(
+                    out=out, filters=filters, neutral=params.get("neutral", "positive"),
+                    on_progress=progress,
+                )  # fmt: skip
+            else:
+                written = prm800k_export(out=out, filters=filters, on_progress=progress)
+        os.replace(tmp, path)
+    except Exception as exc:
+        tmp.unlink(missing_ok=True)
+        Job.objects.filter(pk=job_id).update(
+            status=JobStatus.FAILED, error=str(exc), finished_at=timezone.now()
+        )
+        raise
+    Job.objects.filter(pk=job_id).update(
+        status=JobStatus.SUCCEEDED,
+        progress_done=total,
+        finished_at=timezone.now(),
+        result={
+            "lines": written,
+            "bytes": path.stat().st_size,
+            "filename": f"{export_format}-{job_id}.jsonl",
+        },
+    )

@@ -1,0 +1,10 @@
+"""Celery tasks for labeling: thin wrappers that re-fetch by id and call one service."""
+
+from celery import shared_task
+
+
+@shared_task(name="labeling.export_run", acks_late=True, time_limit=6 * 3600)
+def export_run(job_id: int) -> None:
+    from labeling.services.export import export_job_run
+
+    export_job_run(job_id=job_id)
