@@ -1,3 +1,22 @@
 from django.urls import path  # noqa: F401
 
 urlpatterns: list = []
+
+# --- Exports (staff only) ---
+from labeling.api import export_views  # noqa: E402
+
+urlpatterns += [
+    path("export/prm800k/", export_views.Prm800kExportView.as_view(), name="export-prm800k"),
+    path("export/stepwise/", export_views.StepwiseExportView.as_view(), name="export-stepwise"),
+    path("export/jobs/", export_views.ExportJobListView.as_view(), name="export-jobs"),
+    path(
+        "export/jobs/<int:job_id>/",
+        export_views.ExportJobDetailView.as_view(),
+        name="export-job-detail",
+    ),
+    path(
+        "export/jobs/<int:job_id>/download/",
+        export_views.ExportJobDownloadView.as_view(),
+        name="export-job-download",
+    ),
+]

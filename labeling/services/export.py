@@ -19,12 +19,15 @@ from pathlib import Path
 from typing import IO, Any, Literal
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Q, QuerySet, TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
 
 from labeling.models import FinishReason, Label, TaskKind
+from labeling.tasks import export_run
+from selector.models import Job, JobKind, JobStatus
 
 logger = logging.getLogger(__name__)
 
@@ -352,16 +355,12 @@ def stepwise_export(
 
 def export_job_create(
     *,
-    created_by: Any,
+    created_by: User | None,
     filters: ExportFilters,
     export_format: ExportFormat = "prm800k",
     neutral: Neutral = "positive",
-) -> Any:
+) -> Job:
     """Queue an export that a Celery worker writes under ``settings.EXPORT_DIR``."""
-    from selector.models import Job, JobKind
-
-    from labeling.tasks import export_run
-
     if export_format not in ("prm800k", "stepwise"):
         raise ValueError(f"format: {export_format!r} is not one of prm800k, stepwise")
     with transaction.atomic():
@@ -385,8 +384,6 @@ def export_job_run(*, job_id: int) -> None:
     The file is written under a temporary name and renamed at the end, so a download link only
     ever points at a complete file.
     """
-    from selector.models import Job, JobStatus
-
     job = Job.objects.get(pk=job_id)
     if job.status == JobStatus.SUCCEEDED and export_path(job_id).exists():
         return

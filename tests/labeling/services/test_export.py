@@ -26,6 +26,7 @@ from tests.labeling.prm800k_records import QUESTION_KEYS_PHASE2, generate_record
 pytestmark = pytest.mark.django_db
 
 ALL = ExportFilters(include_qc=True, include_screening=True)
+DEFAULT = ExportFilters()
 
 
 def export_lines(filters: ExportFilters = ALL, **kwargs: Any) -> list[dict[str, Any]]:
@@ -263,7 +264,7 @@ def test_export_memory_stays_flat_as_rows_grow() -> None:
     assert peak_4n < peak_n * 1.5 + 256 * 1024, (peak_n, peak_4n)
 
 
-def trl_lines(filters: ExportFilters = ExportFilters(), **kwargs: Any) -> list[dict[str, Any]]:
+def trl_lines(filters: ExportFilters = DEFAULT, **kwargs: Any) -> list[dict[str, Any]]:
     out = io.BytesIO()
     stepwise_export(out=out, filters=filters, **kwargs)
     return [json.loads(line) for line in out.getvalue().decode("utf-8").splitlines()]

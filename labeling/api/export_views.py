@@ -1,0 +1,186 @@
+"""Staff-only export endpoints: streamed downloads and background export jobs."""
+
+from collections.abc import Iterator
+from typing import Any
+
+from django.http import FileResponse, Http404, StreamingHttpResponse
+from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.permissions import IsAdminUser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from labeling.services.export import (
+    ExportFilters,
+    export_job_create,
+    export_path,
+    labels_for_export,
+    parse_since,
+    prm800k_chunks,
+    stepwise_chunks,
+)
+from selector.models import Job, JobKind, JobStatus
+
+
+class ExportFiltersSerializer(serializers.Serializer):
+    generation = serializers.IntegerField(required=False, allow_null=True)
+    since = serializers.CharField(required=False, allow_blank=True)
+    include_qc = serializers.BooleanField(required=False, default=False)
+    include_screening = serializers.BooleanField(required=False, default=False)
+
+    def validate_since(self, value: str) -> Any:
+        if not value:
+            return None
+        try:
+            return parse_since(value)
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+
+    def filters(self) -> ExportFilters:
+        data = self.validated_data
+        return ExportFilters(
+            generation=data.get("generation"),
+            since=data.get("since"),
+            include_qc=data["include_qc"],
+            include_screening=data["include_screening"],
+        )
+
+
+class StepwiseExportSerializer(ExportFiltersSerializer):
+    neutral = serializers.ChoiceField(choices=["positive", "negative"], default="positive")
+
+
+class ExportJobCreateSerializer(StepwiseExportSerializer):
+    format = serializers.ChoiceField(choices=["prm800k", "stepwise"], default="prm800k")
+
+
+class ExportJobSerializer(serializers.ModelSerializer):
+    progress_percent = serializers.IntegerField(read_only=True)
+    download_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Job
+        fields = [
+            "id",
+            "status",
+            "params",
+            "result",
+            "progress_done",
+            "progress_total",
+            "progress_percent",
+            "error",
+            "created_at",
+            "finished_at",
+            "download_url",
+        ]
+
+    def get_download_url(self, job: Job) -> str | None:
+        if job.status != JobStatus.SUCCEEDED:
+            return None
+        return reverse("export-job-download", args=[job.pk])
+
+
+def _encoded(chunks: Iterator[tuple[str, int, int]]) -> Iterator[bytes]:
+    for block, _lines, _rows in chunks:
+        if block:
+            yield block.encode("utf-8")
+
+
+def _jsonl_response(chunks: Iterator[tuple[str, int, int]], filename: str) -> Any:
+    response = StreamingHttpResponse(_encoded(chunks), content_type="application/jsonl")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    # Tell proxies not to buffer the stream into memory or disk.
+    response["X-Accel-Buffering"] = "no"
+    return response
+
+
+@extend_schema(
+    parameters=[ExportFiltersSerializer],
+    responses={(200, "application/jsonl"): OpenApiResponse(OpenApiTypes.STR)},
+)
+class Prm800kExportView(APIView):
+    """The labels as PRM800K JSONL, streamed; QC and screening labels only when asked."""
+
+    permission_classes = [IsAdminUser]
+
+    def get(self, request: Request) -> Any:
+        params = ExportFiltersSerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        labels = labels_for_export(filters=params.filters())
+        return _jsonl_response(prm800k_chunks(labels=labels), "prm800k.jsonl")
+
+
+@extend_schema(
+    parameters=[StepwiseExportSerializer],
+    responses={(200, "application/jsonl"): OpenApiResponse(OpenApiTypes.STR)},
+)
+class StepwiseExportView(APIView):
+    """The labels in TRL's stepwise-supervision format, streamed."""
+
+    permission_classes = [IsAdminUser]
+
+    def get(self, request: Request) -> Any:
+        params = StepwiseExportSerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        labels = labels_for_export(filters=params.filters())
+        chunks = stepwise_chunks(labels=labels, neutral=params.validated_data["neutral"])
+        return _jsonl_response(chunks, "stepwise.jsonl")
+
+
+class ExportJobListView(APIView):
+    """Start a background export (for sets too large to wait on), or list recent ones."""
+
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(responses=ExportJobSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        jobs = Job.objects.filter(kind=JobKind.EXPORT).order_by("-created_at")[:50]
+        return Response(ExportJobSerializer(jobs, many=True).data)
+
+    @extend_schema(request=ExportJobCreateSerializer, responses={202: ExportJobSerializer})
+    def post(self, request: Request) -> Response:
+        params = ExportJobCreateSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        job = export_job_create(
+            created_by=request.user,  # type: ignore[arg-type]
+            filters=params.filters(),
+            export_format=params.validated_data["format"],
+            neutral=params.validated_data["neutral"],
+        )
+        return Response(ExportJobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+
+class ExportJobDetailView(APIView):
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(responses=ExportJobSerializer)
+    def get(self, request: Request, job_id: int) -> Response:
+        job = Job.objects.filter(kind=JobKind.EXPORT, pk=job_id).first()
+        if job is None:
+            raise Http404
+        return Response(ExportJobSerializer(job).data)
+
+
+@extend_schema(responses={(200, "application/jsonl"): OpenApiResponse(OpenApiTypes.BINARY)})
+class ExportJobDownloadView(APIView):
+    """The finished file of an export job (the admin links here too)."""
+
+    permission_classes = [IsAdminUser]
+
+    def get(self, request: Request, job_id: int) -> Any:
+        job = Job.objects.filter(
+            kind=JobKind.EXPORT, pk=job_id, status=JobStatus.SUCCEEDED
+        ).first()
+        path = export_path(job_id)
+        if job is None or not path.exists():
+            raise Http404("no finished export with this id")
+        filename = job.result.get("filename", path.name)
+        return FileResponse(
+            open(path, "rb"),  # noqa: SIM115 - FileResponse closes it
+            as_attachment=True,
+            filename=filename,
+            content_type="application/jsonl",
+        )
