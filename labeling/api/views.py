@@ -1,0 +1,134 @@
+"""The annotator API: each view parses input, calls one service, and serializes the result."""
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from labeling import queries
+from labeling.api.serializers import (
+    ClaimRequestSerializer,
+    HeartbeatOutSerializer,
+    MeOutSerializer,
+    SubmitOutSerializer,
+    SubmitRequestSerializer,
+    TaskOutSerializer,
+)
+from labeling.services.labels import label_submit
+from labeling.services.queue import (
+    TaskNotLeased,
+    TaskUnavailable,
+    lease_heartbeat,
+    task_claim_next,
+    task_skip,
+)
+
+
+class IsAnnotator(BasePermission):
+    message = "Only members of the annotators group (or staff) can label."
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        return queries.user_is_annotator(request.user)
+
+
+class Conflict(PermissionDenied):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "conflict"
+
+
+def _as_drf(error: DjangoValidationError) -> ValidationError:
+    detail = error.message_dict if hasattr(error, "error_dict") else {"detail": error.messages}
+    return ValidationError(detail)
+
+
+class AnnotatorView(APIView):
+    permission_classes = [IsAnnotator]
+
+
+class QueueNextView(AnnotatorView):
+    @extend_schema(
+        operation_id="queue_next",
+        summary="Claim the next task (or get your own leased task back)",
+        request=ClaimRequestSerializer,
+        responses={
+            200: TaskOutSerializer,
+            204: OpenApiResponse(description="The queue has nothing for you."),
+        },
+    )
+    def post(self, request: Request) -> Response:
+        params = ClaimRequestSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        claim = task_claim_next(annotator=request.user, exclude=params.validated_data["exclude"])
+        if claim is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response(TaskOutSerializer(claim).data)
+
+
+class TaskHeartbeatView(AnnotatorView):
+    @extend_schema(
+        operation_id="task_heartbeat",
+        summary="Extend your lease on a task",
+        request=None,
+        responses={200: HeartbeatOutSerializer, 404: OpenApiResponse(description="Not yours.")},
+    )
+    def post(self, request: Request, task_id: int) -> Response:
+        try:
+            expires_at = lease_heartbeat(annotator=request.user, task_id=task_id)
+        except TaskNotLeased as error:
+            raise NotFound(str(error)) from error
+        return Response(HeartbeatOutSerializer({"lease_expires_at": expires_at}).data)
+
+
+class TaskSubmitView(AnnotatorView):
+    @extend_schema(
+        operation_id="task_submit",
+        summary="Submit your step ratings for a task (idempotent by key)",
+        request=SubmitRequestSerializer,
+        responses={
+            201: SubmitOutSerializer,
+            200: OpenApiResponse(SubmitOutSerializer, description="A retry of an earlier submit."),
+            400: OpenApiResponse(description="Invalid field; the body names it."),
+            404: OpenApiResponse(description="No such task, or it is held by others."),
+            409: OpenApiResponse(description="The task already has all its labels."),
+        },
+    )
+    def post(self, request: Request, task_id: int) -> Response:
+        params = SubmitRequestSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        try:
+            result = label_submit(annotator=request.user, task_id=task_id, **params.validated_data)
+        except DjangoValidationError as error:
+            raise _as_drf(error) from error
+        except TaskNotLeased as error:
+            raise NotFound(str(error)) from error
+        except TaskUnavailable as error:
+            raise Conflict(str(error)) from error
+        code = status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
+        return Response(SubmitOutSerializer(result).data, status=code)
+
+
+class TaskSkipView(AnnotatorView):
+    @extend_schema(
+        operation_id="task_skip",
+        summary="Give a task back; it is not offered to you again",
+        request=None,
+        responses={204: None, 404: OpenApiResponse(description="Not leased to you.")},
+    )
+    def post(self, request: Request, task_id: int) -> Response:
+        try:
+            task_skip(annotator=request.user, task_id=task_id)
+        except TaskNotLeased as error:
+            raise NotFound(str(error)) from error
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class MeView(AnnotatorView):
+    @extend_schema(
+        operation_id="me", summary="Your labeling statistics", responses=MeOutSerializer
+    )
+    def get(self, request: Request) -> Response:
+        return Response(MeOutSerializer(queries.annotator_stats_get(user=request.user)).data)

@@ -1,0 +1,126 @@
+"""Reads shared by views and services: annotator state, gold pairs, screening sets."""
+
+import datetime
+from dataclasses import dataclass
+from typing import Literal
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AbstractUser, AnonymousUser
+from django.db.models import Max
+from django.utils import timezone
+
+from labeling.models import AnnotatorProfile, Label, QualitySettings, Task, TaskKind
+from labeling.services.quality import agreement_summarise, quality_settings_get
+
+ANNOTATORS_GROUP = "annotators"
+
+ScreeningState = Literal["passed", "pending", "failed", "none"]
+
+
+def user_is_annotator(user: AbstractUser | AnonymousUser) -> bool:
+    """Staff, or a member of the ``annotators`` group, may take work from the queue."""
+    if not user.is_authenticated:
+        return False
+    if user.is_staff:
+        return True
+    return user.groups.filter(name=ANNOTATORS_GROUP).exists()
+
+
+def annotator_profile_get(*, user: AbstractBaseUser) -> AnnotatorProfile:
+    profile, _ = AnnotatorProfile.objects.get_or_create(user=user)
+    return profile
+
+
+def screening_tasks_required(*, quality: QualitySettings) -> list[int]:
+    """Ids of the screening questions a new annotator must label, in serving order.
+
+    Only screening tasks that have a gold label count: without gold there is nothing to grade.
+    """
+    ids = Task.objects.filter(kind=TaskKind.SCREENING, gold_label__isnull=False).order_by(
+        "-priority", "id"
+    )
+    if quality.screening_required is not None:
+        ids = ids[: quality.screening_required]
+    return list(ids.values_list("id", flat=True))
+
+
+def gold_rating_pairs(
+    *,
+    annotator: AbstractBaseUser,
+    task_ids: list[int] | None = None,
+    kinds: tuple[str, ...] = (TaskKind.SCREENING, TaskKind.QUALITY_CONTROL),
+) -> list[tuple[list[int | None], list[int | None]]]:
+    """(annotator's ratings, gold ratings) for every gold-backed task the annotator labeled."""
+    labels = Label.objects.filter(annotator=annotator, task__gold_label__isnull=False).exclude(
+        is_gold=True
+    )
+    if task_ids is not None:
+        labels = labels.filter(task_id__in=task_ids)
+    else:
+        labels = labels.filter(task__kind__in=kinds)
+    return [
+        (list(mine), list(gold))
+        for mine, gold in labels.values_list("ratings", "task__gold_label__ratings")
+    ]
+
+
+def labels_since_last_qc(*, annotator: AbstractBaseUser, limit: int) -> int:
+    """How many normal labels the annotator made after their latest QC label, capped at limit.
+
+    The cap keeps this an index range read however long the annotator has been working.
+    """
+    last_qc = Label.objects.filter(
+        annotator=annotator, task__kind=TaskKind.QUALITY_CONTROL
+    ).aggregate(last=Max("id"))["last"]
+    since = Label.objects.filter(annotator=annotator, task__kind=TaskKind.NORMAL)
+    if last_qc is not None:
+        since = since.filter(id__gt=last_qc)
+    return len(since.values_list("id", flat=True)[:limit])
+
+
+def screening_state(*, profile: AnnotatorProfile, quality: QualitySettings) -> ScreeningState:
+    if profile.screening_passed is True:
+        return "passed"
+    if profile.screening_passed is False:
+        return "failed"
+    if screening_tasks_required(quality=quality):
+        return "pending"
+    return "none"
+
+
+@dataclass(frozen=True)
+class AnnotatorStats:
+    username: str
+    labels_today: int
+    labels_total: int
+    gold_agreement: float | None
+    screening: ScreeningState
+
+
+def annotator_stats_get(*, user: AbstractUser) -> AnnotatorStats:
+    profile = annotator_profile_get(user=user)
+    labels = Label.objects.filter(annotator=user)
+    summary = agreement_summarise(gold_rating_pairs(annotator=user))
+    agreement = summary.step_agreement
+    return AnnotatorStats(
+        username=user.get_username(),
+        labels_today=labels.filter(created_at__gte=today_start()).count(),
+        labels_total=labels.count(),
+        gold_agreement=None if agreement is None else round(agreement, 4),
+        screening=screening_state(profile=profile, quality=quality_settings_get()),
+    )
+
+
+def today_start() -> datetime.datetime:
+    return timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def active_selector_scores(*, solution_ids: list[int]) -> dict[int, float]:
+    """The active selector version's score per solution (solutions it has not scored are absent)."""
+    from selector.models import SolutionScore
+
+    return dict(
+        SolutionScore.objects.filter(
+            version__is_active=True, solution_id__in=solution_ids
+        ).values_list("solution_id", "score")
+    )

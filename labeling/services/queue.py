@@ -1,0 +1,301 @@
+"""The leased task queue: claim, heartbeat, skip, lease expiry, and enqueueing candidates.
+
+Concurrency model. ``Task.label_count`` and ``Task.lease_count`` are only changed while the
+task row is locked (or by a single atomic ``UPDATE``), and every path that touches a task and
+its leases locks the task row *first*, then the lease rows — one lock order, so no deadlocks.
+A normal task is open while ``label_count + lease_count < required_labels``; the claim locks the
+first open row with ``SKIP LOCKED`` so concurrent claimants fan out over different rows instead
+of queueing behind one. On SQLite, ``transaction_mode=IMMEDIATE`` serialises writers instead.
+Screening and QC questions are per annotator (everyone labels each once), so they have no slot
+limit; the unique (task, annotator) lease is what prevents a double claim there.
+"""
+
+import datetime
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
+from django.utils import timezone
+
+from labeling import queries
+from labeling.models import Label, Lease, Skip, Solution, Task, TaskKind
+from labeling.services.quality import (
+    annotator_screening_update,
+    qc_interval,
+    quality_settings_get,
+)
+
+logger = logging.getLogger(__name__)
+
+# Must match the predicate of the ``task_open_normal`` partial index, or PostgreSQL cannot use it.
+OPEN_NORMAL = Q(kind=TaskKind.NORMAL, label_count__lt=F("required_labels") - F("lease_count"))
+MAX_LIVE_LEASES = 2  # the task on screen plus the one the page prefetched
+LAZY_RELEASE_LIMIT = 20  # tasks with expired leases freed per claim; the beat task does the rest
+CLAIM_ATTEMPTS = 3  # a lost race on the unique lease only happens to one user's twin requests
+
+
+class QueueError(Exception):
+    """Base for queue outcomes the API maps to HTTP statuses."""
+
+
+class TaskNotLeased(QueueError):
+    """The task does not exist or is not leased to this annotator (404)."""
+
+
+class TaskUnavailable(QueueError):
+    """The task can take no more labels (409)."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    task: Task  # with solution and problem loaded
+    lease: Lease
+    resumed: bool  # the annotator already held this lease (a reload, or the prefetched task)
+
+
+def lease_expiry(now: datetime.datetime | None = None) -> datetime.datetime:
+    return (now or timezone.now()) + datetime.timedelta(minutes=settings.LEASE_MINUTES)
+
+
+def task_claim_next(*, annotator: AbstractBaseUser, exclude: Iterable[int] = ()) -> Claim | None:
+    """The annotator's next task with a fresh lease, or their own live lease back; None if none.
+
+    Order of service: a live lease the annotator already holds (not in ``exclude``); screening
+    questions until screening is decided; a QC question every ``qc_interval`` labels; then the
+    highest-priority open normal task they have not labeled, leased or skipped.
+    """
+    exclude_ids = {int(task_id) for task_id in exclude}
+    now = timezone.now()
+    leases_release_expired(now=now, limit=LAZY_RELEASE_LIMIT)
+
+    profile = queries.annotator_profile_get(user=annotator)
+    if profile.is_paused:
+        return None
+    live = list(
+        Lease.objects.filter(annotator=annotator, expires_at__gt=now)
+        .select_related("task__solution__problem")
+        .order_by("created_at", "id")
+    )
+    for lease in live:
+        if lease.task_id not in exclude_ids:
+            return Claim(task=lease.task, lease=lease, resumed=True)
+    if len(live) >= MAX_LIVE_LEASES:
+        return None
+
+    quality = quality_settings_get()
+    passed = profile.screening_passed
+    if passed is None:
+        required = queries.screening_tasks_required(quality=quality)
+        if required:
+            claim = _claim_per_annotator(
+                annotator=annotator,
+                candidates=Task.objects.filter(id__in=required),
+                exclude=exclude_ids,
+            )
+            if claim is not None:
+                return claim
+            # Nothing left to claim: either all are labeled (decide now) or the last ones are
+            # leased to this annotator already (wait for their submit).
+            passed = annotator_screening_update(annotator=annotator, quality=quality)
+            if passed is None:
+                return None
+    if passed is False:
+        return None
+
+    interval = qc_interval(quality.qc_rate)
+    holds_qc = any(lease.task.kind == TaskKind.QUALITY_CONTROL for lease in live)
+    if (
+        interval is not None
+        and not holds_qc
+        and queries.labels_since_last_qc(annotator=annotator, limit=interval) >= interval
+    ):
+        claim = _claim_per_annotator(
+            annotator=annotator,
+            candidates=Task.objects.filter(
+                kind=TaskKind.QUALITY_CONTROL, gold_label__isnull=False
+            ),
+            exclude=exclude_ids,
+        )
+        if claim is not None:
+            return claim
+    return _claim_normal(annotator=annotator, exclude=exclude_ids)
+
+
+def _not_seen_by(annotator: AbstractBaseUser) -> Q:
+    """Tasks the annotator has not labeled, leased or skipped (each an index probe)."""
+    return (
+        ~Q(Exists(Label.objects.filter(task=OuterRef("pk"), annotator=annotator)))
+        & ~Q(Exists(Lease.objects.filter(task=OuterRef("pk"), annotator=annotator)))
+        & ~Q(Exists(Skip.objects.filter(task=OuterRef("pk"), annotator=annotator)))
+    )
+
+
+def _claim_normal(*, annotator: AbstractBaseUser, exclude: set[int]) -> Claim | None:
+    for _ in range(CLAIM_ATTEMPTS):
+        try:
+            with transaction.atomic():
+                candidates = Task.objects.filter(OPEN_NORMAL).filter(_not_seen_by(annotator))
+                if exclude:
+                    candidates = candidates.exclude(pk__in=exclude)
+                task = (
+                    candidates.select_related("solution__problem")
+                    .select_for_update(skip_locked=True, of=("self",))
+                    .order_by("-priority", "id")
+                    .first()
+                )
+                if task is None:
+                    return None
+                return _lease_create(task=task, annotator=annotator)
+        except IntegrityError:
+            # The same annotator's concurrent request leased this task first; try the next.
+            continue
+    return None
+
+
+def _claim_per_annotator(
+    *, annotator: AbstractBaseUser, candidates: QuerySet[Task], exclude: set[int]
+) -> Claim | None:
+    for _ in range(CLAIM_ATTEMPTS):
+        try:
+            with transaction.atomic():
+                available = candidates.filter(_not_seen_by(annotator))
+                if exclude:
+                    available = available.exclude(pk__in=exclude)
+                task = (
+                    available.select_related("solution__problem").order_by("-priority", "id").first()
+                )
+                if task is None:
+                    return None
+                return _lease_create(task=task, annotator=annotator)
+        except IntegrityError:
+            continue
+    return None
+
+
+def _lease_create(*, task: Task, annotator: AbstractBaseUser) -> Claim:
+    lease = Lease.objects.create(task=task, annotator=annotator, expires_at=lease_expiry())
+    Task.objects.filter(pk=task.pk).update(lease_count=F("lease_count") + 1)
+    task.lease_count += 1
+    return Claim(task=task, lease=lease, resumed=False)
+
+
+def lease_heartbeat(*, annotator: AbstractBaseUser, task_id: int) -> datetime.datetime:
+    """Extend the annotator's lease on the task; returns the new expiry.
+
+    A lease past its expiry that has not been released yet still holds its slot, so it is
+    extended too; once released, the annotator has to submit (accepted while a slot is free).
+    """
+    expires_at = lease_expiry()
+    if not Lease.objects.filter(task_id=task_id, annotator=annotator).update(expires_at=expires_at):
+        raise TaskNotLeased(f"task {task_id} is not leased to you")
+    return expires_at
+
+
+@transaction.atomic
+def task_skip(*, annotator: AbstractBaseUser, task_id: int) -> None:
+    """Give the task back; the annotator is not offered it again (screening ones excepted)."""
+    task = Task.objects.select_for_update().filter(pk=task_id).first()
+    if task is None:
+        raise TaskNotLeased(f"task {task_id} is not leased to you")
+    deleted, _ = Lease.objects.filter(task=task, annotator=annotator).delete()
+    if not deleted:
+        raise TaskNotLeased(f"task {task_id} is not leased to you")
+    Task.objects.filter(pk=task.pk).update(lease_count=F("lease_count") - deleted)
+    # Screening questions must all be answered, so skipping one only postpones it.
+    if task.kind != TaskKind.SCREENING:
+        Skip.objects.get_or_create(task=task, annotator=annotator)
+
+
+def leases_release_expired(*, now: datetime.datetime | None = None, limit: int = 10_000) -> int:
+    """Delete leases past their expiry and give their slots back; returns leases released.
+
+    One short transaction per task, locking the task row first (the queue's lock order); a task
+    locked by someone else right now is left for the next pass rather than waited on.
+    """
+    now = now or timezone.now()
+    task_ids = sorted(
+        set(
+            Lease.objects.filter(expires_at__lte=now)
+            .order_by("expires_at")
+            .values_list("task_id", flat=True)[:limit]
+        )
+    )
+    released = 0
+    for task_id in task_ids:
+        with transaction.atomic():
+            locked = Task.objects.select_for_update(skip_locked=True).filter(pk=task_id)
+            if not locked.values_list("pk", flat=True).first():
+                continue
+            deleted, _ = Lease.objects.filter(task_id=task_id, expires_at__lte=now).delete()
+            if deleted:
+                Task.objects.filter(pk=task_id).update(lease_count=F("lease_count") - deleted)
+                released += deleted
+    if released:
+        logger.info("released %d expired leases on %d tasks", released, len(task_ids))
+    return released
+
+
+PriorityFrom = Literal["score", "zero"]
+ENQUEUE_BATCH = 5_000
+
+
+def tasks_enqueue(
+    *,
+    solution_ids: Iterable[int],
+    generation: int | None,
+    overlap: int = 1,
+    kind: str = TaskKind.NORMAL,
+    priority_from: PriorityFrom = "score",
+) -> int:
+    """Queue candidate solutions for labeling; returns how many tasks were created.
+
+    A solution already queued with the same kind and generation is left as it is. With
+    ``priority_from="score"`` the active selector's score becomes both the priority and the
+    recorded ``queued_score``; with ``"zero"`` every task gets priority 0 (score still recorded).
+    Unknown solution ids are an error and nothing is queued.
+    """
+    if overlap < 1:
+        raise ValidationError({"overlap": ["must be at least 1"]})
+    if kind not in TaskKind.values:
+        raise ValidationError({"kind": [f"must be one of {', '.join(TaskKind.values)}"]})
+    if priority_from not in ("score", "zero"):
+        raise ValidationError({"priority_from": ["must be 'score' or 'zero'"]})
+    wanted = sorted({int(solution_id) for solution_id in solution_ids})
+    created = 0
+    with transaction.atomic():
+        for start in range(0, len(wanted), ENQUEUE_BATCH):
+            batch = wanted[start : start + ENQUEUE_BATCH]
+            found = set(Solution.objects.filter(pk__in=batch).values_list("pk", flat=True))
+            missing = [solution_id for solution_id in batch if solution_id not in found]
+            if missing:
+                shown = ", ".join(map(str, missing[:10]))
+                raise ValidationError({"solution_ids": [f"no such solution: {shown}"]})
+            queued = Task.objects.filter(solution_id__in=batch, kind=kind)
+            queued = (
+                queued.filter(generation__isnull=True)
+                if generation is None
+                else queued.filter(generation=generation)
+            )
+            already = set(queued.values_list("solution_id", flat=True))
+            scores = queries.active_selector_scores(solution_ids=batch)
+            tasks = [
+                Task(
+                    solution_id=solution_id,
+                    kind=kind,
+                    generation=generation,
+                    required_labels=overlap if kind == TaskKind.NORMAL else 1,
+                    queued_score=scores.get(solution_id),
+                    priority=scores.get(solution_id, 0.0) if priority_from == "score" else 0.0,
+                )
+                for solution_id in batch
+                if solution_id not in already
+            ]
+            Task.objects.bulk_create(tasks, ignore_conflicts=True)
+            created += len(tasks)
+    return created
