@@ -1,0 +1,142 @@
+"""How good a selector is: step AUROC, first-error accuracy, best-of-N (numpy/sklearn only)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+
+def step_metrics(step_scores: Sequence[float], step_ratings: Sequence[int]) -> dict[str, Any]:
+    """Negative-vs-not detection over labeled steps: the "positive" class is a negative step,
+    predicted by 1 - score. AUROC/AUPRC are None when only one class is present."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    if len(step_scores) != len(step_ratings):
+        raise ValueError(f"{len(step_scores)} scores for {len(step_ratings)} ratings")
+    for j, rating in enumerate(step_ratings):
+        if rating not in (-1, 0, 1):
+            raise ValueError(f"step {j}: rating must be -1, 0 or 1, got {rating!r}")
+    y = np.asarray([r == -1 for r in step_ratings], dtype=bool)
+    risk = 1.0 - np.asarray(step_scores, dtype=float)
+    n_negative = int(y.sum())
+    defined = 0 < n_negative < len(y)
+    return {
+        "auroc": float(roc_auc_score(y, risk)) if defined else None,
+        "auprc": float(average_precision_score(y, risk)) if defined else None,
+        "n_steps": len(y),
+        "n_negative": n_negative,
+    }
+
+
+def predicted_first_error(step_scores: Sequence[float], threshold: float) -> int | None:
+    for j, s in enumerate(step_scores):
+        if s < threshold:
+            return j
+    return None
+
+
+def first_error_metrics(
+    solutions: Sequence[tuple[list[float], int | None]], *, threshold: float = 0.5
+) -> dict[str, Any]:
+    """ProcessBench-style: on erroneous solutions the predicted first error (first step scored
+    below ``threshold``) must be the true one; on correct solutions no step may be flagged.
+    ``f1`` is the harmonic mean of the two accuracies; None when a side is empty."""
+    hits_err = n_err = hits_ok = n_ok = 0
+    for i, (scores, true_index) in enumerate(solutions):
+        if true_index is not None and not 0 <= true_index < len(scores):
+            raise ValueError(
+                f"solution {i}: first error {true_index} outside its {len(scores)} steps"
+            )
+        predicted = predicted_first_error(scores, threshold)
+        if true_index is None:
+            n_ok += 1
+            hits_ok += predicted is None
+        else:
+            n_err += 1
+            hits_err += predicted == true_index
+    acc_err = hits_err / n_err if n_err else None
+    acc_ok = hits_ok / n_ok if n_ok else None
+    f1: float | None = None
+    if acc_err is not None and acc_ok is not None:
+        f1 = 0.0 if acc_err + acc_ok == 0 else 2 * acc_err * acc_ok / (acc_err + acc_ok)
+    return {
+        "acc_erroneous": acc_err,
+        "acc_correct": acc_ok,
+        "f1": f1,
+        "n_erroneous": n_err,
+        "n_correct": n_ok,
+    }
+
+
+def best_of_n(
+    problems: Sequence[Sequence[tuple[float, str, bool]]],
+    *,
+    ns: Sequence[int] | None = None,
+    trials: int = 200,
+    seed: int = 0,
+) -> dict[str, list[Any]]:
+    """Best-of-N accuracy of the selector vs majority vote vs a random pick.
+
+    Per problem: candidates as (selector score, normalized final answer, is_correct). For each
+    N (default 1, 2, 4, … up to the largest pool) and each problem with at least N candidates,
+    ``trials`` random size-N subsets are drawn; the selector picks the top score, majority vote
+    picks the most common answer (ties broken at random), random counts the expected accuracy
+    of a uniform pick. Accuracies are averaged over trials, then over problems.
+    ``problems`` (the number of problems that entered each N) is returned alongside.
+    """
+    pools = [list(p) for p in problems if len(p) > 0]
+    largest = max((len(p) for p in pools), default=0)
+    if ns is None:
+        ns = []
+        n = 1
+        while n <= largest:
+            ns.append(n)
+            n *= 2
+        if largest and ns[-1] != largest:
+            ns.append(largest)
+    rng = np.random.default_rng(seed)
+    out: dict[str, list[Any]] = {
+        "n": [],
+        "selector": [],
+        "majority": [],
+        "random": [],
+        "problems": [],
+    }
+    for n in ns:
+        if n < 1:
+            raise ValueError(f"N must be at least 1, got {n}")
+        sel_acc, maj_acc, rnd_acc = [], [], []
+        for pool in pools:
+            size = len(pool)
+            if size < n:
+                continue
+            scores = np.asarray([c[0] for c in pool], dtype=float)
+            correct = np.asarray([bool(c[2]) for c in pool], dtype=bool)
+            codes_by_answer: dict[str, int] = {}
+            codes = np.asarray(
+                [codes_by_answer.setdefault(c[1], len(codes_by_answer)) for c in pool]
+            )
+            n_codes = len(codes_by_answer)
+            # An answer is correct when any candidate giving it was graded correct.
+            code_correct = np.zeros(n_codes, dtype=bool)
+            np.logical_or.at(code_correct, codes, correct)
+            # Random size-n subsets, in random order (so argmax ties break at random too).
+            subsets = np.argsort(rng.random((trials, size)), axis=1)[:, :n]
+            picks = subsets[np.arange(trials), np.argmax(scores[subsets], axis=1)]
+            sel_acc.append(correct[picks].mean())
+            counts = np.zeros((trials, n_codes))
+            np.add.at(counts, (np.repeat(np.arange(trials), n), codes[subsets].ravel()), 1.0)
+            # Noise below 1 only reorders answers with equal counts.
+            voted = np.argmax(counts + 0.5 * rng.random(counts.shape), axis=1)
+            maj_acc.append(code_correct[voted].mean())
+            rnd_acc.append(correct[subsets].mean())
+        if not sel_acc:
+            continue
+        out["n"].append(int(n))
+        out["selector"].append(float(np.mean(sel_acc)))
+        out["majority"].append(float(np.mean(maj_acc)))
+        out["random"].append(float(np.mean(rnd_acc)))
+        out["problems"].append(len(sel_acc))
+    return out
