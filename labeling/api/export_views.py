@@ -171,15 +171,13 @@ class ExportJobDownloadView(APIView):
     permission_classes = [IsAdminUser]
 
     def get(self, request: Request, job_id: int) -> Any:
-        job = Job.objects.filter(
-            kind=JobKind.EXPORT, pk=job_id, status=JobStatus.SUCCEEDED
-        ).first()
+        job = Job.objects.filter(kind=JobKind.EXPORT, pk=job_id, status=JobStatus.SUCCEEDED).first()
         path = export_path(job_id)
         if job is None or not path.exists():
             raise Http404("no finished export with this id")
         filename = job.result.get("filename", path.name)
         return FileResponse(
-            open(path, "rb"),  # noqa: SIM115 - FileResponse closes it
+            open(path, "rb"),  # FileResponse closes it
             as_attachment=True,
             filename=filename,
             content_type="application/jsonl",
