@@ -8,3 +8,11 @@ def export_run(job_id: int) -> None:
     from labeling.services.export import export_job_run
 
     export_job_run(job_id=job_id)
+
+
+@shared_task(name="labeling.leases_release_expired", acks_late=True, time_limit=300)
+def leases_release_expired_task() -> int:
+    """Beat, every minute: give the slots of abandoned leases back to the queue."""
+    from labeling.services.queue import leases_release_expired
+
+    return leases_release_expired()
