@@ -1,3 +1,7 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from labeling import views
+
+urlpatterns: list = [
+    path("label/", views.label_page, name="label"),
+]
