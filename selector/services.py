@@ -200,7 +200,7 @@ def candidates_score(
             pending.filter(pk__gt=last_id)
             .order_by("pk")
             .select_related("problem")
-            .only("pk", "steps", "problem__problem")[:batch]
+            .only("id", "steps", "problem__problem")[:batch]
         )
         if not chunk:
             break
@@ -467,11 +467,11 @@ def labeled_trajectories() -> Iterable[LabeledTrajectory]:
         .exclude(finish_reason=FinishReason.BAD_PROBLEM)
         .select_related("task__solution__problem")
         .only(
-            "pk",
+            "id",
             "steps",
             "ratings",
             "finish_reason",
-            "task__solution__pk",
+            "task__solution__id",
             "task__solution__steps",
             "task__solution__problem__unique_id",
             "task__solution__problem__problem",
@@ -685,11 +685,11 @@ def selector_evaluate(
     report = _progress_for(job, progress)
     _, held_out = trajectories_split()
     graded = Solution.objects.filter(grade__in=[Grade.CORRECT, Grade.INCORRECT]).only(
-        "pk", "answer", "grade", "problem_id"
+        "id", "answer", "grade", "problem_id"
     )
     problem_keys = dict(
         Problem.objects.filter(pk__in=graded.values("problem_id").distinct()).values_list(
-            "pk", "unique_id"
+            "id", "unique_id"
         )
     )
     held_keys = _held_out_keys(problem_keys.values())
