@@ -1,0 +1,848 @@
+"""Import MATH problems, candidate solutions and PRM800K label records from JSONL streams.
+
+All three importers share one shape: read the stream line by line, parse and validate each
+record (a bad one becomes ``FILE:LINE: field: message``), and write valid records in batches
+of ``batch_size`` lines (a few set-based queries per table per batch), all inside ONE
+transaction. If any line was invalid and ``skip_invalid`` is false, ``ImportFailed`` is raised
+at the end with every error and the transaction rolls back: nothing is imported. Memory is
+bounded by the batch whatever the file size, and re-importing a file creates nothing new.
+
+Grading is not done here: callers run ``answers_grade`` afterwards (the management commands)
+or enqueue ``labeling.grade_solutions`` on commit (the admin upload).
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import IO, Any, TypeVar
+
+from django.db import transaction
+from django.db.models import Count, OuterRef, Subquery
+from django.db.models.functions import Coalesce, Greatest
+
+from labeling.models import (
+    AnnotatorProfile,
+    FinishReason,
+    Label,
+    Problem,
+    Solution,
+    Task,
+    TaskKind,
+    text_sha256,
+)
+from labeling.services.grading import ANSWER_MARKER, answer_extract, problem_grades_reset
+from labeling.services.jsonl import (
+    LineError,
+    LineInvalid,
+    jsonl_records,
+    opt_str,
+    req_str,
+    str_list,
+    type_name,
+)
+
+DEFAULT_BATCH_SIZE = 2000
+_MAX_TOTAL_TIME_MS = 2**31 - 1  # PositiveIntegerField's range on every backend
+_PROBLEM_CACHE_LIMIT = 100_000  # problem ids remembered across batches (candidates import)
+
+Row = TypeVar("Row")
+Progress = Callable[[int], None]
+
+
+@dataclass
+class ImportReport:
+    source: str
+    lines: int = 0  # non-blank lines read
+    imported: int = 0  # valid lines (written, or already present)
+    created: dict[str, int] = field(default_factory=dict)
+    updated: dict[str, int] = field(default_factory=dict)
+    errors: list[LineError] = field(default_factory=list)
+    # Problems with new solutions or a changed ground truth: the ones grading should visit.
+    problem_ids: set[int] = field(default_factory=set)
+
+    def count(self, counter: dict[str, int], name: str, n: int) -> None:
+        if n:
+            counter[name] = counter.get(name, 0) + n
+
+    def error_lines(self) -> list[str]:
+        return [error.format(self.source) for error in sorted(self.errors)]
+
+    def summary(self) -> str:
+        def fmt(counter: dict[str, int]) -> str:
+            return ", ".join(f"{n} {name}" for name, n in counter.items()) or "nothing"
+
+        text = f"{self.source}: {self.imported} of {self.lines} lines valid"
+        text += f"; created {fmt(self.created)}"
+        if self.updated:
+            text += f"; updated {fmt(self.updated)}"
+        if self.errors:
+            text += f"; {len(self.errors)} invalid lines skipped"
+        return text
+
+
+class ImportFailed(Exception):
+    """Some lines were invalid and ``skip_invalid`` was off: nothing was imported."""
+
+    def __init__(self, report: ImportReport) -> None:
+        self.report = report
+        super().__init__(
+            f"{len(report.errors)} invalid line(s) in {report.source}; nothing was imported "
+            "(use --skip-invalid to import the valid lines)"
+        )
+
+
+def _import(
+    *,
+    stream: IO[bytes],
+    source: str,
+    skip_invalid: bool,
+    progress: Progress | None,
+    batch_size: int,
+    parse: Callable[[dict[str, Any]], Row],
+    write: Callable[[list[tuple[int, Row]], ImportReport], None],
+) -> ImportReport:
+    report = ImportReport(source=source)
+    with transaction.atomic():
+        batch: list[tuple[int, Row]] = []
+        for number, record in jsonl_records(stream, progress=progress):
+            report.lines += 1
+            if isinstance(record, LineError):
+                report.errors.append(record)
+                continue
+            try:
+                batch.append((number, parse(record)))
+            except LineInvalid as exc:
+                report.errors.append(LineError(number, exc.field, exc.message))
+                continue
+            if len(batch) >= batch_size:
+                write(batch, report)
+                batch = []
+        if batch:
+            write(batch, report)
+        if report.errors and not skip_invalid:
+            raise ImportFailed(report)  # rolls the transaction back
+    return report
+
+
+# --- MATH problems ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProblemRow:
+    unique_id: str
+    problem: str
+    solution: str
+    answer: str
+    subject: str
+    level: int | None
+
+
+_PROBLEM_FIELDS = ("problem", "solution", "answer", "subject", "level")
+
+
+def _parse_level(value: Any) -> int | None:
+    # MATH's own files say "Level 3"; the PRM800K splits say 3. "Level ?" occurs in MATH.
+    if value is None or value == "Level ?":
+        return None
+    if isinstance(value, str) and value.startswith("Level "):
+        value = value.removeprefix("Level ")
+        if value.isdigit():
+            value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100:
+        raise LineInvalid("level", f"must be an integer level like 3, got {value!r}")
+    return value
+
+
+def _parse_problem(record: dict[str, Any]) -> ProblemRow:
+    unique_id = req_str(record, "unique_id", nonempty=True)
+    if len(unique_id) > 255:
+        raise LineInvalid("unique_id", "must be at most 255 characters")
+    return ProblemRow(
+        unique_id=unique_id,
+        problem=req_str(record, "problem", nonempty=True),
+        solution=opt_str(record, "solution"),
+        answer=req_str(record, "answer"),
+        subject=opt_str(record, "subject", max_length=100),
+        level=_parse_level(record.get("level")),
+    )
+
+
+def _write_problems(batch: list[tuple[int, ProblemRow]], report: ImportReport) -> None:
+    rows = {row.unique_id: row for _, row in batch}  # a later line for the same id wins
+    report.imported += len(batch)
+    existing = {p.unique_id: p for p in Problem.objects.filter(unique_id__in=list(rows))}
+    to_create: list[Problem] = []
+    to_update: list[Problem] = []
+    answer_changed: list[int] = []
+    for unique_id, row in rows.items():
+        problem = existing.get(unique_id)
+        if problem is None:
+            to_create.append(
+                Problem(
+                    unique_id=unique_id,
+                    problem_hash=text_sha256(row.problem),
+                    **{name: getattr(row, name) for name in _PROBLEM_FIELDS},
+                )
+            )
+            continue
+        changed = [name for name in _PROBLEM_FIELDS if getattr(problem, name) != getattr(row, name)]
+        if not changed:
+            continue
+        for name in changed:
+            setattr(problem, name, getattr(row, name))
+        problem.problem_hash = text_sha256(row.problem)
+        to_update.append(problem)
+        if "answer" in changed:
+            answer_changed.append(problem.pk)
+    Problem.objects.bulk_create(to_create)
+    Problem.objects.bulk_update(to_update, [*_PROBLEM_FIELDS, "problem_hash"])
+    # A new ground truth makes cached grades wrong: forget them so grading runs again.
+    problem_grades_reset(problem_ids=answer_changed)
+    report.problem_ids.update(answer_changed)
+    report.count(report.created, "problems", len(to_create))
+    report.count(report.updated, "problems", len(to_update))
+
+
+def problems_import(
+    *,
+    stream: IO[bytes],
+    source: str,
+    skip_invalid: bool = False,
+    progress: Progress | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> ImportReport:
+    """Upsert MATH-format problems (``problem, solution, answer, subject, level, unique_id``)
+    by ``unique_id``: new ids are created, changed content is updated, and a changed answer
+    resets the grades of that problem's candidates."""
+    return _import(
+        stream=stream,
+        source=source,
+        skip_invalid=skip_invalid,
+        progress=progress,
+        batch_size=batch_size,
+        parse=_parse_problem,
+        write=_write_problems,
+    )
+
+
+# --- candidate solutions ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CandidateRow:
+    unique_id: str | None
+    problem_hash: str | None  # when the line names its problem by text
+    steps: list[str]
+    answer: str
+    generator: str
+
+
+def solution_text_split(text: str) -> list[str]:
+    """Steps of a newline-separated solution: one per non-blank line, except that the
+    ``# Answer`` line and everything after it form the last step, PRM800K's shape."""
+    lines = [line for line in text.split("\n") if line.strip()]
+    for i, line in enumerate(lines):
+        if line.strip() == ANSWER_MARKER:
+            tail = "\n".join(lines[i + 1 :]).strip()
+            return [*lines[:i], f"{ANSWER_MARKER}\n\n{tail}" if tail else ANSWER_MARKER]
+    return lines
+
+
+def _parse_candidate(record: dict[str, Any]) -> CandidateRow:
+    unique_id: str | None = None
+    problem_hash: str | None = None
+    if record.get("unique_id") is not None:
+        unique_id = req_str(record, "unique_id", nonempty=True)
+    elif record.get("problem") is not None:
+        problem_hash = text_sha256(req_str(record, "problem", nonempty=True))
+    else:
+        raise LineInvalid("unique_id", "is required (or give the problem text as 'problem')")
+    if "steps" in record and "solution" in record:
+        raise LineInvalid("steps", "give either 'steps' or 'solution', not both")
+    if "steps" in record:
+        steps = str_list(record["steps"], "steps")
+        for i, step in enumerate(steps):
+            if not step.strip():
+                raise LineInvalid(f"steps[{i}]", "must not be blank")
+    elif "solution" in record:
+        steps = solution_text_split(req_str(record, "solution"))
+        if not steps:
+            raise LineInvalid("solution", "has no non-blank lines")
+    else:
+        raise LineInvalid("steps", "is required (or give the solution text as 'solution')")
+    if record.get("answer") is not None:
+        answer = req_str(record, "answer").strip()
+    else:
+        answer = answer_extract(steps)
+    return CandidateRow(
+        unique_id=unique_id,
+        problem_hash=problem_hash,
+        steps=steps,
+        answer=answer,
+        generator=opt_str(record, "generator", max_length=100),
+    )
+
+
+class _CandidateWriter:
+    """Writes candidate batches; remembers problem ids across batches (bounded)."""
+
+    def __init__(self, source_label: str) -> None:
+        self.source_label = source_label
+        self.by_unique_id: dict[str, int] = {}
+        self.by_hash: dict[str, int] = {}
+
+    def _resolve(self, rows: Iterable[CandidateRow]) -> None:
+        if len(self.by_unique_id) + len(self.by_hash) > _PROBLEM_CACHE_LIMIT:
+            self.by_unique_id.clear()
+            self.by_hash.clear()
+        ids = {r.unique_id for r in rows if r.unique_id and r.unique_id not in self.by_unique_id}
+        hashes = {
+            r.problem_hash for r in rows if r.problem_hash and r.problem_hash not in self.by_hash
+        }
+        if ids:
+            self.by_unique_id.update(
+                Problem.objects.filter(unique_id__in=ids).values_list("unique_id", "id")
+            )
+        if hashes:
+            # Several problems may share a text (e.g. across splits): take the oldest.
+            for problem_hash, pk in (
+                Problem.objects.filter(problem_hash__in=hashes)
+                .order_by("-id")
+                .values_list("problem_hash", "id")
+            ):
+                self.by_hash[problem_hash] = pk
+
+    def __call__(self, batch: list[tuple[int, CandidateRow]], report: ImportReport) -> None:
+        self._resolve(row for _, row in batch)
+        new: dict[tuple[int, str], tuple[CandidateRow, str]] = {}
+        for number, row in batch:
+            if row.unique_id is not None:
+                problem_id = self.by_unique_id.get(row.unique_id)
+                if problem_id is None:
+                    report.errors.append(
+                        LineError(
+                            number, "unique_id", f"no problem with unique_id {row.unique_id!r}"
+                        )
+                    )
+                    continue
+            else:
+                assert row.problem_hash is not None
+                problem_id = self.by_hash.get(row.problem_hash)
+                if problem_id is None:
+                    report.errors.append(
+                        LineError(number, "problem", "matches no imported problem's text")
+                    )
+                    continue
+            report.imported += 1
+            text_hash = text_sha256("\n".join(row.steps))
+            new.setdefault((problem_id, text_hash), (row, text_hash))
+        if not new:
+            return
+        existing = set(
+            Solution.objects.filter(
+                problem_id__in={p for p, _ in new}, text_hash__in={h for _, h in new}
+            ).values_list("problem_id", "text_hash")
+        )
+        rows = [(key, row) for key, (row, _) in new.items() if key not in existing]
+        _solutions_insert(rows, source=self.source_label)
+        report.problem_ids.update(problem_id for (problem_id, _), _ in rows)
+        report.count(report.created, "solutions", len(rows))
+
+
+def _solutions_insert(rows: list[tuple[tuple[int, str], CandidateRow]], *, source: str) -> None:
+    Solution.objects.bulk_create(
+        [
+            Solution(
+                problem_id=problem_id,
+                steps=row.steps,
+                answer=row.answer,
+                text_hash=text_hash,
+                generator=row.generator,
+                source=source,
+            )
+            for (problem_id, text_hash), row in rows
+        ],
+        batch_size=1000,
+        # Another import may be adding the same candidate right now: theirs wins.
+        ignore_conflicts=True,
+    )
+
+
+def candidates_import(
+    *,
+    stream: IO[bytes],
+    source: str,
+    skip_invalid: bool = False,
+    progress: Progress | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> ImportReport:
+    """Import candidate solutions, deduplicated on (problem, sha256 of the joined steps).
+
+    A line is ``{"unique_id" | "problem", "steps": [...] | "solution": "...", "answer"?,
+    "generator"?}``; ``solution`` is split into one step per non-blank line. Without
+    ``answer`` the final answer is the text after ``# Answer`` in the last step.
+    """
+    return _import(
+        stream=stream,
+        source=source,
+        skip_invalid=skip_invalid,
+        progress=progress,
+        batch_size=batch_size,
+        parse=_parse_candidate,
+        write=_CandidateWriter("import"),
+    )
+
+
+# --- PRM800K label records -------------------------------------------------------------------
+
+_QUESTION_STRINGS = (
+    "problem",
+    "ground_truth_answer",
+    "ground_truth_solution",
+    "pre_generated_answer",
+)
+
+
+@dataclass(frozen=True)
+class Prm800kRow:
+    labeler: uuid.UUID
+    created_at: datetime
+    generation: int | None
+    is_quality_control: bool
+    is_screening: bool
+    question: dict[str, Any]
+    problem_hash: str
+    steps: list[str]  # the candidate solution
+    answer: str
+    text_hash: str
+    label_steps: list[Any]
+    ratings: list[int | None]
+    finish_reason: str
+    total_time_ms: int
+    label_keys: list[str]
+
+    @property
+    def kind(self) -> str:
+        if self.is_screening:
+            return TaskKind.SCREENING
+        if self.is_quality_control:
+            return TaskKind.QUALITY_CONTROL
+        return TaskKind.NORMAL
+
+    @property
+    def queued_score(self) -> float | None:
+        return self.question.get("pre_generated_verifier_score")
+
+
+def _req_bool(record: dict[str, Any], key: str) -> bool:
+    value = record.get(key)
+    if not isinstance(value, bool):
+        raise LineInvalid(key, f"must be true or false, got {type_name(value)}")
+    return value
+
+
+def _parse_timestamp(value: Any) -> datetime:
+    if not isinstance(value, str):
+        raise LineInvalid("timestamp", f"must be an ISO-8601 string, got {type_name(value)}")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise LineInvalid("timestamp", f"{value!r} is not an ISO-8601 datetime") from None
+    # PRM800K's timestamps are naive UTC.
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _parse_question(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise LineInvalid("question", f"must be an object, got {type_name(value)}")
+    req_str(value, "problem", prefix="question.", nonempty=True)
+    req_str(value, "ground_truth_answer", prefix="question.")
+    for key in _QUESTION_STRINGS:
+        if key in value and not isinstance(value[key], str):
+            raise LineInvalid(f"question.{key}", f"must be a string, got {type_name(value[key])}")
+    if "pre_generated_steps" in value:
+        str_list(value["pre_generated_steps"], "question.pre_generated_steps")
+    score = value.get("pre_generated_verifier_score")
+    if score is not None and (
+        isinstance(score, bool)
+        or not isinstance(score, int | float)
+        or not math.isfinite(score)
+        or not 0.0 <= score <= 1.0
+    ):
+        raise LineInvalid(
+            "question.pre_generated_verifier_score", f"must be in [0, 1], got {score!r}"
+        )
+    return value
+
+
+def _parse_label_steps(value: Any) -> list[dict[str, Any]]:
+    if not isinstance(value, list):
+        raise LineInvalid("label.steps", f"must be an array, got {type_name(value)}")
+    for i, step in enumerate(value):
+        name = f"label.steps[{i}]"
+        if not isinstance(step, dict):
+            raise LineInvalid(name, f"must be an object, got {type_name(step)}")
+        completions = step.get("completions")
+        if not isinstance(completions, list):
+            raise LineInvalid(f"{name}.completions", "must be an array")
+        for j, completion in enumerate(completions):
+            cname = f"{name}.completions[{j}]"
+            if not isinstance(completion, dict):
+                raise LineInvalid(cname, f"must be an object, got {type_name(completion)}")
+            req_str(completion, "text", prefix=f"{cname}.")
+            if completion.get("rating") not in (-1, 0, 1, None) or isinstance(
+                completion.get("rating"), bool
+            ):
+                raise LineInvalid(
+                    f"{cname}.rating", f"must be -1, 0, 1 or null, got {completion.get('rating')!r}"
+                )
+        human = step.get("human_completion")
+        if human is not None:
+            if not isinstance(human, dict):
+                raise LineInvalid(f"{name}.human_completion", "must be an object or null")
+            req_str(human, "text", prefix=f"{name}.human_completion.")
+        chosen = step.get("chosen_completion")
+        if chosen is not None and (
+            isinstance(chosen, bool)
+            or not isinstance(chosen, int)
+            or not 0 <= chosen < len(completions)
+        ):
+            raise LineInvalid(
+                f"{name}.chosen_completion",
+                f"must be null or an index into {len(completions)} completions, got {chosen!r}",
+            )
+    return value
+
+
+def _chosen(step: dict[str, Any]) -> tuple[str | None, int | None]:
+    """(text, rating) of the step the labeler went on with; (None, None) where none was."""
+    chosen = step.get("chosen_completion")
+    if chosen is not None:
+        completion = step["completions"][chosen]
+        return completion["text"], completion.get("rating")
+    human = step.get("human_completion")
+    if human is not None:
+        rating = human.get("corrected_rating")
+        return human["text"], rating if rating is not None else human.get("rating")
+    return None, None
+
+
+def _parse_prm800k(record: dict[str, Any]) -> Prm800kRow:
+    labeler_text = req_str(record, "labeler", nonempty=True)
+    try:
+        labeler = uuid.UUID(labeler_text)
+    except ValueError:
+        raise LineInvalid("labeler", f"{labeler_text!r} is not a UUID") from None
+    created_at = _parse_timestamp(record.get("timestamp"))
+    generation = record.get("generation")
+    if generation is not None and (isinstance(generation, bool) or not isinstance(generation, int)):
+        raise LineInvalid("generation", f"must be an integer or null, got {type_name(generation)}")
+    is_qc = _req_bool(record, "is_quality_control_question")
+    is_screening = _req_bool(record, "is_initial_screening_question")
+    question = _parse_question(record.get("question"))
+    label = record.get("label")
+    if not isinstance(label, dict):
+        raise LineInvalid("label", f"must be an object, got {type_name(label)}")
+    label_steps = _parse_label_steps(label.get("steps"))
+    total_time = label.get("total_time")
+    if (
+        isinstance(total_time, bool)
+        or not isinstance(total_time, int)
+        or not 0 <= total_time <= _MAX_TOTAL_TIME_MS
+    ):
+        raise LineInvalid(
+            "label.total_time", f"must be a non-negative integer (ms), got {total_time!r}"
+        )
+    finish_reason = label.get("finish_reason")
+    if finish_reason not in FinishReason.values:
+        raise LineInvalid(
+            "label.finish_reason",
+            f"must be one of {', '.join(FinishReason.values)}, got {finish_reason!r}",
+        )
+
+    pre_generated = question.get("pre_generated_steps")
+    ratings: list[int | None] = []
+    trajectory: list[str] = []
+    for i, step in enumerate(label_steps):
+        text, rating = _chosen(step)
+        if text is None and pre_generated is not None and i < len(pre_generated):
+            # Phase 2 leaves chosen_completion null at the error step; the pre-generated step
+            # is among the rated completions, and its rating (-1) is the one that counts.
+            for completion in step["completions"]:
+                if completion["text"] == pre_generated[i]:
+                    rating = completion.get("rating")
+                    break
+        ratings.append(rating)
+        if text is not None and len(trajectory) == i:
+            trajectory.append(text)
+    if pre_generated is not None:
+        steps = list(pre_generated)
+        answer = question.get("pre_generated_answer") or answer_extract(steps)
+    else:
+        steps = trajectory
+        answer = answer_extract(steps)
+    return Prm800kRow(
+        labeler=labeler,
+        created_at=created_at,
+        generation=generation,
+        is_quality_control=is_qc,
+        is_screening=is_screening,
+        question=question,
+        problem_hash=text_sha256(question["problem"]),
+        steps=steps,
+        answer=answer,
+        text_hash=text_sha256("\n".join(steps)),
+        label_steps=label_steps,
+        ratings=ratings,
+        finish_reason=finish_reason,
+        total_time_ms=total_time,
+        label_keys=list(label),
+    )
+
+
+_TaskKey = tuple[int, str, int | None]
+
+
+def _write_prm800k(batch: list[tuple[int, Prm800kRow]], report: ImportReport) -> None:
+    report.imported += len(batch)
+    rows = [row for _, row in batch]
+
+    # Problems, matched by the hash of their text.
+    hashes = {row.problem_hash for row in rows}
+    problems = _problems_by_hash(hashes)
+    missing: dict[str, Prm800kRow] = {}
+    for row in rows:
+        if row.problem_hash not in problems:
+            missing.setdefault(row.problem_hash, row)
+    if missing:
+        Problem.objects.bulk_create(
+            [
+                Problem(
+                    unique_id=f"prm800k/{problem_hash[:16]}",
+                    problem=row.question["problem"],
+                    problem_hash=problem_hash,
+                    answer=row.question["ground_truth_answer"],
+                    solution=row.question.get("ground_truth_solution") or "",
+                )
+                for problem_hash, row in missing.items()
+            ]
+        )
+        report.count(report.created, "problems", len(missing))
+        problems = _problems_by_hash(hashes)
+
+    # Solutions, deduplicated on (problem, text hash).
+    def solution_key(row: Prm800kRow) -> tuple[int, str]:
+        return problems[row.problem_hash]["id"], row.text_hash
+
+    solutions = _solutions_by_key({solution_key(row) for row in rows})
+    new_solutions: dict[tuple[int, str], Prm800kRow] = {}
+    for row in rows:
+        if solution_key(row) not in solutions:
+            new_solutions.setdefault(solution_key(row), row)
+    if new_solutions:
+        Solution.objects.bulk_create(
+            [
+                Solution(
+                    problem_id=problem_id,
+                    steps=row.steps,
+                    answer=row.answer,
+                    text_hash=text_hash,
+                    generator="prm800k",
+                    source="prm800k",
+                )
+                for (problem_id, text_hash), row in new_solutions.items()
+            ]
+        )
+        report.count(report.created, "solutions", len(new_solutions))
+        report.problem_ids.update(problem_id for problem_id, _ in new_solutions)
+        solutions = _solutions_by_key({solution_key(row) for row in rows})
+
+    # Tasks, one per (solution, kind, generation); a null generation is matched in Python
+    # because NULLs never conflict in a unique constraint.
+    def task_key(row: Prm800kRow) -> _TaskKey:
+        return solutions[solution_key(row)]["id"], row.kind, row.generation
+
+    solution_ids = {s["id"] for s in solutions.values()}
+    tasks = _tasks_by_key(solution_ids)
+    new_tasks: dict[_TaskKey, Prm800kRow] = {}
+    for row in rows:
+        if task_key(row) not in tasks:
+            new_tasks.setdefault(task_key(row), row)
+    if new_tasks:
+        Task.objects.bulk_create(
+            [
+                Task(
+                    solution_id=solution_id,
+                    kind=kind,
+                    generation=generation,
+                    queued_score=row.queued_score,
+                    priority=row.queued_score or 0.0,
+                    required_labels=1,
+                    label_count=0,
+                )
+                for (solution_id, kind, generation), row in new_tasks.items()
+            ]
+        )
+        report.count(report.created, "tasks", len(new_tasks))
+        tasks = _tasks_by_key(solution_ids)
+
+    # Labels, unique per (task, labeler): a re-imported record is skipped.
+    task_ids = {tasks[task_key(row)]["id"] for row in rows}
+    seen = set(Label.objects.filter(task_id__in=task_ids).values_list("task_id", "labeler"))
+    annotators = dict(
+        AnnotatorProfile.objects.filter(labeler__in={row.labeler for row in rows}).values_list(
+            "labeler", "user_id"
+        )
+    )
+    labels: list[Label] = []
+    for row in rows:
+        task = tasks[task_key(row)]
+        if (task["id"], row.labeler) in seen:
+            continue
+        seen.add((task["id"], row.labeler))
+        problem = problems[row.problem_hash]
+        solution = solutions[solution_key(row)]
+        labels.append(
+            Label(
+                task_id=task["id"],
+                labeler=row.labeler,
+                annotator_id=annotators.get(row.labeler),
+                steps=row.label_steps,
+                ratings=row.ratings,
+                finish_reason=row.finish_reason,
+                total_time_ms=row.total_time_ms,
+                created_at=row.created_at,
+                record_extras=_record_extras(row, problem, solution, task),
+            )
+        )
+    if not labels:
+        return
+    Label.objects.bulk_create(labels)
+    report.count(report.created, "labels", len(labels))
+    # The queue's counters must agree with the labels (and the overlap check must hold).
+    label_total = Coalesce(
+        Subquery(
+            Label.objects.filter(task_id=OuterRef("pk"))
+            .order_by()
+            .values("task_id")
+            .annotate(n=Count("id"))
+            .values("n")
+        ),
+        0,
+    )
+    Task.objects.filter(id__in={label.task_id for label in labels}).update(
+        label_count=label_total, required_labels=Greatest("required_labels", label_total)
+    )
+
+
+def _problems_by_hash(hashes: set[str]) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    # Several problems may share a text (e.g. across MATH splits): the oldest one wins.
+    for problem in (
+        Problem.objects.filter(problem_hash__in=hashes)
+        .order_by("-id")
+        .values("id", "problem_hash", "problem", "answer", "solution")
+    ):
+        found[problem["problem_hash"]] = problem
+    return found
+
+
+def _solutions_by_key(keys: set[tuple[int, str]]) -> dict[tuple[int, str], dict[str, Any]]:
+    qs = Solution.objects.filter(
+        problem_id__in={p for p, _ in keys}, text_hash__in={h for _, h in keys}
+    ).values("id", "problem_id", "text_hash", "steps", "answer")
+    return {(s["problem_id"], s["text_hash"]): s for s in qs}
+
+
+def _tasks_by_key(solution_ids: set[int]) -> dict[_TaskKey, dict[str, Any]]:
+    qs = Task.objects.filter(solution_id__in=solution_ids).values(
+        "id", "solution_id", "kind", "generation", "queued_score"
+    )
+    return {(t["solution_id"], t["kind"], t["generation"]): t for t in qs}
+
+
+def _record_extras(
+    row: Prm800kRow, problem: dict[str, Any], solution: dict[str, Any], task: dict[str, Any]
+) -> dict[str, Any]:
+    stored = {
+        "problem": problem["problem"],
+        "ground_truth_answer": problem["answer"],
+        "ground_truth_solution": problem["solution"],
+        "pre_generated_steps": solution["steps"],
+        "pre_generated_answer": solution["answer"],
+        "pre_generated_verifier_score": task["queued_score"],
+    }
+    overrides = {
+        key: value
+        for key, value in row.question.items()
+        if key not in stored or stored[key] != value
+    }
+    return {
+        "question_keys": list(row.question),
+        "question_overrides": overrides,
+        "is_quality_control_question": row.is_quality_control,
+        "is_initial_screening_question": row.is_screening,
+        "generation": row.generation,
+        "label_keys": row.label_keys,
+    }
+
+
+def prm800k_import(
+    *,
+    stream: IO[bytes],
+    source: str,
+    skip_invalid: bool = False,
+    progress: Progress | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> ImportReport:
+    """Import PRM800K label records (phase 1 and phase 2). The storage contract, which the
+    PRM800K export relies on to write each record back unchanged:
+
+    Problem
+        matched by ``problem_hash`` = sha256(``question.problem``); if absent, created with
+        unique_id ``prm800k/<first 16 hex of the hash>``, answer = ``ground_truth_answer``,
+        solution = ``ground_truth_solution`` or "".
+    Solution
+        phase 2 (``pre_generated_steps`` present): steps = ``pre_generated_steps``, answer =
+        ``pre_generated_answer``. Phase 1: steps = the trajectory, step i being
+        ``completions[chosen_completion].text``, or ``human_completion.text`` when
+        ``chosen_completion`` is null (the trajectory ends at the first step with neither);
+        answer = the text after ``# Answer`` in the last step ("" if none).
+        source = generator = "prm800k"; get-or-create on (problem, text_hash).
+    Task
+        kind = screening if ``is_initial_screening_question``, else quality_control if
+        ``is_quality_control_question``, else normal; generation = the record's (may be null);
+        queued_score = ``pre_generated_verifier_score`` (null when absent); priority =
+        queued_score or 0; get-or-create on (solution, kind, generation). label_count = the
+        number of labels on the task, required_labels = max(its value, label_count) (so a task
+        this import creates has required_labels = label_count).
+    Label
+        labeler = UUID(``labeler``); annotator = the user whose AnnotatorProfile.labeler
+        equals it, else null; steps = ``label.steps`` exactly as in the record; ratings = per
+        step the rating of ``completions[chosen_completion]``, or the human completion's
+        ``corrected_rating`` (else ``rating``) when chosen is null; where both are absent in a
+        phase-2 record (the error step) the rating of the completion whose text is that
+        pre-generated step; else None. finish_reason; total_time_ms = ``total_time``;
+        created_at = ``timestamp`` (naive ISO) as UTC; record_extras = {
+        "question_keys": keys of ``question`` in order, "question_overrides": the question
+        values that differ from what Problem/Solution/Task give back (problem → Problem.problem,
+        ground_truth_answer → Problem.answer, ground_truth_solution → Problem.solution,
+        pre_generated_steps → Solution.steps, pre_generated_answer → Solution.answer,
+        pre_generated_verifier_score → Task.queued_score; any other key always),
+        "is_quality_control_question", "is_initial_screening_question", "generation": the
+        record's, "label_keys": keys of ``label`` in order}. Unique per (task, labeler):
+        re-importing a record is a no-op.
+    """
+    return _import(
+        stream=stream,
+        source=source,
+        skip_invalid=skip_invalid,
+        progress=progress,
+        batch_size=batch_size,
+        parse=_parse_prm800k,
+        write=_write_prm800k,
+    )

@@ -1,0 +1,116 @@
+"""Streaming JSONL input shared by the importers: one line at a time, errors named by line."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import IO, Any
+
+
+@dataclass(frozen=True, order=True)
+class LineError:
+    line: int
+    field: str
+    message: str
+
+    def format(self, source: str) -> str:
+        return f"{source}:{self.line}: {self.field}: {self.message}"
+
+
+class LineInvalid(ValueError):
+    """Raised by a record parser: ``field`` is a dotted path into the record."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+@contextmanager
+def jsonl_open(path: str) -> Iterator[tuple[IO[bytes], str, int | None]]:
+    """``(binary stream, display name, size in bytes or None)`` for a path, ``-`` is stdin."""
+    if path == "-":
+        yield sys.stdin.buffer, "<stdin>", None
+        return
+    with open(path, "rb") as stream:
+        try:
+            size: int | None = os.fstat(stream.fileno()).st_size
+        except OSError:
+            size = None
+        yield stream, path, size
+
+
+def jsonl_records(
+    stream: IO[bytes], *, progress: Callable[[int], None] | None = None
+) -> Iterator[tuple[int, dict[str, Any] | LineError]]:
+    """Yield ``(line number, object)`` per non-blank line, or a ``LineError`` for a bad one.
+
+    ``progress`` gets the bytes consumed by each line, so a byte-sized progress bar advances.
+    """
+    for number, raw in enumerate(stream, start=1):
+        if progress:
+            progress(len(raw))
+        if not raw.strip():
+            continue
+        try:
+            record = json.loads(raw)
+        except UnicodeDecodeError as exc:
+            yield number, LineError(number, "line", f"not UTF-8 ({exc.reason})")
+            continue
+        except json.JSONDecodeError as exc:
+            yield (
+                number,
+                LineError(number, "line", f"invalid JSON: {exc.msg} at column {exc.colno}"),
+            )
+            continue
+        if not isinstance(record, dict):
+            yield number, LineError(number, "line", "expected a JSON object")
+            continue
+        yield number, record
+
+
+# Small typed accessors that raise LineInvalid naming the field: the importers' validators.
+
+
+def req_str(record: dict[str, Any], key: str, *, prefix: str = "", nonempty: bool = False) -> str:
+    name = prefix + key
+    if key not in record:
+        raise LineInvalid(name, "is required")
+    value = record[key]
+    if not isinstance(value, str):
+        raise LineInvalid(name, f"must be a string, got {type_name(value)}")
+    if nonempty and not value.strip():
+        raise LineInvalid(name, "must not be empty")
+    return value
+
+
+def opt_str(record: dict[str, Any], key: str, *, prefix: str = "", max_length: int = 0) -> str:
+    value = record.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise LineInvalid(prefix + key, f"must be a string, got {type_name(value)}")
+    if max_length and len(value) > max_length:
+        raise LineInvalid(prefix + key, f"must be at most {max_length} characters")
+    return value
+
+
+def str_list(value: Any, name: str) -> list[str]:
+    if not isinstance(value, list) or not value:
+        raise LineInvalid(name, "must be a non-empty list of strings")
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            raise LineInvalid(f"{name}[{i}]", f"must be a string, got {type_name(item)}")
+    return value
+
+
+def type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {dict: "object", list: "array", bool: "boolean", str: "string"}.get(
+        type(value), "number" if isinstance(value, int | float) else type(value).__name__
+    )
