@@ -78,7 +78,7 @@ def test_training_data_excludes_qc_and_splits_by_frozen_problem_hash(db):
     assert {t.problem_key for t in held_out} == expected
     assert not {t.problem_key for t in train} & expected
     # Frozen: adding problems never moves an existing one across the split.
-    _, again = split_by_problem(keys + ["test/new/1.json"], eval_fraction=EVAL_FRACTION, seed=0)
+    _, again = split_by_problem([*keys, "test/new/1.json"], eval_fraction=EVAL_FRACTION, seed=0)
     assert expected <= again
 
 
