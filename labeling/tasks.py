@@ -16,3 +16,12 @@ def leases_release_expired_task() -> int:
     from labeling.services.queue import leases_release_expired
 
     return leases_release_expired()
+
+
+@shared_task(name="labeling.grade_solutions", acks_late=True, time_limit=6 * 3600)
+def grade_solutions(problem_ids: list[int] | None = None) -> dict[str, int]:
+    """Grade ungraded candidates' final answers (of ``problem_ids``, or all); idempotent."""
+    from labeling.services.grading import answers_grade
+
+    report = answers_grade(problem_ids=problem_ids)
+    return {"pairs_checked": report.pairs_checked, "solutions_graded": report.solutions_graded}
