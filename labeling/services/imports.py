@@ -295,7 +295,7 @@ class _CandidateWriter:
         self.by_unique_id: dict[str, int] = {}
         self.by_hash: dict[str, int] = {}
 
-    def _resolve(self, rows: Iterable[CandidateRow]) -> None:
+    def _resolve(self, rows: list[CandidateRow]) -> None:
         if len(self.by_unique_id) + len(self.by_hash) > _PROBLEM_CACHE_LIMIT:
             self.by_unique_id.clear()
             self.by_hash.clear()
@@ -317,7 +317,7 @@ class _CandidateWriter:
                 self.by_hash[problem_hash] = pk
 
     def __call__(self, batch: list[tuple[int, CandidateRow]], report: ImportReport) -> None:
-        self._resolve(row for _, row in batch)
+        self._resolve([row for _, row in batch])
         new: dict[tuple[int, str], tuple[CandidateRow, str]] = {}
         for number, row in batch:
             if row.unique_id is not None:
