@@ -198,7 +198,7 @@ def test_plot_without_metrics_still_renders_a_placeholder(staff_client, versions
 
 
 def test_version_page_compares_with_the_active_version(staff_client, versions):
-    base, new = versions
+    _, new = versions
     html = staff_client.get(
         reverse("admin:selector_selectorversion_change", args=[new.pk])
     ).content.decode()
