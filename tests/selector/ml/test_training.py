@@ -1,0 +1,158 @@
+"""train(): targets, learning, determinism, checkpoints, bad input; split_by_problem()."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from selector.ml.metrics import step_metrics
+from selector.ml.scoring import Scorer
+from selector.ml.training import TrainExample, split_by_problem, train, training_targets
+
+
+def _examples(n: int, seed: int) -> list[TrainExample]:
+    """Solutions whose bad steps are obviously bad (they say so), rated phase-2 style."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        a, b = rng.randint(1, 60), rng.randint(1, 60)
+        steps: list[str] = []
+        ratings: list[int | None] = []
+        for _ in range(rng.randint(2, 5)):
+            if rng.random() < 0.3:
+                steps.append(f"This step is WRONG ??? {a}")
+                ratings.append(-1)
+            else:
+                steps.append(f"{a} + {b} = {a + b}.")
+                ratings.append(rng.choice([1, 1, 0]))
+        out.append(TrainExample(problem=f"What is {a} + {b}?", steps=steps, ratings=ratings))
+    return out
+
+
+def test_targets_stop_after_the_first_negative():
+    assert training_targets([1, 0, -1, 1, -1]) == [1, 0, -1, None, None]
+    assert training_targets([1, None, 0]) == [1, None, 0]
+    assert training_targets([]) == []
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_prm: Path, tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("trained") / "v1"
+    seen: list[tuple[int, int]] = []
+    summary = train(
+        init_from=tiny_prm,
+        examples=_examples(160, seed=1),
+        output_dir=out,
+        epochs=4,
+        learning_rate=3e-3,
+        token_budget=1024,
+        seed=7,
+        device="cpu",
+        progress=lambda d, t: seen.append((d, t)),
+    )
+    return out, summary, seen
+
+
+def test_training_lowers_the_loss_and_learns_to_spot_bad_steps(trained, tiny_prm):
+    out, summary, _ = trained
+    losses = summary["epoch_loss"]
+    assert len(losses) == 4
+    assert losses[-1] < 0.6 * losses[0]
+
+    held_out = _examples(40, seed=99)
+    items = [(ex.problem, ex.steps) for ex in held_out]
+    ratings = [int(r) for ex in held_out for r in ex.ratings if r is not None]
+
+    def auroc(path: Path) -> float:
+        results = Scorer.load(path, device="cpu").score(items)
+        scores = [s for r in results for s in r.step_scores]
+        value = step_metrics(scores, ratings)["auroc"]
+        assert value is not None
+        return value
+
+    assert auroc(out) > 0.95
+    assert abs(auroc(tiny_prm) - 0.5) < 0.3  # the untrained head is no better than chance
+
+
+def test_summary_counts_only_steps_up_to_the_first_negative(trained):
+    _, summary, seen = trained
+    examples = _examples(160, seed=1)
+    targets = [t for ex in examples for t in training_targets(ex.ratings) if t is not None]
+    assert summary["labeled_steps"] == len(targets)
+    assert summary["label_counts"] == {
+        "negative": targets.count(-1),
+        "neutral": targets.count(0),
+        "positive": targets.count(1),
+    }
+    assert summary["examples"] == 160 and summary["skipped_examples"] == 0
+    assert summary["optimizer_steps"] == len(seen) > 4
+    assert seen[-1] == (summary["optimizer_steps"], summary["optimizer_steps"])
+    assert summary["device"] == "cpu" and summary["seconds"] > 0
+
+
+def test_training_is_deterministic_for_a_seed(tiny_prm, tmp_path):
+    kwargs: dict[str, Any] = dict(
+        examples=_examples(30, seed=2),
+        epochs=2,
+        learning_rate=1e-3,
+        token_budget=512,
+        seed=3,
+        device="cpu",
+    )
+    a = train(init_from=tiny_prm, output_dir=tmp_path / "a", **kwargs)
+    b = train(init_from=tiny_prm, output_dir=tmp_path / "b", **kwargs)
+    assert a["epoch_loss"] == b["epoch_loss"]
+    items = [("What is 2 + 3?", ["2 + 3 = 5.", "This step is WRONG ??? 2"])]
+    assert Scorer.load(tmp_path / "a", device="cpu").score(items) == Scorer.load(
+        tmp_path / "b", device="cpu"
+    ).score(items)
+    c = train(init_from=tiny_prm, output_dir=tmp_path / "c", **{**kwargs, "seed": 4})
+    assert c["epoch_loss"] != a["epoch_loss"]
+
+
+def test_a_checkpoint_can_be_trained_further_and_reloaded(trained, tmp_path):
+    out, _, _ = trained
+    summary = train(
+        init_from=out,
+        examples=_examples(20, seed=5),
+        output_dir=tmp_path / "v2",
+        epochs=1,
+        learning_rate=1e-4,
+        device="cpu",
+    )
+    assert summary["init_from"] == str(out)
+    scorer = Scorer.load(tmp_path / "v2", device="cpu")
+    (r,) = scorer.score([("What is 1 + 1?", ["1 + 1 = 2.", "This step is WRONG ??? 1"])])
+    assert r.step_scores[0] > r.step_scores[1]
+
+
+def test_bad_examples_fail_before_anything_is_written(tiny_prm, tmp_path):
+    bad = [*_examples(3, seed=0), TrainExample(problem="p", steps=["a", "b"], ratings=[1])]
+    with pytest.raises(ValueError, match="example 3: 1 ratings for 2 steps"):
+        train(init_from=tiny_prm, examples=bad, output_dir=tmp_path / "x", device="cpu")
+    bad = [TrainExample(problem="p", steps=["a", "b"], ratings=[1, 5])]
+    with pytest.raises(ValueError, match="example 0 step 1"):
+        train(init_from=tiny_prm, examples=bad, output_dir=tmp_path / "x", device="cpu")
+    unlabeled = [TrainExample(problem="p", steps=["a"], ratings=[None])]
+    with pytest.raises(ValueError, match="none of the 1 examples"):
+        train(init_from=tiny_prm, examples=unlabeled, output_dir=tmp_path / "x", device="cpu")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_split_by_problem_is_deterministic_disjoint_and_stable_as_keys_grow():
+    keys = [f"test/algebra/{i}.json" for i in range(1000)]
+    train_keys, eval_keys = split_by_problem(keys, eval_fraction=0.2, seed=0)
+    assert train_keys | eval_keys == set(keys) and not train_keys & eval_keys
+    assert 150 < len(eval_keys) < 250
+    assert (train_keys, eval_keys) == split_by_problem(keys[::-1], eval_fraction=0.2, seed=0)
+    more = keys + [f"new/{i}" for i in range(500)]
+    _, eval_more = split_by_problem(more, eval_fraction=0.2, seed=0)
+    assert eval_more & set(keys) == eval_keys  # old problems never change side
+    _, other_seed = split_by_problem(keys, eval_fraction=0.2, seed=1)
+    assert other_seed != eval_keys
+    assert split_by_problem(keys, eval_fraction=0.0, seed=0)[1] == set()
+    with pytest.raises(ValueError, match="eval_fraction"):
+        split_by_problem(keys, eval_fraction=1.5, seed=0)
