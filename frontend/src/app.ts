@@ -182,8 +182,12 @@ export class App {
     return ids;
   }
 
-  /** Shows the prefetched task at once, or asks the queue; then prefetches the one after. */
-  private async advance(): Promise<void> {
+  /**
+   * Shows the prefetched task at once, or asks the queue; then prefetches the one after.
+   * `settled` is the submit in flight: the server allows two live leases, so the prefetch
+   * waits until the submitted task's lease is released.
+   */
+  private async advance(settled?: Promise<void>): Promise<void> {
     window.clearTimeout(this.emptyTimer);
     if (this.prefetching) {
       await this.prefetching;
@@ -204,7 +208,10 @@ export class App {
       return;
     }
     this.show(task);
-    void this.prefetch();
+    void (async () => {
+      await settled;
+      await this.prefetch();
+    })();
   }
 
   private prefetch(): Promise<void> {
@@ -544,7 +551,7 @@ export class App {
       reason === "give_up"
         ? "Why are you stopping? (e.g. I can't follow step 4)"
         : "What is wrong with the problem? (e.g. the diagram is missing)";
-    const box = el("textarea", { id: "reason", rows: "3", required: "", placeholder: hint });
+    const box = el("textarea", { id: "reason", rows: "3", "aria-required": "true", placeholder: hint });
     const error = el("p", { class: "field-error", role: "alert" });
     const ok = el("button", { type: "submit", class: "btn primary" }, reason === "give_up" ? "Give up" : "Report");
     const cancel = el("button", { type: "button", class: "btn" }, "Cancel");
@@ -612,7 +619,7 @@ export class App {
     this.drafts.currentTaskId = null;
     this.say(null);
     const flushing = this.flushOutbox(true);
-    await this.advance();
+    await this.advance(flushing);
     await flushing;
   }
 
@@ -748,7 +755,7 @@ export class App {
     const node = document.getElementById("save-status");
     if (node) {
       node.textContent = text;
-      node.classList.toggle("problem", problem);
+      node.classList.toggle("retrying", problem);
     }
   }
 
