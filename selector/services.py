@@ -763,7 +763,7 @@ class JobProgress:
         self.job = job
         self.interval = interval
         self.echo = echo
-        self._last = 0.0
+        self._last: float | None = None
 
     def __call__(self, done: int, total: int) -> None:
         if self.echo is not None:
@@ -771,7 +771,8 @@ class JobProgress:
         if self.job is None:
             return
         now = time.monotonic()
-        if done < total and now - self._last < self.interval:
+        throttled = self._last is not None and now - self._last < self.interval
+        if throttled and done < total and total == self.job.progress_total:
             return
         self._last = now
         self.job.progress_done = max(0, int(done))

@@ -1,0 +1,32 @@
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import CommandParser
+
+from selector.management.commands._selector_job import SelectorJobCommand
+from selector.models import JobKind
+
+
+class Command(SelectorJobCommand):
+    help = "Queue K candidates per problem by the 80/20 rule, scored by the active selector."
+    kind = JobKind.FILL
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        self.add_job_arguments(parser)
+        parser.add_argument(
+            "--per-problem", type=int, help=f"K (default {settings.SELECTOR_PER_PROBLEM})"
+        )
+        parser.add_argument(
+            "--wrong-fraction",
+            type=float,
+            help=f"share of wrong-answer picks (default {settings.SELECTOR_WRONG_FRACTION})",
+        )
+        parser.add_argument("--generation", type=int, help="default: start a new generation")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        params = {
+            key: options[key]
+            for key in ("per_problem", "wrong_fraction", "generation")
+            if options[key] is not None
+        }
+        self.run_job(options, params=params)

@@ -1,0 +1,46 @@
+from typing import Any
+
+from django.core.management.base import CommandError, CommandParser
+
+from selector import services
+from selector.management.commands._selector_job import SelectorJobCommand
+from selector.models import JobKind
+
+
+class Command(SelectorJobCommand):
+    help = "Train a new selector version on the labels so far (or create an untrained base one)."
+    kind = JobKind.TRAIN
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        self.add_job_arguments(parser)
+        parser.add_argument("--epochs", type=int, default=3)
+        parser.add_argument("--name", help="version name (default: v-<timestamp>)")
+        parser.add_argument(
+            "--from-version", help="start from this version (default: the active one)"
+        )
+        parser.add_argument(
+            "--base",
+            action="store_true",
+            help="create an untrained PRM from the base model instead (active if none is)",
+        )
+        parser.add_argument("--base-model", help="local HF model dir for --base")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["base"]:
+            try:
+                version = services.selector_create_base(
+                    base_model=options["base_model"], name=options["name"]
+                )
+            except services.SelectorError as exc:
+                raise CommandError(str(exc)) from exc
+            state = "active" if version.is_active else "not active"
+            self.stdout.write(self.style.SUCCESS(f"created {version.name} ({state})"))
+            return
+        params: dict[str, Any] = {"epochs": options["epochs"]}
+        if options["name"]:
+            params["name"] = options["name"]
+        if options["from_version"]:
+            base = self.version_arg(options["from_version"], required=True)
+            assert base is not None
+            params["base_version_id"] = base.pk
+        self.run_job(options, params=params)
