@@ -3,6 +3,7 @@
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -16,7 +17,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(trans
 
 def make_task(priority: float, problem: str, steps: list[str], answer: str) -> Task:
     solution = SolutionFactory(problem=ProblemFactory(problem=problem, answer=answer), steps=steps)
-    return TaskFactory(solution=solution, priority=priority)
+    return cast(Task, TaskFactory(solution=solution, priority=priority))
 
 
 @pytest.fixture
