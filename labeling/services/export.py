@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
@@ -20,8 +22,8 @@ from typing import IO, Any, Literal
 
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.db import transaction
-from django.db.models import Q, QuerySet, TextField
+from django.db import connections, transaction
+from django.db.models import Func, Q, QuerySet, TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
 
@@ -127,10 +129,89 @@ def _keyset_chunks(
             return
 
 
+_DONE = object()
+
+
+def _prefetched(chunks: Iterator[list[tuple[Any, ...]]]) -> Iterator[list[tuple[Any, ...]]]:
+    """Fetch the next chunk on another thread (and connection) while this one formats.
+
+    The database spends about as long producing a chunk as Python spends writing it, and the
+    wait releases the GIL, so overlapping them nearly doubles throughput. Inside a transaction
+    another connection could not see this one's uncommitted rows, so there it stays serial.
+    """
+    if connections["default"].in_atomic_block:
+        yield from chunks
+        return
+    handoff: queue.Queue[Any] = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def fetch() -> None:
+        try:
+            for rows in chunks:
+                if not put(rows):
+                    return
+            put(_DONE)
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            put(exc)
+        finally:
+            connections.close_all()  # this thread's connections only
+
+    worker = threading.Thread(target=fetch, name="export-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = handoff.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        worker.join()
+
+
+class _NaiveUtcIsoformat(Func):
+    """``created_at`` as PRM800K's timestamp text, formatted by the database.
+
+    Parsing 100k datetimes into Python objects only to format them again costs about a tenth
+    of the export's time.
+    """
+
+    output_field = TextField()
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        return self.as_sql(
+            compiler,
+            connection,
+            template="to_char(%(expressions)s AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US')",
+            **extra,
+        )
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        # Django stores SQLite datetimes as UTC text, without the fraction when it is zero.
+        return self.as_sql(
+            compiler,
+            connection,
+            template="REPLACE(CASE WHEN LENGTH(%(expressions)s) = 19 "
+            "THEN %(expressions)s || '.000000' ELSE %(expressions)s END, ' ', 'T')",
+            **extra,
+        )
+
+
 _PRM_FIELDS = (
     "id",
     "labeler",
-    "created_at",
+    "timestamp",
     "total_time_ms",
     "finish_reason",
     "record_extras",
@@ -162,16 +243,11 @@ def _json_scalar(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def _timestamp(created_at: datetime) -> str:
-    # PRM800K timestamps are naive UTC with microseconds always present.
-    return created_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
-
-
 def _prm800k_line(row: tuple[Any, ...]) -> str:
     (
         label_id,
         labeler,
-        created_at,
+        timestamp,
         total_time,
         finish_reason,
         extras,
@@ -224,7 +300,7 @@ def _prm800k_line(row: tuple[Any, ...]) -> str:
         question_parts.append(f"{_encode_str(key)}: {encoded}")
     label_parts = [f"{_encode_str(k)}: {label_values[k]}" for k in label_keys if k in label_values]
     return (
-        f'{{"labeler": "{labeler}", "timestamp": "{_timestamp(created_at)}", '
+        f'{{"labeler": "{labeler}", "timestamp": "{timestamp}", '
         f'"generation": {_json_scalar(generation)}, '
         f'"is_quality_control_question": {"true" if qc else "false"}, '
         f'"is_initial_screening_question": {"true" if screening else "false"}, '
@@ -237,13 +313,15 @@ def prm800k_chunks(
     *, labels: QuerySet[Label], chunk_size: int = DEFAULT_CHUNK_SIZE
 ) -> Iterator[tuple[str, int, int]]:
     """PRM800K JSONL for ``labels`` in id order, as (block of lines, lines, labels read)."""
-    for rows in _keyset_chunks(
+    chunks = _keyset_chunks(
         labels,
         _PRM_FIELDS,
         chunk_size,
+        timestamp=_NaiveUtcIsoformat("created_at"),
         steps_text=Cast("steps", TextField()),
         solution_steps_text=Cast("task__solution__steps", TextField()),
-    ):
+    )
+    for rows in _prefetched(chunks):
         yield "".join([_prm800k_line(row) for row in rows]), len(rows), len(rows)
 
 
@@ -290,7 +368,7 @@ def stepwise_chunks(
     """
     neutral_ok = neutral == "positive"
     qs = labels.exclude(finish_reason=FinishReason.BAD_PROBLEM)
-    for rows in _keyset_chunks(qs, _TRL_FIELDS, chunk_size):
+    for rows in _prefetched(_keyset_chunks(qs, _TRL_FIELDS, chunk_size)):
         lines = []
         for _label_id, steps, _finish, problem in rows:
             trajectory = list(_rated_trajectory(steps))

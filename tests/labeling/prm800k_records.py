@@ -1,19 +1,15 @@
-"""A generator of PRM800K records covering the format's corners, and a loader for the tests.
-
-The loader prefers the real importer (``labeling.services.imports.prm800k_import``); until it
-exists it stores records by the storage contract directly, so the export can be tested alone.
-"""
+"""A generator of PRM800K records covering the format's corners, and a loader for the tests."""
 
 from __future__ import annotations
 
 import json
 import random
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from labeling.models import Label, Problem, Solution, Task, TaskKind, text_sha256
+from labeling.services.imports import prm800k_import
 
 QUESTION_KEYS_PHASE2 = [
     "problem",
@@ -119,87 +115,11 @@ def generate_records(n: int, seed: int = 7) -> list[dict[str, Any]]:
     return records
 
 
-def _trajectory(steps: list[dict[str, Any]]) -> list[str]:
-    texts = []
-    for step in steps:
-        if step["chosen_completion"] is not None:
-            texts.append(step["completions"][step["chosen_completion"]]["text"])
-        elif step["human_completion"]:
-            texts.append(step["human_completion"]["text"])
-        elif step["completions"]:
-            texts.append(step["completions"][0]["text"])
-    return texts
-
-
-def _store_by_contract(records: list[dict[str, Any]]) -> None:
-    """What the importer stores, per the storage contract (for use before it lands)."""
-    for record in records:
-        q = record["question"]
-        problem, _ = Problem.objects.get_or_create(
-            problem_hash=text_sha256(q["problem"]),
-            defaults={
-                "unique_id": f"prm800k/{text_sha256(q['problem'])[:16]}",
-                "problem": q["problem"],
-                "answer": q["ground_truth_answer"],
-                "solution": q.get("ground_truth_solution", ""),
-            },
-        )
-        steps = q.get("pre_generated_steps") or _trajectory(record["label"]["steps"])
-        solution, _ = Solution.objects.get_or_create(
-            problem=problem,
-            text_hash=text_sha256("\n".join(steps)),
-            defaults={"steps": steps, "answer": q.get("pre_generated_answer", "")},
-        )
-        kind = (
-            TaskKind.QUALITY_CONTROL
-            if record["is_quality_control_question"]
-            else TaskKind.SCREENING
-            if record["is_initial_screening_question"]
-            else TaskKind.NORMAL
-        )
-        task, _ = Task.objects.get_or_create(
-            solution=solution,
-            kind=kind,
-            generation=record["generation"],
-            defaults={"queued_score": q.get("pre_generated_verifier_score")},
-        )
-        given = {
-            "problem": problem.problem,
-            "ground_truth_solution": problem.solution,
-            "ground_truth_answer": problem.answer,
-            "pre_generated_steps": solution.steps,
-            "pre_generated_answer": solution.answer,
-            "pre_generated_verifier_score": task.queued_score,
-        }
-        Label.objects.create(
-            task=task,
-            labeler=uuid.UUID(record["labeler"]),
-            steps=record["label"]["steps"],
-            finish_reason=record["label"]["finish_reason"],
-            total_time_ms=record["label"]["total_time"],
-            created_at=datetime.fromisoformat(record["timestamp"]).replace(tzinfo=UTC),
-            record_extras={
-                "question_keys": list(q),
-                "question_overrides": {k: v for k, v in q.items() if given.get(k) != v},
-                "is_quality_control_question": record["is_quality_control_question"],
-                "is_initial_screening_question": record["is_initial_screening_question"],
-                "generation": record["generation"],
-                "label_keys": list(record["label"]),
-            },
-        )
-
-
 def load_records(records: list[dict[str, Any]], tmp_path: Path) -> None:
-    """Store records through the real importer when it exists."""
-    try:
-        from labeling.services import imports
-    except ImportError:
-        _store_by_contract(records)
-        return
+    """Store records through the real importer, as an admin would."""
     path = tmp_path / "records.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    import_records(imports, path)
-
-
-def import_records(imports: Any, path: Path) -> None:
-    imports.prm800k_import(path=path)
+    with open(path, "rb") as stream:
+        report = prm800k_import(stream=stream, source=str(path))
+    assert report.error_lines() == []
+    assert report.imported == len(records)
