@@ -25,7 +25,9 @@ def problems_by_id(n: int, seed: int) -> dict[str, dict]:
 
 def first_wrong_step(problem: dict, steps: list[str]) -> int | None:
     """Re-derive, from the problem text alone, the first step whose claimed value is wrong."""
-    start = int(re.match(r"Start with \$(-?\d+)\$", problem["problem"]).group(1))
+    opening = re.match(r"Start with \$(-?\d+)\$", problem["problem"])
+    assert opening, problem["problem"]
+    start = int(opening.group(1))
     ops = [(name, int(k)) for name, k in OP_IN_PROBLEM.findall(problem["problem"])]
     assert len(steps) == len(ops) + 2
     claimed = int(NUMBER.findall(steps[0])[0])
