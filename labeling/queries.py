@@ -4,8 +4,7 @@ import datetime
 from dataclasses import dataclass
 from typing import Literal
 
-from django.contrib.auth.base_user import AbstractBaseUser
-from django.contrib.auth.models import AbstractUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import Max
 from django.utils import timezone
 
@@ -17,7 +16,7 @@ ANNOTATORS_GROUP = "annotators"
 ScreeningState = Literal["passed", "pending", "failed", "none"]
 
 
-def user_is_annotator(user: AbstractUser | AnonymousUser) -> bool:
+def user_is_annotator(user: User | AnonymousUser) -> bool:
     """Staff, or a member of the ``annotators`` group, may take work from the queue."""
     if not user.is_authenticated:
         return False
@@ -26,7 +25,7 @@ def user_is_annotator(user: AbstractUser | AnonymousUser) -> bool:
     return user.groups.filter(name=ANNOTATORS_GROUP).exists()
 
 
-def annotator_profile_get(*, user: AbstractBaseUser) -> AnnotatorProfile:
+def annotator_profile_get(*, user: User) -> AnnotatorProfile:
     profile, _ = AnnotatorProfile.objects.get_or_create(user=user)
     return profile
 
@@ -46,7 +45,7 @@ def screening_tasks_required(*, quality: QualitySettings) -> list[int]:
 
 def gold_rating_pairs(
     *,
-    annotator: AbstractBaseUser,
+    annotator: User,
     task_ids: list[int] | None = None,
     kinds: tuple[str, ...] = (TaskKind.SCREENING, TaskKind.QUALITY_CONTROL),
 ) -> list[tuple[list[int | None], list[int | None]]]:
@@ -64,7 +63,7 @@ def gold_rating_pairs(
     ]
 
 
-def labels_since_last_qc(*, annotator: AbstractBaseUser, limit: int) -> int:
+def labels_since_last_qc(*, annotator: User, limit: int) -> int:
     """How many normal labels the annotator made after their latest QC label, capped at limit.
 
     The cap keeps this an index range read however long the annotator has been working.
@@ -97,7 +96,7 @@ class AnnotatorStats:
     screening: ScreeningState
 
 
-def annotator_stats_get(*, user: AbstractUser) -> AnnotatorStats:
+def annotator_stats_get(*, user: User) -> AnnotatorStats:
     profile = annotator_profile_get(user=user)
     labels = Label.objects.filter(annotator=user)
     summary = agreement_summarise(gold_rating_pairs(annotator=user))

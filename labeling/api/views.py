@@ -1,5 +1,6 @@
 """The annotator API: each view parses input, calls one service, and serializes the result."""
 
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
@@ -49,6 +50,12 @@ class AnnotatorView(APIView):
     permission_classes = [IsAnnotator]
 
 
+def _annotator(request: Request) -> User:
+    # IsAnnotator has already turned anonymous requests away.
+    assert isinstance(request.user, User)
+    return request.user
+
+
 class QueueNextView(AnnotatorView):
     @extend_schema(
         operation_id="queue_next",
@@ -62,7 +69,9 @@ class QueueNextView(AnnotatorView):
     def post(self, request: Request) -> Response:
         params = ClaimRequestSerializer(data=request.data)
         params.is_valid(raise_exception=True)
-        claim = task_claim_next(annotator=request.user, exclude=params.validated_data["exclude"])
+        claim = task_claim_next(
+            annotator=_annotator(request), exclude=params.validated_data["exclude"]
+        )
         if claim is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         return Response(TaskOutSerializer(claim).data)
@@ -77,7 +86,7 @@ class TaskHeartbeatView(AnnotatorView):
     )
     def post(self, request: Request, task_id: int) -> Response:
         try:
-            expires_at = lease_heartbeat(annotator=request.user, task_id=task_id)
+            expires_at = lease_heartbeat(annotator=_annotator(request), task_id=task_id)
         except TaskNotLeased as error:
             raise NotFound(str(error)) from error
         return Response(HeartbeatOutSerializer({"lease_expires_at": expires_at}).data)
@@ -100,7 +109,9 @@ class TaskSubmitView(AnnotatorView):
         params = SubmitRequestSerializer(data=request.data)
         params.is_valid(raise_exception=True)
         try:
-            result = label_submit(annotator=request.user, task_id=task_id, **params.validated_data)
+            result = label_submit(
+                annotator=_annotator(request), task_id=task_id, **params.validated_data
+            )
         except DjangoValidationError as error:
             raise _as_drf(error) from error
         except TaskNotLeased as error:
@@ -120,15 +131,13 @@ class TaskSkipView(AnnotatorView):
     )
     def post(self, request: Request, task_id: int) -> Response:
         try:
-            task_skip(annotator=request.user, task_id=task_id)
+            task_skip(annotator=_annotator(request), task_id=task_id)
         except TaskNotLeased as error:
             raise NotFound(str(error)) from error
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class MeView(AnnotatorView):
-    @extend_schema(
-        operation_id="me", summary="Your labeling statistics", responses=MeOutSerializer
-    )
+    @extend_schema(operation_id="me", summary="Your labeling statistics", responses=MeOutSerializer)
     def get(self, request: Request) -> Response:
-        return Response(MeOutSerializer(queries.annotator_stats_get(user=request.user)).data)
+        return Response(MeOutSerializer(queries.annotator_stats_get(user=_annotator(request))).data)

@@ -4,7 +4,7 @@ import datetime
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F
@@ -53,7 +53,10 @@ def label_validate(
         errors["flags"] = [f"has {len(flags)} entries for {len(ratings)} ratings"]
     if human_completion is not None and (not ratings or ratings[-1] != -1):
         errors["human_completion"] = ["a corrected step goes with a -1 rating on the last step"]
-    if finish_reason in (FinishReason.BAD_PROBLEM, FinishReason.GIVE_UP) and not finish_note.strip():
+    if (
+        finish_reason in (FinishReason.BAD_PROBLEM, FinishReason.GIVE_UP)
+        and not finish_note.strip()
+    ):
         errors["finish_note"] = [f"a reason is required for {finish_reason}"]
     if not 0 <= total_time_ms <= MAX_TOTAL_TIME_MS:
         errors["total_time_ms"] = [f"must be between 0 and {MAX_TOTAL_TIME_MS}"]
@@ -114,9 +117,7 @@ def label_steps_build(
     return built
 
 
-def _label_for_key(
-    *, annotator: AbstractBaseUser, task_id: int, idempotency_key: str
-) -> Label | None:
+def _label_for_key(*, annotator: User, task_id: int, idempotency_key: str) -> Label | None:
     label = Label.objects.filter(idempotency_key=idempotency_key).first()
     if label is None:
         return None
@@ -127,7 +128,7 @@ def _label_for_key(
 
 def label_submit(
     *,
-    annotator: AbstractBaseUser,
+    annotator: User,
     task_id: int,
     idempotency_key: str,
     ratings: Sequence[int],
@@ -181,7 +182,7 @@ def label_submit(
 @transaction.atomic
 def _label_create(
     *,
-    annotator: AbstractBaseUser,
+    annotator: User,
     task_id: int,
     key: str,
     ratings: list[int],

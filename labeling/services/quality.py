@@ -17,7 +17,7 @@ The only write is :func:`annotator_screening_update`, which records the screenin
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from labeling.models import AnnotatorProfile, QualitySettings
@@ -81,7 +81,10 @@ def agreement_summarise(pairs: Iterable[tuple[Ratings, Ratings]]) -> AgreementSu
         compared += steps.compared
         first_error += int(first_error_agrees(ratings=ratings, gold=gold))
     return AgreementSummary(
-        labels=labels, steps_matched=matched, steps_compared=compared, first_error_matches=first_error
+        labels=labels,
+        steps_matched=matched,
+        steps_compared=compared,
+        first_error_matches=first_error,
     )
 
 
@@ -113,7 +116,7 @@ def quality_settings_get() -> QualitySettings:
 
 @transaction.atomic
 def annotator_screening_update(
-    *, annotator: AbstractBaseUser, quality: QualitySettings | None = None
+    *, annotator: User, quality: QualitySettings | None = None
 ) -> bool | None:
     """Decide screening once the annotator has labeled every required screening question.
 

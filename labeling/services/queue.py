@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from django.conf import settings
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
@@ -63,7 +63,7 @@ def lease_expiry(now: datetime.datetime | None = None) -> datetime.datetime:
     return (now or timezone.now()) + datetime.timedelta(minutes=settings.LEASE_MINUTES)
 
 
-def task_claim_next(*, annotator: AbstractBaseUser, exclude: Iterable[int] = ()) -> Claim | None:
+def task_claim_next(*, annotator: User, exclude: Iterable[int] = ()) -> Claim | None:
     """The annotator's next task with a fresh lease, or their own live lease back; None if none.
 
     Order of service: a live lease the annotator already holds (not in ``exclude``); screening
@@ -117,9 +117,7 @@ def task_claim_next(*, annotator: AbstractBaseUser, exclude: Iterable[int] = ())
     ):
         claim = _claim_per_annotator(
             annotator=annotator,
-            candidates=Task.objects.filter(
-                kind=TaskKind.QUALITY_CONTROL, gold_label__isnull=False
-            ),
+            candidates=Task.objects.filter(kind=TaskKind.QUALITY_CONTROL, gold_label__isnull=False),
             exclude=exclude_ids,
         )
         if claim is not None:
@@ -127,7 +125,7 @@ def task_claim_next(*, annotator: AbstractBaseUser, exclude: Iterable[int] = ())
     return _claim_normal(annotator=annotator, exclude=exclude_ids)
 
 
-def _not_seen_by(annotator: AbstractBaseUser) -> Q:
+def _not_seen_by(annotator: User) -> Q:
     """Tasks the annotator has not labeled, leased or skipped (each an index probe)."""
     return (
         ~Q(Exists(Label.objects.filter(task=OuterRef("pk"), annotator=annotator)))
@@ -136,7 +134,7 @@ def _not_seen_by(annotator: AbstractBaseUser) -> Q:
     )
 
 
-def _claim_normal(*, annotator: AbstractBaseUser, exclude: set[int]) -> Claim | None:
+def _claim_normal(*, annotator: User, exclude: set[int]) -> Claim | None:
     for _ in range(CLAIM_ATTEMPTS):
         try:
             with transaction.atomic():
@@ -159,7 +157,7 @@ def _claim_normal(*, annotator: AbstractBaseUser, exclude: set[int]) -> Claim | 
 
 
 def _claim_per_annotator(
-    *, annotator: AbstractBaseUser, candidates: QuerySet[Task], exclude: set[int]
+    *, annotator: User, candidates: QuerySet[Task], exclude: set[int]
 ) -> Claim | None:
     for _ in range(CLAIM_ATTEMPTS):
         try:
@@ -168,7 +166,9 @@ def _claim_per_annotator(
                 if exclude:
                     available = available.exclude(pk__in=exclude)
                 task = (
-                    available.select_related("solution__problem").order_by("-priority", "id").first()
+                    available.select_related("solution__problem")
+                    .order_by("-priority", "id")
+                    .first()
                 )
                 if task is None:
                     return None
@@ -178,14 +178,14 @@ def _claim_per_annotator(
     return None
 
 
-def _lease_create(*, task: Task, annotator: AbstractBaseUser) -> Claim:
+def _lease_create(*, task: Task, annotator: User) -> Claim:
     lease = Lease.objects.create(task=task, annotator=annotator, expires_at=lease_expiry())
     Task.objects.filter(pk=task.pk).update(lease_count=F("lease_count") + 1)
     task.lease_count += 1
     return Claim(task=task, lease=lease, resumed=False)
 
 
-def lease_heartbeat(*, annotator: AbstractBaseUser, task_id: int) -> datetime.datetime:
+def lease_heartbeat(*, annotator: User, task_id: int) -> datetime.datetime:
     """Extend the annotator's lease on the task; returns the new expiry.
 
     A lease past its expiry that has not been released yet still holds its slot, so it is
@@ -198,7 +198,7 @@ def lease_heartbeat(*, annotator: AbstractBaseUser, task_id: int) -> datetime.da
 
 
 @transaction.atomic
-def task_skip(*, annotator: AbstractBaseUser, task_id: int) -> None:
+def task_skip(*, annotator: User, task_id: int) -> None:
     """Give the task back; the annotator is not offered it again (screening ones excepted)."""
     task = Task.objects.select_for_update().filter(pk=task_id).first()
     if task is None:
