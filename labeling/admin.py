@@ -53,7 +53,7 @@ class JsonlImportAdminMixin:
     import_title = "Import JSONL"
     import_command = ""
     import_help = ""
-    change_list_template = "admin/labeling/change_list_import.html"
+    change_list_template: Any = "admin/labeling/change_list_import.html"
 
     def get_urls(self) -> list[URLPattern]:
         admin_self = cast(admin.ModelAdmin, self)

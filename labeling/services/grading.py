@@ -30,7 +30,7 @@ _CHECKER_SCRIPT = Path(__file__).with_name("mathcheck.py")
 _STARTUP_TIMEOUT_SECONDS = 120.0  # importing sympy on a loaded machine can take a while
 _PROBLEM_CHUNK = 500
 
-Progress = Callable[[int], None]
+Progress = Callable[[int], object]  # e.g. tqdm.update
 
 
 def answer_extract(steps: Sequence[str]) -> str:

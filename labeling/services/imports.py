@@ -13,6 +13,7 @@ or enqueue ``labeling.grade_solutions`` on commit (the admin upload).
 
 from __future__ import annotations
 
+import json
 import math
 import uuid
 from collections.abc import Callable
@@ -20,13 +21,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any, TypeVar
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, OuterRef, Subquery
 from django.db.models.functions import Coalesce, Greatest
 
 from labeling.models import (
     AnnotatorProfile,
     FinishReason,
+    Grade,
     Label,
     Problem,
     Solution,
@@ -50,7 +52,7 @@ _MAX_TOTAL_TIME_MS = 2**31 - 1  # PositiveIntegerField's range on every backend
 _PROBLEM_CACHE_LIMIT = 100_000  # problem ids remembered across batches (candidates import)
 
 Row = TypeVar("Row")
-Progress = Callable[[int], None]
+Progress = Callable[[int], object]  # e.g. tqdm.update, called with bytes read
 
 
 @dataclass
@@ -342,34 +344,69 @@ class _CandidateWriter:
             new.setdefault((problem_id, text_hash), (row, text_hash))
         if not new:
             return
-        existing = set(
-            Solution.objects.filter(
-                problem_id__in={p for p, _ in new}, text_hash__in={h for _, h in new}
-            ).values_list("problem_id", "text_hash")
-        )
-        rows = [(key, row) for key, (row, _) in new.items() if key not in existing]
-        _solutions_insert(rows, source=self.source_label)
-        report.problem_ids.update(problem_id for (problem_id, _), _ in rows)
-        report.count(report.created, "solutions", len(rows))
+        if connection.vendor == "postgresql":
+            created = _solutions_copy(new, source=self.source_label)
+        else:
+            created = _solutions_insert(new, source=self.source_label)
+        report.problem_ids.update(problem_id for problem_id, _ in new)
+        report.count(report.created, "solutions", created)
 
 
-def _solutions_insert(rows: list[tuple[tuple[int, str], CandidateRow]], *, source: str) -> None:
-    Solution.objects.bulk_create(
-        [
-            Solution(
-                problem_id=problem_id,
-                steps=row.steps,
-                answer=row.answer,
-                text_hash=text_hash,
-                generator=row.generator,
-                source=source,
-            )
-            for (problem_id, text_hash), row in rows
-        ],
-        batch_size=1000,
-        # Another import may be adding the same candidate right now: theirs wins.
-        ignore_conflicts=True,
+_NewSolutions = dict[tuple[int, str], tuple[CandidateRow, str]]
+
+
+def _solutions_insert(new: _NewSolutions, *, source: str) -> int:
+    existing = set(
+        Solution.objects.filter(
+            problem_id__in={p for p, _ in new}, text_hash__in={h for _, h in new}
+        ).values_list("problem_id", "text_hash")
     )
+    objs = [
+        Solution(
+            problem_id=problem_id,
+            steps=row.steps,
+            answer=row.answer,
+            text_hash=text_hash,
+            generator=row.generator,
+            source=source,
+        )
+        for (problem_id, text_hash), (row, _) in new.items()
+        if (problem_id, text_hash) not in existing
+    ]
+    # Another import may be adding the same candidate right now: theirs wins.
+    Solution.objects.bulk_create(objs, batch_size=1000, ignore_conflicts=True)
+    return len(objs)
+
+
+def _solutions_copy(new: _NewSolutions, *, source: str) -> int:
+    """PostgreSQL: COPY the batch into a temporary table, then one INSERT … ON CONFLICT DO
+    NOTHING. Several times faster than a multi-row INSERT and counts exactly what it added."""
+    table = Solution._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE TEMPORARY TABLE IF NOT EXISTS stepwise_solution_import ("
+            " problem_id bigint, steps jsonb, answer text, text_hash varchar(64),"
+            " generator varchar(100)) ON COMMIT DROP"
+        )
+        cursor.execute("TRUNCATE stepwise_solution_import")
+        raw = cursor.cursor  # the psycopg cursor underneath Django's wrapper
+        with raw.copy(
+            "COPY stepwise_solution_import (problem_id, steps, answer, text_hash, generator)"
+            " FROM STDIN"
+        ) as copy:
+            for (problem_id, text_hash), (row, _) in new.items():
+                copy.write_row(
+                    (problem_id, json.dumps(row.steps), row.answer, text_hash, row.generator)
+                )
+        cursor.execute(
+            f"INSERT INTO {table} (problem_id, steps, answer, text_hash, generator, source,"
+            " grade, created_at)"
+            " SELECT problem_id, steps, answer, text_hash, generator, %s, %s, now()"
+            " FROM stepwise_solution_import"
+            " ON CONFLICT (problem_id, text_hash) DO NOTHING",
+            [source, Grade.UNGRADED],
+        )
+        return cursor.rowcount
 
 
 def candidates_import(
@@ -747,7 +784,7 @@ def _problems_by_hash(hashes: set[str]) -> dict[str, dict[str, Any]]:
         .order_by("-id")
         .values("id", "problem_hash", "problem", "answer", "solution")
     ):
-        found[problem["problem_hash"]] = problem
+        found[problem["problem_hash"]] = dict(problem)
     return found
 
 
@@ -755,14 +792,14 @@ def _solutions_by_key(keys: set[tuple[int, str]]) -> dict[tuple[int, str], dict[
     qs = Solution.objects.filter(
         problem_id__in={p for p, _ in keys}, text_hash__in={h for _, h in keys}
     ).values("id", "problem_id", "text_hash", "steps", "answer")
-    return {(s["problem_id"], s["text_hash"]): s for s in qs}
+    return {(s["problem_id"], s["text_hash"]): dict(s) for s in qs}
 
 
 def _tasks_by_key(solution_ids: set[int]) -> dict[_TaskKey, dict[str, Any]]:
     qs = Task.objects.filter(solution_id__in=solution_ids).values(
         "id", "solution_id", "kind", "generation", "queued_score"
     )
-    return {(t["solution_id"], t["kind"], t["generation"]): t for t in qs}
+    return {(t["solution_id"], t["kind"], t["generation"]): dict(t) for t in qs}
 
 
 def _record_extras(

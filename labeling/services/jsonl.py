@@ -45,7 +45,7 @@ def jsonl_open(path: str) -> Iterator[tuple[IO[bytes], str, int | None]]:
 
 
 def jsonl_records(
-    stream: IO[bytes], *, progress: Callable[[int], None] | None = None
+    stream: IO[bytes], *, progress: Callable[[int], object] | None = None
 ) -> Iterator[tuple[int, dict[str, Any] | LineError]]:
     """Yield ``(line number, object)`` per non-blank line, or a ``LineError`` for a bad one.
 
