@@ -147,6 +147,26 @@ class SolutionAdmin(JsonlImportAdminMixin, admin.ModelAdmin):
     list_filter = ["grade", "source", "generator"]
     search_fields = ["problem__unique_id", "answer"]
     raw_id_fields = ["problem"]
+    actions = ["queue_for_labeling"]
+
+    @admin.action(description="Queue selected for labeling", permissions=["change"])
+    def queue_for_labeling(self, request: HttpRequest, queryset: Any) -> None:
+        from labeling.queries import generation_current
+        from labeling.services.queue import tasks_enqueue
+
+        generation = generation_current()
+        created = tasks_enqueue(
+            solution_ids=list(queryset.values_list("pk", flat=True)),
+            generation=generation,
+            overlap=1,
+            kind="normal",
+        )
+        self.message_user(
+            request,
+            f"Queued {created} of {queryset.count()} selected solutions "
+            f"(generation {generation}; already queued ones were left as they were).",
+            messages.SUCCESS,
+        )
 
 
 @admin.register(GradedAnswer)

@@ -123,3 +123,11 @@ def active_selector_scores(*, solution_ids: list[int]) -> dict[int, float]:
             version__is_active=True, solution_id__in=solution_ids
         ).values_list("solution_id", "score")
     )
+
+
+def generation_current() -> int:
+    """The active-learning round new normal tasks join: the latest one queued so far (1 if none)."""
+    latest = Task.objects.filter(kind=TaskKind.NORMAL, generation__gte=0).aggregate(
+        latest=Max("generation")
+    )["latest"]
+    return latest if latest is not None else 1
