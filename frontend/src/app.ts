@@ -14,6 +14,7 @@ import {
   Stopwatch,
   submitFields,
   validateSubmit,
+  visibleSteps,
   type Action,
   type Rating,
   type SessionState,
@@ -130,7 +131,8 @@ export class App {
 
     this.drafts.prune(Date.now(), new Set(this.outbox.taskIds()));
     void this.refreshMe();
-    void this.flushOutbox();
+    // A page load is a natural moment to retry: don't wait out the backoff of a past session.
+    void this.flushOutbox(true);
     await this.openFirstTask();
   }
 
@@ -277,7 +279,13 @@ export class App {
     );
     const remaining = el("p", { class: "remaining" });
     const button = (label: string, key: string, cls: string, onClick: () => void, title = label) => {
-      const b = el("button", { type: "button", class: `btn ${cls}`, title: `${title} (${key})`, "aria-keyshortcuts": key }, label, el("kbd", {}, key));
+      // The name is the label alone; the key is announced through aria-keyshortcuts.
+      const b = el(
+        "button",
+        { type: "button", class: `btn ${cls}`, title: `${title} (${key})`, "aria-label": label, "aria-keyshortcuts": key },
+        label,
+        el("kbd", { "aria-hidden": "true" }, key),
+      );
       b.addEventListener("click", () => {
         onClick();
         b.blur(); // keep keyboard focus on the page, not the button
@@ -323,7 +331,12 @@ export class App {
       el("label", { for: "correction" }, "Corrected step ", el("span", { class: "muted" }, "(optional)")),
       correctionBox,
     );
-    const submitButton = el("button", { type: "button", class: "btn primary", id: "submit" }, "Submit", el("kbd", {}, "Enter"));
+    const submitButton = el(
+      "button",
+      { type: "button", class: "btn primary", id: "submit", "aria-keyshortcuts": "Enter" },
+      "Submit",
+      el("kbd", { "aria-hidden": "true" }, "Enter"),
+    );
     submitButton.addEventListener("click", () => void this.submit());
     const skip = el("button", { type: "button", class: "btn link" }, "Skip this task");
     skip.addEventListener("click", () => void this.skip());
@@ -343,6 +356,8 @@ export class App {
       "div",
       { class: "task-meta" },
       el("span", {}, `Task ${task.id}`),
+      // Screening questions are announced; quality-control questions are not (they would stand out).
+      task.kind === "screening" ? el("span", { class: "badge" }, "Screening question") : "",
       task.generation !== null ? el("span", {}, `Generation ${task.generation}`) : "",
       progress,
       timer,
@@ -413,7 +428,7 @@ export class App {
     const { session: s, view: v } = cur;
     const finished = isFinished(s);
     const active = currentStep(s);
-    const shown = finished ? s.ratings.length : Math.min(s.ratings.length + 1, s.stepCount);
+    const shown = visibleSteps(s);
     v.steps.forEach((li, i) => {
       li.hidden = i >= Math.max(shown, 1);
       const rating = s.ratings[i];
@@ -748,6 +763,10 @@ export class App {
     }
     if (saved) {
       void this.refreshMe();
+      // The saved task's lease is gone, so a prefetch refused at the two-lease limit can run now.
+      if (this.current && !this.prefetched) {
+        void this.prefetch();
+      }
     }
   }
 

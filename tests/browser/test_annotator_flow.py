@@ -199,3 +199,39 @@ def test_a_user_outside_the_annotators_group_is_told_so(page: Page) -> None:
     UserFactory(username="visitor")
     login(page, "visitor")
     expect(page.get_by_role("heading", name="You are not in the annotators group")).to_be_visible()
+
+
+def test_mouse_users_have_buttons_for_everything_and_help_lists_the_keys(
+    page: Page, two_tasks: tuple[Task, Task], wait_until: Callable[..., None]
+) -> None:
+    first, second = two_tasks
+    user = annotator("mouse")
+    login(page, "mouse")
+    task_on_screen(page, first)
+
+    page.keyboard.press("?")
+    help_dialog = page.get_by_role("dialog", name="Keyboard shortcuts")
+    expect(help_dialog).to_be_visible()
+    expect(help_dialog).to_contain_text("Flag the current step")
+    page.keyboard.press("3")  # ignored while the help is open
+    help_dialog.get_by_role("button", name="Close").click()
+    expect(help_dialog).to_be_hidden()
+    expect(page.locator("li.step.rated-great")).to_have_count(0)
+
+    page.get_by_role("button", name="Okay", exact=True).click()
+    page.get_by_role("button", name="Flag").click()
+    page.get_by_role("button", name="Bad", exact=True).click()
+    expect(page.locator("#app")).to_have_attribute("data-finish", "found_error")
+    page.get_by_role("button", name="Undo").click()  # back to step 2, flag kept
+    expect(page.locator("#app")).to_have_attribute("data-finish", "")
+    page.get_by_role("button", name="Bad problem").click()
+    dialog = page.get_by_role("dialog", name="Report a bad problem")
+    dialog.get_by_label("Reason (required)").fill("The diagram is missing")
+    dialog.get_by_role("button", name="Report").click()
+    page.get_by_role("button", name="Submit").click()
+
+    wait_until(lambda: Label.objects.filter(task=first, annotator=user).exists(), 15, "label")
+    label = Label.objects.get(task=first, annotator=user)
+    assert (label.finish_reason, label.ratings) == ("bad_problem", [0])
+    assert label.finish_note == "The diagram is missing"
+    task_on_screen(page, second)
