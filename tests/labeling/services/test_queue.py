@@ -241,3 +241,49 @@ def test_enqueue_rejects_overlap_below_one():
     with pytest.raises(ValidationError) as error:
         tasks_enqueue(solution_ids=[SolutionFactory().pk], generation=1, overlap=0, kind="normal")
     assert "overlap" in error.value.message_dict
+
+
+# --- the two front doors of tasks_enqueue: the command and the admin action -----------------
+
+
+def test_enqueue_command_all_unqueued_then_nothing_left():
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    solutions = SolutionFactory.create_batch(3)
+    TaskFactory(solution=solutions[0], generation=1)
+    out = StringIO()
+    call_command("enqueue", "--all-unqueued", "--generation", "4", "--overlap", "2", stdout=out)
+    assert "queued 2 normal tasks in generation 4" in out.getvalue()
+    new = Task.objects.filter(generation=4)
+    assert set(new.values_list("solution_id", flat=True)) == {solutions[1].pk, solutions[2].pk}
+    assert set(new.values_list("required_labels", flat=True)) == {2}
+    call_command("enqueue", "--all-unqueued", stdout=out)
+    assert Task.objects.count() == 3
+
+
+def test_enqueue_command_reports_unknown_ids_as_an_error():
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match="no such solution: 31337"):
+        call_command("enqueue", "--solution-ids", "31337")
+
+
+def test_admin_action_queues_selected_solutions_in_current_generation(client):
+    from tests.factories import UserFactory
+
+    TaskFactory(generation=5)
+    chosen = SolutionFactory.create_batch(2)
+    SolutionFactory()  # not selected
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    response = client.post(
+        "/admin/labeling/solution/",
+        {"action": "queue_for_labeling", "_selected_action": [s.pk for s in chosen]},
+        follow=True,
+    )
+    assert response.status_code == 200
+    assert "Queued 2 of 2 selected solutions" in response.content.decode()
+    queued = Task.objects.filter(solution__in=chosen)
+    assert set(queued.values_list("generation", flat=True)) == {5}
+    assert Task.objects.count() == 3
