@@ -24,6 +24,7 @@ from django.conf import settings
 from django.db.models import Count, Exists, OuterRef, Subquery
 
 from labeling.models import Grade, GradedAnswer, Problem, Solution, text_sha256
+from labeling.services.mathcheck import quick_verdict
 
 ANSWER_MARKER = "# Answer"
 _CHECKER_SCRIPT = Path(__file__).with_name("mathcheck.py")
@@ -165,24 +166,34 @@ class AnswerChecker:
 
     def _run(self, pending: Iterator[tuple[Any, str, str]]) -> Iterator[tuple[Any, str, str]]:
         exhausted = False
-        while len(self._children) < self.workers:
-            self._spawn()
+        waiting_item: tuple[Any, str, str] | None = None  # needs a child, none idle yet
         while True:
-            now = time.monotonic()
-            for child in self._children:
-                if exhausted or not child.ready or child.key is not None:
-                    continue
-                item = next(pending, None)
-                if item is None:
-                    exhausted = True
+            # Feed idle children; answers that need no symbolic check are answered here.
+            while True:
+                if waiting_item is None:
+                    item = None if exhausted else next(pending, None)
+                    if item is None:
+                        exhausted = True
+                        break
+                    self.calls += 1
+                    quick = quick_verdict(item[1], item[2])
+                    if quick is not None:
+                        yield item[0], *quick
+                        continue
+                    waiting_item = item
+                    # Processes start lazily: a run of quick verdicts needs none.
+                    if len(self._children) < self.workers:
+                        self._spawn()
+                idle = next((c for c in self._children if c.ready and c.key is None), None)
+                if idle is None:
                     break
-                key, gold, answer = item
+                key, gold, answer = waiting_item
                 self._next_id += 1
-                child.key = (self._next_id, key)
-                child.send(self._next_id, gold, answer, now + self.timeout)
-                self.calls += 1
+                idle.key = (self._next_id, key)
+                idle.send(self._next_id, gold, answer, time.monotonic() + self.timeout)
+                waiting_item = None
             busy = [c for c in self._children if c.key is not None]
-            if exhausted and not busy:
+            if exhausted and waiting_item is None and not busy:
                 return
             waiting = [c for c in self._children if c.key is not None or not c.ready]
             wait = max(0.0, min(c.deadline for c in waiting) - time.monotonic())

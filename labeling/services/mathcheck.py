@@ -13,8 +13,12 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
+from functools import lru_cache
 from typing import Any
+
+_INTEGER = re.compile(r"-?\d+")
 
 
 def _as_latex(text: str) -> str:
@@ -23,17 +27,41 @@ def _as_latex(text: str) -> str:
     return text if "$" in text else f"${text}$"
 
 
+def quick_verdict(gold: str, answer: str) -> tuple[str, str] | None:
+    """A verdict that needs no symbolic work (identical text, two integer literals), or None.
+
+    Cheap enough to run in the caller's process, which skips the round trip to a child.
+    """
+    gold, answer = gold.strip(), answer.strip()
+    if not answer:
+        return "incorrect", "no final answer"
+    if not gold:
+        return "ungradable", "the problem has no ground-truth answer"
+    if gold == answer:
+        return "correct", ""
+    if _INTEGER.fullmatch(gold) and _INTEGER.fullmatch(answer):
+        return ("correct" if int(gold) == int(answer) else "incorrect"), ""
+    return None
+
+
+@lru_cache(maxsize=256)
+def _parse_gold(gold: str) -> list[Any]:
+    # One problem's answers arrive together: its ground truth is parsed once.
+    from math_verify import parse
+
+    return list(parse(_as_latex(gold), parsing_timeout=None, raise_on_error=True))
+
+
 def check(gold: str, answer: str) -> tuple[str, str]:
     """Grade ``answer`` against ``gold``: (``correct|incorrect|ungradable``, detail)."""
     from math_verify import parse, verify
 
-    if not answer.strip():
-        return "incorrect", "no final answer"
-    if not gold.strip():
-        return "ungradable", "the problem has no ground-truth answer"
+    quick = quick_verdict(gold, answer)
+    if quick is not None:
+        return quick
     # No in-process timeouts (they need signals); the parent enforces the deadline.
     try:
-        gold_parsed = parse(_as_latex(gold), parsing_timeout=None, raise_on_error=True)
+        gold_parsed = _parse_gold(gold)
     except Exception as exc:
         return "ungradable", f"ground truth could not be parsed: {type(exc).__name__}: {exc}"
     if not gold_parsed:

@@ -55,16 +55,25 @@ def test_missing_final_answer_is_incorrect(checker):
     assert checker.check("5", "") == ("incorrect", "no final answer")
 
 
+def test_integer_literals_and_identical_text_need_no_symbolic_check():
+    with AnswerChecker(timeout=1) as fresh:
+        assert fresh.check("007", "7") == ("correct", "")
+        assert fresh.check("-3", "3") == ("incorrect", "")
+        assert fresh.check(r"\sqrt{2}", r"\sqrt{2}") == ("correct", "")
+        assert fresh._children == []  # answered without starting a process
+
+
 def test_pathological_answer_comes_back_ungradable_within_the_limit():
     with AnswerChecker(timeout=1) as fast:
-        fast.check("1", "1")  # start the process first: the limit is per answer
+        # Start a checker process first (identical answers need none): the limit is per answer.
+        assert fast.check(r"\frac{1}{2}", "0.5") == ("correct", "")
         started = time.monotonic()
         grade, detail = fast.check("1", PATHOLOGICAL)
         elapsed = time.monotonic() - started
         assert (grade, detail) == ("ungradable", "timed out after 1s")
         assert elapsed < 3
         # The killed process was replaced: the checker keeps working.
-        assert fast.check("2", "2") == ("correct", "")
+        assert fast.check("2", "4/2") == ("correct", "")
 
 
 @pytest.mark.django_db
