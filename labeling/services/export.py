@@ -33,7 +33,7 @@ from selector.models import Job, JobKind, JobStatus
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_CHUNK_SIZE = 2000
+DEFAULT_CHUNK_SIZE = 1000
 ExportFormat = Literal["prm800k", "stepwise"]
 Neutral = Literal["positive", "negative"]
 
