@@ -24,6 +24,7 @@ from labeling.models import (
     TaskKind,
     text_sha256,
 )
+from labeling.services.grading import answers_grade
 
 # (username, password, role). Fixed so the `make run` banner can print them; demo use only.
 DEMO_LOGINS: list[tuple[str, str, str]] = [
@@ -1344,6 +1345,9 @@ class DemoSeedResult:
     solutions_created: int = 0
     tasks_created: int = 0
     users_created: int = 0
+    solutions_graded: int = 0
+    # Candidates whose checker grade differs from what the demo data intends (should be none).
+    grade_mismatches: tuple[str, ...] = ()
     skipped: bool = False  # --if-empty found existing problems
 
 
@@ -1351,18 +1355,37 @@ def demo_candidate_count() -> int:
     return sum(len(p.candidates) for p in DEMO_PROBLEMS)
 
 
-@transaction.atomic
-def demo_seed(*, if_empty: bool = False) -> DemoSeedResult:
+def demo_seed(*, if_empty: bool = False, grade: bool = True) -> DemoSeedResult:
     """Load the demo problems, candidates, queue and logins; safe to run any number of times.
 
     Rows are matched by their natural keys (problem unique_id, solution text hash, task
     round, username), so a second run creates nothing and never touches labels or passwords
-    someone has changed since.
+    someone has changed since. Candidates are graded by the real answer checker (after the
+    rows are committed: math-verify must not run inside a write transaction), and its verdicts
+    are compared with the right/wrong the demo data intends.
     """
     if if_empty and Problem.objects.exists():
         return DemoSeedResult(skipped=True)
-    users_created = _demo_users_ensure()
-    problems_created = solutions_created = tasks_created = 0
+    counts = _demo_rows_ensure()
+    graded, mismatches = _demo_grade() if grade else (0, ())
+    return DemoSeedResult(
+        problems_created=counts["problems_created"],
+        solutions_created=counts["solutions_created"],
+        tasks_created=counts["tasks_created"],
+        users_created=counts["users_created"],
+        solutions_graded=graded,
+        grade_mismatches=mismatches,
+    )
+
+
+@transaction.atomic
+def _demo_rows_ensure() -> dict[str, int]:
+    counts = {
+        "problems_created": 0,
+        "solutions_created": 0,
+        "tasks_created": 0,
+        "users_created": _demo_users_ensure(),
+    }
     n_problems = len(DEMO_PROBLEMS)
     total = demo_candidate_count()
     for p_index, demo in enumerate(DEMO_PROBLEMS):
@@ -1377,7 +1400,7 @@ def demo_seed(*, if_empty: bool = False) -> DemoSeedResult:
                 "level": demo.level,
             },
         )
-        problems_created += created
+        counts["problems_created"] += created
         for c_index, cand in enumerate(demo.candidates):
             solution, created = Solution.objects.get_or_create(
                 problem=problem,
@@ -1387,10 +1410,9 @@ def demo_seed(*, if_empty: bool = False) -> DemoSeedResult:
                     "answer": cand.answer,
                     "generator": DEMO_GENERATOR,
                     "source": DEMO_SOURCE,
-                    "grade": Grade.CORRECT if cand.is_correct else Grade.INCORRECT,
                 },
             )
-            solutions_created += created
+            counts["solutions_created"] += created
             # Round-robin over problems (every problem's first candidate, then every second
             # one...) so the first tasks an annotator sees cover all subjects.
             rank = c_index * n_problems + p_index
@@ -1400,13 +1422,37 @@ def demo_seed(*, if_empty: bool = False) -> DemoSeedResult:
                 generation=DEMO_GENERATION,
                 defaults={"priority": float(total - rank), "required_labels": 1},
             )
-            tasks_created += created
-    return DemoSeedResult(
-        problems_created=problems_created,
-        solutions_created=solutions_created,
-        tasks_created=tasks_created,
-        users_created=users_created,
+            counts["tasks_created"] += created
+    return counts
+
+
+def _demo_grade() -> tuple[int, tuple[str, ...]]:
+    intended = {
+        (demo.unique_id, text_sha256("\n".join(cand.steps))): cand.is_correct
+        for demo in DEMO_PROBLEMS
+        for cand in demo.candidates
+    }
+    problem_ids = list(
+        Problem.objects.filter(unique_id__in=[d.unique_id for d in DEMO_PROBLEMS]).values_list(
+            "id", flat=True
+        )
     )
+    graded = 0
+    # Starting the checker processes costs seconds: only when something is left to grade.
+    if Solution.objects.filter(problem_id__in=problem_ids, grade=Grade.UNGRADED).exists():
+        graded = answers_grade(problem_ids=problem_ids).solutions_graded
+    mismatches = []
+    rows = Solution.objects.filter(problem_id__in=problem_ids).values_list(
+        "problem__unique_id", "text_hash", "answer", "grade"
+    )
+    for unique_id, text_hash, answer, actual in rows:
+        correct = intended.get((unique_id, text_hash))
+        if correct is None or actual == Grade.UNGRADED:
+            continue  # not demo text (edited or added since), or left for the grading task
+        expected = Grade.CORRECT if correct else Grade.INCORRECT
+        if actual != expected:
+            mismatches.append(f"{unique_id}: answer {answer!r} graded {actual}, meant {expected}")
+    return graded, tuple(mismatches)
 
 
 def _demo_users_ensure() -> int:

@@ -3,6 +3,7 @@
 import io
 import re
 from collections import Counter
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
@@ -18,21 +19,28 @@ from labeling.demo_data import (
 from labeling.models import (
     AnnotatorProfile,
     Grade,
+    GradedAnswer,
     Problem,
     Solution,
     Task,
     TaskKind,
     text_sha256,
 )
-from labeling.services.mathcheck import check
 from tests.factories import ProblemFactory
 
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings: Any) -> None:
+    # Three demo users per seed: the production hasher would dominate these tests' run time.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 def seed(*args: str) -> str:
+    """Seed without grading (starting math-verify costs seconds); one test grades for real."""
     out = io.StringIO()
-    call_command("seed_demo", *args, stdout=out)
+    call_command("seed_demo", "--no-grade", *args, stdout=out)
     return out.getvalue()
 
 
@@ -101,16 +109,30 @@ def test_every_candidate_ends_with_its_answer_in_prm800k_format() -> None:
         assert answer == solution.answer != ""
 
 
-def test_grades_agree_with_the_answer_checker_and_a_third_are_wrong() -> None:
-    seed()
-    solutions = list(Solution.objects.select_related("problem"))
+def test_the_real_grader_agrees_with_the_demo_data_and_a_third_are_wrong() -> None:
+    out, err = io.StringIO(), io.StringIO()
+    call_command("seed_demo", stdout=out, stderr=err)
+    assert f"graded {demo_candidate_count()} candidates" in out.getvalue()
+    assert err.getvalue() == ""  # no "grade differs" warnings
+    intended = {
+        text_sha256("\n".join(c.steps)): c.is_correct for p in DEMO_PROBLEMS for c in p.candidates
+    }
+    solutions = list(Solution.objects.all())
     for solution in solutions:
-        verdict, detail = check(solution.problem.answer, solution.answer)
-        assert verdict == solution.grade, (solution.problem.unique_id, solution.answer, detail)
+        expected = Grade.CORRECT if intended[solution.text_hash] else Grade.INCORRECT
+        assert solution.grade == expected, (solution.problem_id, solution.answer)
+    # Every distinct (problem, answer) pair went through the checker's cache once.
+    assert GradedAnswer.objects.count() == len({(s.problem_id, s.answer) for s in solutions})
     grades = Counter(s.grade for s in solutions)
-    assert set(grades) == {Grade.CORRECT, Grade.INCORRECT}
     assert grades[Grade.INCORRECT] * 3 >= len(solutions)
     assert grades[Grade.CORRECT] * 3 >= len(solutions)
+    # A second run has nothing left to grade and so does not start the checker.
+    assert "graded 0 candidates" in seed()
+
+
+def test_without_grading_candidates_stay_ungraded() -> None:
+    seed()
+    assert set(Solution.objects.values_list("grade", flat=True)) == {Grade.UNGRADED}
 
 
 def test_wrong_candidates_go_wrong_at_varied_known_steps() -> None:
@@ -160,7 +182,7 @@ def test_running_twice_creates_no_duplicates() -> None:
     before = table_counts()
     output = seed()
     assert table_counts() == before
-    assert "created 0 problems, 0 candidate solutions, 0 tasks, 0 users" in output
+    assert "created 0 problems, 0 candidate solutions, 0 tasks, 0 users;" in output
 
 
 def test_rerun_keeps_a_password_that_was_changed() -> None:

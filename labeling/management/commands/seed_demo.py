@@ -19,9 +19,14 @@ class Command(BaseCommand):
             action="store_true",
             help="Do nothing if any problem already exists (used by `make run`).",
         )
+        parser.add_argument(
+            "--no-grade",
+            action="store_true",
+            help="Leave new candidates ungraded (the labeling.grade_solutions task grades them).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        result = demo_seed(if_empty=options["if_empty"])
+        result = demo_seed(if_empty=options["if_empty"], grade=not options["no_grade"])
         if result.skipped:
             self.stdout.write("seed_demo: problems already exist; nothing to do (--if-empty).")
             return
@@ -29,9 +34,11 @@ class Command(BaseCommand):
             self.style.SUCCESS(
                 f"seed_demo: created {result.problems_created} problems, "
                 f"{result.solutions_created} candidate solutions, {result.tasks_created} tasks, "
-                f"{result.users_created} users."
+                f"{result.users_created} users; graded {result.solutions_graded} candidates."
             )
         )
+        for mismatch in result.grade_mismatches:
+            self.stderr.write(self.style.WARNING(f"seed_demo: grade differs: {mismatch}"))
         self.stdout.write("Demo logins:")
         for username, password, role in DEMO_LOGINS:
             self.stdout.write(f"  {username:<10} {password:<24} {role}")
