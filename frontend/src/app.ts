@@ -487,6 +487,7 @@ export class App {
   }
 
   private tick(): void {
+    this.renderSaveStatus();
     const cur = this.current;
     if (cur) {
       cur.view.timer.textContent = formatDuration(cur.stopwatch.elapsed(performance.now()));
@@ -749,17 +750,8 @@ export class App {
         }
       }
     }
-    const waiting = this.outbox.entries();
-    if (!waiting.length) {
+    if (!this.renderSaveStatus()) {
       this.setSaveStatus(saved ? "All work saved" : "");
-    } else {
-      const first = waiting[0]!;
-      const secs = Math.max(1, Math.round((first.nextAttemptAt - Date.now()) / 1000));
-      const what = waiting.length === 1 ? "1 label" : `${waiting.length} labels`;
-      this.setSaveStatus(
-        first.attempts ? `Saving… retrying in ${secs} s (${what} waiting: ${first.lastError})` : `Saving ${what}…`,
-        first.attempts > 0,
-      );
     }
     if (saved) {
       void this.refreshMe();
@@ -768,6 +760,24 @@ export class App {
         void this.prefetch();
       }
     }
+  }
+
+  /** Shows what the outbox is waiting on (with a live countdown); false when it is empty. */
+  private renderSaveStatus(): boolean {
+    const waiting = this.outbox.entries();
+    if (!waiting.length) {
+      return false;
+    }
+    const first = waiting.reduce((a, b) => (b.nextAttemptAt < a.nextAttemptAt ? b : a));
+    const secs = Math.max(0, Math.ceil((first.nextAttemptAt - Date.now()) / 1000));
+    const what = waiting.length === 1 ? "1 label" : `${waiting.length} labels`;
+    if (first.attempts) {
+      const when = secs ? `retrying in ${secs} s` : "retrying";
+      this.setSaveStatus(`Saving… ${when} (${what} waiting: ${first.lastError})`, true);
+    } else {
+      this.setSaveStatus(`Saving ${what}…`);
+    }
+    return true;
   }
 
   private setSaveStatus(text: string, problem = false): void {
