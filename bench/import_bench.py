@@ -156,6 +156,27 @@ def main() -> int:
         f"{grading.solutions_graded / seconds:,.0f} candidates resolved/s "
         f"({', '.join(f'{k} {v}' for k, v in sorted(grading.by_grade.items()))})"
     )
+    # Synthetic answers are integers, which the grader settles without math-verify; time the
+    # symbolic path on its own with LaTeX forms of the same answers.
+    from labeling.services.grading import AnswerChecker
+
+    golds = list(Problem.objects.order_by("id").values_list("answer", flat=True)[:500])
+    forms = (r"\frac{{{d}}}{{2}}", r"{g}.5", r"\sqrt{{{s}}}", r"({g}, 1]")
+    pairs = [
+        (i, gold, form.format(d=2 * int(gold), g=gold, s=int(gold) ** 2))
+        for i, gold in enumerate(golds)
+        for form in forms
+    ]
+    with AnswerChecker() as checker:
+        checker.check(r"\frac{1}{2}", "0.5")  # process start-up is not what we measure
+        started = time.perf_counter()
+        grades = [grade for _, grade, _ in checker.check_many(pairs)]
+        seconds = time.perf_counter() - started
+    print(
+        f"symbolic checks (math-verify, {checker.workers} processes): {len(pairs):,} answers "
+        f"in {seconds:.1f}s = {len(pairs) / seconds:,.0f} answers/s "
+        f"({grades.count('correct')} correct, {grades.count('ungradable')} ungradable)"
+    )
     print(f"peak RSS of this process: {peak_rss_mb():.0f} MB")
     if not args.keep:
         problems_path.unlink()

@@ -15,6 +15,16 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 
+from labeling.admin_export import (
+    ExportAdminMixin,
+    export_selected_prm800k,
+    export_selected_stepwise,
+    pause_annotators,
+    queue_as_quality_control,
+    queue_as_screening,
+    resume_annotators,
+    use_my_label_as_gold,
+)
 from labeling.models import AnnotatorProfile, GradedAnswer, Label, Lease, Problem, Solution, Task
 from labeling.services.imports import (
     ImportFailed,
@@ -87,7 +97,8 @@ class JsonlImportAdminMixin:
                 self._error_messages(request, report, messages.WARNING)
                 messages.success(request, report.summary())
                 if report.problem_ids:
-                    _grading_enqueue_on_commit(sorted(report.problem_ids))
+                    ids = report.problem_ids
+                    _grading_enqueue_on_commit(sorted(ids) if len(ids) <= 1000 else None)
                     messages.info(request, "Grading of the final answers has been queued.")
                 opts = admin_self.opts
                 return redirect(reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist"))
@@ -113,7 +124,7 @@ class JsonlImportAdminMixin:
             )
 
 
-def _grading_enqueue_on_commit(problem_ids: list[int]) -> None:
+def _grading_enqueue_on_commit(problem_ids: list[int] | None) -> None:
     # Grading can take minutes and may hit the time limit: never in the request.
     from labeling.tasks import grade_solutions
 
@@ -147,7 +158,7 @@ class SolutionAdmin(JsonlImportAdminMixin, admin.ModelAdmin):
     list_filter = ["grade", "source", "generator"]
     search_fields = ["problem__unique_id", "answer"]
     raw_id_fields = ["problem"]
-    actions = ["queue_for_labeling"]
+    actions = ["queue_for_labeling", queue_as_quality_control, queue_as_screening]
 
     @admin.action(description="Queue selected for labeling", permissions=["change"])
     def queue_for_labeling(self, request: HttpRequest, queryset: Any) -> None:
@@ -191,6 +202,7 @@ class TaskAdmin(admin.ModelAdmin):
     ]
     list_filter = ["kind", "generation"]
     raw_id_fields = ["solution", "gold_label"]
+    actions = [use_my_label_as_gold]
 
 
 @admin.register(Lease)
@@ -200,7 +212,7 @@ class LeaseAdmin(admin.ModelAdmin):
 
 
 @admin.register(Label)
-class LabelAdmin(JsonlImportAdminMixin, admin.ModelAdmin):
+class LabelAdmin(ExportAdminMixin, JsonlImportAdminMixin, admin.ModelAdmin):
     import_service = staticmethod(prm800k_import)
     import_title = "Import PRM800K labels (JSONL)"
     import_command = "import_prm800k"
@@ -220,9 +232,11 @@ class LabelAdmin(JsonlImportAdminMixin, admin.ModelAdmin):
     ]
     list_filter = ["finish_reason", "is_gold", "task__kind", "task__generation"]
     raw_id_fields = ["task", "annotator"]
+    actions = [export_selected_prm800k, export_selected_stepwise]
 
 
 @admin.register(AnnotatorProfile)
 class AnnotatorProfileAdmin(admin.ModelAdmin):
     list_display = ["user", "labeler", "screening_passed", "is_paused"]
     list_filter = ["screening_passed", "is_paused"]
+    actions = [pause_annotators, resume_annotators]
