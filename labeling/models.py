@@ -239,6 +239,15 @@ class Label(models.Model):
                 name="label_finish_reason_valid",
             ),
         ]
+        indexes = [
+            # An annotator's most recent labels (QC spacing, stats) without reading their history.
+            models.Index(
+                F("annotator"),
+                F("id").desc(),
+                name="label_annotator_recent",
+                condition=Q(annotator__isnull=False),
+            )
+        ]
 
     def __str__(self) -> str:
         return f"label {self.pk} on task {self.task_id}"
