@@ -66,15 +66,22 @@ def gold_rating_pairs(
 def labels_since_last_qc(*, annotator: User, limit: int) -> int:
     """How many normal labels the annotator made after their latest QC label, capped at limit.
 
-    The cap keeps this an index range read however long the annotator has been working.
+    Reads at most ``limit`` of their newest labels (index ``label_annotator_recent``), so
+    the cost does not grow with how long they have been labeling.
     """
-    last_qc = Label.objects.filter(
-        annotator=annotator, task__kind=TaskKind.QUALITY_CONTROL
-    ).aggregate(last=Max("id"))["last"]
-    since = Label.objects.filter(annotator=annotator, task__kind=TaskKind.NORMAL)
-    if last_qc is not None:
-        since = since.filter(id__gt=last_qc)
-    return len(since.values_list("id", flat=True)[:limit])
+    recent = (
+        Label.objects.filter(
+            annotator=annotator, task__kind__in=(TaskKind.NORMAL, TaskKind.QUALITY_CONTROL)
+        )
+        .order_by("-id")
+        .values_list("task__kind", flat=True)[:limit]
+    )
+    count = 0
+    for kind in recent:
+        if kind == TaskKind.QUALITY_CONTROL:
+            break
+        count += 1
+    return min(count, limit)
 
 
 def screening_state(*, profile: AnnotatorProfile, quality: QualitySettings) -> ScreeningState:
