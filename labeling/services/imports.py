@@ -105,7 +105,7 @@ def _import(
     progress: Progress | None,
     batch_size: int,
     parse: Callable[[dict[str, Any]], Row],
-    write: Callable[[list[tuple[int, Row]], ImportReport], None],
+    write: Callable[[list[tuple[int, Row]], ImportReport, bool], None],
 ) -> ImportReport:
     report = ImportReport(source=source)
     with transaction.atomic():
@@ -121,10 +121,11 @@ def _import(
                 report.errors.append(LineError(number, exc.field, exc.message))
                 continue
             if len(batch) >= batch_size:
-                write(batch, report)
+                # Once the import is bound to fail, only validate: writes would be rolled back.
+                write(batch, report, bool(report.errors) and not skip_invalid)
                 batch = []
         if batch:
-            write(batch, report)
+            write(batch, report, bool(report.errors) and not skip_invalid)
         if report.errors and not skip_invalid:
             raise ImportFailed(report)  # rolls the transaction back
     return report
@@ -173,9 +174,13 @@ def _parse_problem(record: dict[str, Any]) -> ProblemRow:
     )
 
 
-def _write_problems(batch: list[tuple[int, ProblemRow]], report: ImportReport) -> None:
-    rows = {row.unique_id: row for _, row in batch}  # a later line for the same id wins
+def _write_problems(
+    batch: list[tuple[int, ProblemRow]], report: ImportReport, validate_only: bool
+) -> None:
     report.imported += len(batch)
+    if validate_only:
+        return
+    rows = {row.unique_id: row for _, row in batch}  # a later line for the same id wins
     existing = {p.unique_id: p for p in Problem.objects.filter(unique_id__in=list(rows))}
     to_create: list[Problem] = []
     to_update: list[Problem] = []
@@ -318,7 +323,9 @@ class _CandidateWriter:
             ):
                 self.by_hash[problem_hash] = pk
 
-    def __call__(self, batch: list[tuple[int, CandidateRow]], report: ImportReport) -> None:
+    def __call__(
+        self, batch: list[tuple[int, CandidateRow]], report: ImportReport, validate_only: bool
+    ) -> None:
         self._resolve([row for _, row in batch])
         new: dict[tuple[int, str], tuple[CandidateRow, str]] = {}
         for number, row in batch:
@@ -342,7 +349,7 @@ class _CandidateWriter:
             report.imported += 1
             text_hash = text_sha256("\n".join(row.steps))
             new.setdefault((problem_id, text_hash), (row, text_hash))
-        if not new:
+        if not new or validate_only:
             return
         if connection.vendor == "postgresql":
             created = _solutions_copy(new, source=self.source_label)
@@ -644,8 +651,12 @@ def _parse_prm800k(record: dict[str, Any]) -> Prm800kRow:
 _TaskKey = tuple[int, str, int | None]
 
 
-def _write_prm800k(batch: list[tuple[int, Prm800kRow]], report: ImportReport) -> None:
+def _write_prm800k(
+    batch: list[tuple[int, Prm800kRow]], report: ImportReport, validate_only: bool
+) -> None:
     report.imported += len(batch)
+    if validate_only:
+        return
     rows = [row for _, row in batch]
 
     # Problems, matched by the hash of their text.

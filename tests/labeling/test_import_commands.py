@@ -175,3 +175,26 @@ def test_import_prm800k_reports_bad_records(tmp_path, shared_data):
         "give_up, got 'tired'",
     ]
     assert Label.objects.count() == Problem.objects.count() == 0
+
+
+def test_errors_in_later_batches_are_still_found_after_the_first(tmp_path):
+    ProblemFactory(unique_id="p/1", answer="3")
+    ok = {"unique_id": "p/1", "steps": ["# Answer\n\n3"]}
+    path = write_jsonl(
+        tmp_path / "c.jsonl",
+        {"unique_id": "p/1"},
+        ok,
+        ok | {"steps": ["x", "# Answer\n\n4"]},
+        ok | {"steps": ["y", "# Answer\n\n5"]},
+        {"unique_id": "p/2", "steps": ["z"]},
+    )
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.raises(CommandError, match=r"2 invalid line\(s\)"):
+        call_command(
+            "import_candidates", path, "--batch-size", "2", stdout=out, stderr=err, verbosity=0
+        )
+    assert err.getvalue().splitlines() == [
+        f"{path}:1: steps: is required (or give the solution text as 'solution')",
+        f"{path}:5: unique_id: no problem with unique_id 'p/2'",
+    ]
+    assert not Solution.objects.exists()
