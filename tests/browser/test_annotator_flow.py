@@ -1,11 +1,13 @@
 """The annotator's rating page end to end: real login, real API, real database, Chromium."""
 
+import datetime
 import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 
 import pytest
+from django.utils import timezone
 from playwright.sync_api import Page, expect
 
 from labeling.models import Label, Lease, Task
@@ -235,3 +237,52 @@ def test_mouse_users_have_buttons_for_everything_and_help_lists_the_keys(
     assert (label.finish_reason, label.ratings) == ("bad_problem", [0])
     assert label.finish_note == "The diagram is missing"
     task_on_screen(page, second)
+
+
+def _set_tab_visibility(page: Page, state: str) -> None:
+    # Headless Chromium never hides the tab by itself; this is what the browser does on a switch.
+    page.evaluate(
+        """(state) => {
+            const hidden = { value: state, configurable: true };
+            Object.defineProperty(document, "visibilityState", hidden);
+            document.dispatchEvent(new Event("visibilitychange"));
+        }""",
+        state,
+    )
+
+
+def test_heartbeat_extends_the_lease_and_hidden_time_is_not_counted(
+    page: Page, two_tasks: tuple[Task, Task], wait_until: Callable[..., None]
+) -> None:
+    first, _ = two_tasks
+    user = annotator("clock")
+    page.clock.install()  # the page's timers and clocks, so a minute passes in an instant
+    login(page, "clock")
+    task_on_screen(page, first)
+
+    # Shorten the lease on the server, then let a minute pass: the heartbeat renews it.
+    soon = timezone.now() + datetime.timedelta(seconds=90)
+    Lease.objects.filter(task=first, annotator=user).update(expires_at=soon)
+    page.clock.fast_forward("01:01")
+    wait_until(
+        lambda: (
+            Lease.objects.get(task=first, annotator=user).expires_at
+            > timezone.now() + datetime.timedelta(minutes=5)
+        ),
+        15,
+        "the heartbeat to extend the lease",
+    )
+    expect(page.locator(".timer")).to_have_text(re.compile(r"^1:0\d$"))
+
+    # Ten minutes in another tab do not count as time on task.
+    _set_tab_visibility(page, "hidden")
+    page.clock.fast_forward("10:00")
+    _set_tab_visibility(page, "visible")
+    page.clock.fast_forward("00:30")
+    expect(page.locator(".timer")).to_have_text(re.compile(r"^1:3\d$"))
+    for key in ("3", "3", "3", "3"):
+        page.keyboard.press(key)
+    page.keyboard.press("Enter")
+    wait_until(lambda: Label.objects.filter(task=first, annotator=user).exists(), 15, "label")
+    total = Label.objects.get(task=first, annotator=user).total_time_ms
+    assert 91_000 <= total < 120_000, total
