@@ -6,6 +6,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/label/", permanent=False)),
+    # Before the admin, whose catch-all would otherwise answer /admin/dashboard/.
+    path("admin/dashboard/", include("labeling.urls_dashboard")),
     path("admin/", admin.site.urls),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),

@@ -28,10 +28,11 @@ import krippendorff
 import numpy as np
 from django.contrib.auth.models import User
 from django.db import connection, transaction
-from django.db.models import Aggregate, Count, F, FloatField, Max, QuerySet
+from django.db.models import Aggregate, Count, F, FloatField, QuerySet
 from sklearn.metrics import cohen_kappa_score
 
 from labeling.models import AnnotatorProfile, Label, Task, TaskKind
+from labeling.queries import generation_current
 from labeling.services.quality import (
     AgreementSummary,
     Ratings,
@@ -267,7 +268,7 @@ def quality_tasks_create(*, solution_ids: Iterable[int], kind: str) -> int:
     if kind == TaskKind.SCREENING:
         generation: int | None = SCREENING_GENERATION
     elif kind == TaskKind.QUALITY_CONTROL:
-        generation = Task.objects.filter(kind=TaskKind.NORMAL).aggregate(g=Max("generation"))["g"]
+        generation = generation_current()
     else:
         raise ValueError(f"kind: {str(kind)!r} is not quality_control or screening")
     return tasks_enqueue(solution_ids=solution_ids, generation=generation, kind=kind)
