@@ -1,6 +1,7 @@
 """factory_boy factories shared by every test package."""
 
 import uuid
+from typing import Any
 
 import factory
 from django.contrib.auth import get_user_model
@@ -32,9 +33,9 @@ class UserFactory(factory.django.DjangoModelFactory):
             self.groups.add(Group.objects.get_or_create(name=name)[0])
 
 
-def annotator(username: str = "", **kwargs):
+def annotator(username: str = "", **kwargs) -> Any:
     """A user in the `annotators` group, with a profile."""
-    user = UserFactory(
+    user: Any = UserFactory(
         groups=["annotators"], **({"username": username} if username else {}), **kwargs
     )
     AnnotatorProfile.objects.get_or_create(user=user)
