@@ -141,6 +141,10 @@ def start_gunicorn(
             str(threads),
             "--log-level",
             "warning",
+            # Longer than any pause between one annotator's requests, so the server never
+            # closes a keep-alive connection the client is about to reuse.
+            "--keep-alive",
+            "120",
         ],
         cwd=ROOT,
         env=env,
@@ -185,11 +189,24 @@ class LevelResult:
     errors: list[str] = field(default_factory=list)
 
 
-async def annotator_loop(client, token: str, deadline: float, result: LevelResult) -> None:  # type: ignore[no-untyped-def]
+async def post(client, url: str, body: dict, headers: dict, result: LevelResult):  # type: ignore[no-untyped-def]
+    """POST, retrying once on a dropped connection (both endpoints are safe to repeat)."""
+    import httpx
+
+    try:
+        return await client.post(url, json=body, headers=headers)
+    except httpx.TransportError as error:
+        result.errors.append(f"{url}: {error!r} (retried)")
+        return await client.post(url, json=body, headers=headers)
+
+
+async def annotator_loop(  # type: ignore[no-untyped-def]
+    client, token: str, deadline: float, think: float, result: LevelResult
+) -> None:
     headers = {"Authorization": f"Token {token}"}
     while time.monotonic() < deadline:
         started = time.perf_counter()
-        response = await client.post("/api/queue/next/", json={}, headers=headers)
+        response = await post(client, "/api/queue/next/", {}, headers, result)
         result.claims.append(time.perf_counter() - started)
         if response.status_code == 204:
             result.empty += 1
@@ -209,14 +226,18 @@ async def annotator_loop(client, token: str, deadline: float, result: LevelResul
             "started_at": None,
         }
         started = time.perf_counter()
-        response = await client.post(f"/api/tasks/{task['id']}/submit/", json=body, headers=headers)
+        response = await post(client, f"/api/tasks/{task['id']}/submit/", body, headers, result)
         result.submits.append(time.perf_counter() - started)
-        if response.status_code != 201:
+        if response.status_code not in (200, 201):
             result.errors.append(f"submit {response.status_code}: {response.text[:200]}")
             return
+        if think:
+            await asyncio.sleep(think)  # the person reading the next solution
 
 
-async def run_level(*, base_url: str, tokens: list[str], seconds: float) -> LevelResult:
+async def run_level(
+    *, base_url: str, tokens: list[str], seconds: float, think: float
+) -> LevelResult:
     import httpx
 
     result = LevelResult()
@@ -227,7 +248,7 @@ async def run_level(*, base_url: str, tokens: list[str], seconds: float) -> Leve
             *(client.get("/api/me/", headers={"Authorization": f"Token {t}"}) for t in tokens)
         )
         deadline = time.monotonic() + seconds
-        await asyncio.gather(*(annotator_loop(client, t, deadline, result) for t in tokens))
+        await asyncio.gather(*(annotator_loop(client, t, deadline, think, result) for t in tokens))
     return result
 
 
@@ -313,6 +334,12 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=100_000)
     parser.add_argument("--levels", default="1,10,50", help="comma-separated concurrency levels")
     parser.add_argument("--seconds", type=float, default=60.0, help="duration of each level")
+    parser.add_argument(
+        "--think-ms",
+        type=float,
+        default=0.0,
+        help="pause after each submit (0: back-to-back requests, i.e. a saturation test)",
+    )
     parser.add_argument("--workers", type=int, default=3, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=8, help="threads per gunicorn worker")
     args = parser.parse_args()
@@ -325,7 +352,10 @@ def main() -> None:
     started = time.perf_counter()
     tokens = fill(tasks=args.tasks, annotators=max(levels))
     print(f"filled {args.tasks:,} tasks in {time.perf_counter() - started:.1f} s")
-    print(f"cores: {os.cpu_count()}  gunicorn: {args.workers} workers x {args.threads} threads")
+    print(
+        f"cores: {os.cpu_count()}  load average: {os.getloadavg()[0]:.1f}"
+        f"  gunicorn: {args.workers} workers x {args.threads} threads  think: {args.think_ms} ms"
+    )
 
     port = free_port()
     server = start_gunicorn(
@@ -340,7 +370,10 @@ def main() -> None:
         for level in levels:
             result = asyncio.run(
                 run_level(
-                    base_url=f"http://127.0.0.1:{port}", tokens=tokens[:level], seconds=args.seconds
+                    base_url=f"http://127.0.0.1:{port}",
+                    tokens=tokens[:level],
+                    seconds=args.seconds,
+                    think=args.think_ms / 1000,
                 )
             )
             rate = len(result.submits) / args.seconds

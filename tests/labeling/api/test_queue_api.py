@@ -142,7 +142,7 @@ def test_next_query_count_is_bounded(django_assert_max_num_queries):
         body = submit_body(ratings=ratings, flags=None, human_completion=None)
         body["finish_reason"] = "solution"
         assert client.post(f"/api/tasks/{claimed['id']}/submit/", body, format="json").status_code == 201
-    with django_assert_max_num_queries(11):
+    with django_assert_max_num_queries(12):
         assert next_task(client).status_code == 200
     with django_assert_max_num_queries(4):
         assert next_task(client).json()["resumed"] is True
