@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -35,6 +36,12 @@ def rss_mb() -> float:
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU time of a process (this one by default), from /proc."""
+    fields = Path(f"/proc/{pid or 'self'}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def recreate_database(database_url: str) -> None:
@@ -86,8 +93,6 @@ def main() -> int:
     args = parser.parse_args()
     total = args.problems * args.per_problem
 
-    import synth  # bench/synth.py, next to this file
-
     os.environ["DATABASE_URL"] = args.database_url
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "stepwise.settings")
     recreate_database(args.database_url)
@@ -104,8 +109,19 @@ def main() -> int:
     problems_path = workdir / "problems.jsonl"
     candidates_path = workdir / "candidates.jsonl"
     started = time.perf_counter()
-    synth.write_jsonl(problems_path, synth.iter_problems(args.problems))
-    synth.write_jsonl(candidates_path, synth.iter_candidate_lines(args.problems, args.per_problem))
+    # In a child process, so generating 1M lines does not count towards this process's RSS.
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "synth.py"),
+            f"--problems={args.problems}",
+            f"--per-problem={args.per_problem}",
+            f"--out-problems={problems_path}",
+            f"--out-candidates={candidates_path}",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     size_mb = candidates_path.stat().st_size / 2**20
     print(
         f"generated {args.problems:,} problems and {total:,} candidates "
@@ -124,14 +140,26 @@ def main() -> int:
         )
 
     print(f"importing {total:,} candidates (RSS before: {rss_mb():.0f} MB)")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = cursor.fetchone()[0]
+    client_cpu, server_cpu = cpu_seconds(), cpu_seconds(backend)
     stream = Checkpoints(candidates_path, {n for n in (CHECKPOINT,) if n < total})
     report = candidates_import(stream=stream, source=str(candidates_path))  # type: ignore[arg-type]
     stream.note()
     elapsed = stream.notes[-1][1]
     created = report.created.get("solutions", 0)
+    client_cpu, server_cpu = cpu_seconds() - client_cpu, cpu_seconds(backend) - server_cpu
     print(
         f"import: {created:,} candidates created in {elapsed:.1f}s = "
         f"{created / elapsed:,.0f} candidates/s; RSS {rss_mb():.0f} MB, peak {peak_rss_mb():.0f} MB"
+    )
+    # Wall-clock rates depend on what else the machine runs; CPU time per candidate does not.
+    print(
+        f"  CPU: {client_cpu:.1f}s importer + {server_cpu:.1f}s PostgreSQL backend = "
+        f"{1e6 * client_cpu / total:.0f} + {1e6 * server_cpu / total:.0f} us per line "
+        f"(importer alone: {total / client_cpu:,.0f} lines per CPU-second; "
+        f"load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)"
     )
     # synth may repeat a text within a problem (few phrasings on short chains): deduplicated.
     assert Solution.objects.count() == created
