@@ -2,6 +2,7 @@
 
 import io
 import json
+import threading
 import tracemalloc
 import uuid
 from datetime import UTC, datetime
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.db import transaction
 
 from labeling.models import AnnotatorProfile, Label, TaskKind
 from labeling.services.export import (
@@ -312,3 +314,41 @@ def test_trl_export_follows_human_completion_and_skips_bad_problems_and_qc() -> 
     LabelFactory(steps=[_step("u", None)], finish_reason="give_up")  # nothing rated
     records = trl_lines()
     assert [(r["completions"], r["labels"]) for r in records] == [(["mine", "y"], [True, True])]
+
+
+def _prefetch_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "export-prefetch"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_prefetching_on_a_second_connection_gives_the_same_lines() -> None:
+    # Outside a transaction the next chunk is fetched on another thread and connection.
+    for _ in range(7):
+        LabelFactory()
+    qs = labels_for_export(filters=ALL)
+    with transaction.atomic():  # inside one: serial, on this connection
+        serial = [block for block, _, _ in prm800k_chunks(labels=qs, chunk_size=3)]
+    chunks = prm800k_chunks(labels=qs, chunk_size=3)
+    first = next(chunks)
+    assert _prefetch_threads(), "expected the prefetch thread to be running"
+    prefetched = [first[0]] + [block for block, _, _ in chunks]
+    assert prefetched == serial and len(serial) == 3
+    assert _prefetch_threads() == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_abandoned_export_stops_its_prefetch_thread() -> None:
+    for _ in range(10):
+        LabelFactory()
+    chunks = prm800k_chunks(labels=labels_for_export(filters=ALL), chunk_size=2)
+    next(chunks)
+    chunks.close()  # e.g. the HTTP client went away mid-download
+    assert _prefetch_threads() == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_errors_on_the_prefetch_thread_reach_the_caller() -> None:
+    LabelFactory(record_extras={"question_keys": ["mystery"]})
+    with pytest.raises(ExportError, match="question key 'mystery'"):
+        export_lines()
+    assert _prefetch_threads() == []
