@@ -36,15 +36,38 @@ GENERATOR = "synth"
 ANSWER_TRAILER = "\n\n# Answer\n\n"
 MIN_OPS, MAX_OPS = 1, 18  # steps = opener + operations + final: 3..20
 
-# Every step has four phrasings; candidate j of a problem takes step s's phrasing from bits
-# 2s..2s+1 of its variant number, so the candidates of one problem have distinct texts as long
-# as per_problem <= 4 ** steps (64 for the shortest chain, 2 ** 40 for the longest).
-PHRASINGS = 4
-_OPENERS = (
-    "I start with ${v}$ and apply the operations in order.",
-    "The starting value is ${v}$.",
-    "Let me track the value step by step, beginning at ${v}$.",
-    "We begin at ${v}$.",
+# Phrasings: 16 for the first and the last step, 4 for each operation. Candidate j of a
+# problem takes its phrasings from the bits of a variant number (offset ^ j), so the
+# candidates of one problem have distinct texts whenever per_problem <= 16 * 4**ops * 16:
+# at least 1,024, enough for the paper's 1,000 samples per problem.
+OP_PHRASINGS, END_PHRASINGS = 4, 16
+OP_BITS, END_BITS = 2, 4
+
+
+def _capitalized(lead: str, body: str) -> str:
+    text = lead + body
+    return text[0].upper() + text[1:]
+
+
+_OPENERS = tuple(
+    _capitalized(lead, body)
+    for lead in ("", "okay, ", "alright, ", "first, ")
+    for body in (
+        "I start with ${v}$ and apply the operations in order.",
+        "the starting value is ${v}$.",
+        "let me track the value step by step, beginning at ${v}$.",
+        "we begin at ${v}$.",
+    )
+)
+_FINALS = tuple(
+    _capitalized(lead, body)
+    for lead in ("so ", "finally, ", "putting it together, ", "in the end, ")
+    for body in (
+        "the result is ${v}$.",
+        "the answer is ${v}$.",
+        "the value after the last operation is ${v}$.",
+        "that leaves ${v}$.",
+    )
 )
 _OP_TEXT = {
     "add": (
@@ -66,12 +89,6 @@ _OP_TEXT = {
         "After multiplying by ${k}$ the value is ${b}$.",
     ),
 }
-_FINALS = (
-    "So the final result is ${v}$.",
-    "So the answer is ${v}$.",
-    "The value after the last operation is ${v}$.",
-    "That leaves ${v}$.",
-)
 _OP_PROBLEM_TEXT = {"add": "add ${k}$", "sub": "subtract ${k}$", "mul": "multiply by ${k}$"}
 _OP_SOLUTION_TEXT = {
     "add": "{a} + {k} = {b}",
@@ -188,26 +205,34 @@ class _Phrasebook:
             self.text.append([f(p.values[i], k, p.values[i + 1]) for f in fmts])
         self.text.append([f(p.answer) for f in _FINAL_FMT])
         self.enc = [[_encode_str(t) for t in texts] for texts in self.text]
+        # Where each step's phrasing sits in the variant number.
+        n_ops = len(p.ops)
+        self.shifts = [0, *(END_BITS + OP_BITS * i for i in range(n_ops))]
+        self.shifts.append(END_BITS + OP_BITS * n_ops)
+        masks = [END_PHRASINGS - 1, *[OP_PHRASINGS - 1] * n_ops, END_PHRASINGS - 1]
+        self.slots = list(zip(self.shifts, masks, strict=True))
+        self.variant_bits = 2 * END_BITS + OP_BITS * n_ops
 
     def candidate(
         self, variant: int, error_step: int | None, delta: int
     ) -> tuple[list[str], list[str], int]:
         """(steps, JSON-encoded steps, final value) of one candidate.
 
-        ``variant`` picks a phrasing per step (two bits each); ``delta`` is the slip
+        ``variant`` picks a phrasing per step (a few bits each); ``delta`` is the slip
         made at ``error_step``, after which the candidate computes correctly from the wrong
         value.
         """
         text, enc_cache = self.text, self.enc
+        choices = [(variant >> shift) & mask for shift, mask in self.slots]
         last = len(text) - 1
         stop = last + 1 if error_step is None else error_step
-        steps = [text[s][(variant >> 2 * s) & 3] for s in range(stop)]
-        enc = [enc_cache[s][(variant >> 2 * s) & 3] for s in range(stop)]
+        steps = [text[s][choices[s]] for s in range(stop)]
+        enc = [enc_cache[s][choices[s]] for s in range(stop)]
         if error_step is None:
             return steps, enc, self.p.answer
         if error_step == 0:
             value = self.p.start + delta
-            steps.append(_OPENER_FMT[variant & 3](value))
+            steps.append(_OPENER_FMT[choices[0]](value))
             first_op = 1
         else:
             value = self.p.values[error_step - 1]
@@ -219,10 +244,10 @@ class _Phrasebook:
             value = a * k if multiplies else a + signed_k
             if i == error_step:
                 value += delta
-            steps.append(fmts[(variant >> 2 * i) & 3](a, k, value))
+            steps.append(fmts[choices[i]](a, k, value))
         if error_step == last:
             value += delta  # computed right, reported wrong
-        steps.append(_FINAL_FMT[(variant >> 2 * last) & 3](value))
+        steps.append(_FINAL_FMT[choices[last]](value))
         enc.extend(map(_encode_str, steps[stop:]))
         return steps, enc, value
 
@@ -237,7 +262,7 @@ def _iter_raw(
         book = _Phrasebook(p)
         rng = p.rng
         n_steps = len(book.text)
-        offset = rng.getrandbits(2 * n_steps)
+        offset = rng.getrandbits(book.variant_bits)
         wrong_below = int(wrong_fraction * (1 << 20))
         uid = p.unique_id
         random_bits = rng.getrandbits
