@@ -277,48 +277,45 @@ queued AS (
     GROUP BY s.problem_id
 ),
 cand AS (
-    SELECT s.id, s.problem_id, sc.score,
+    SELECT s.id, s.problem_id, sc.score, tg.k, tg.w,
            CASE WHEN s.grade = %s THEN 1 ELSE 0 END AS is_wrong
     FROM {solution} s
     JOIN {score} sc ON sc.solution_id = s.id AND sc.version_id = %s
-    WHERE NOT EXISTS (SELECT 1 FROM {task} t WHERE t.solution_id = s.id)
-),
-budget AS (
-    SELECT pr.problem_id, tg.k, tg.w
-    FROM (SELECT DISTINCT problem_id FROM cand) pr
-    LEFT JOIN queued q ON q.problem_id = pr.problem_id
+    LEFT JOIN queued q ON q.problem_id = s.problem_id
     JOIN targets tg ON tg.k = CASE WHEN %s - COALESCE(q.n, 0) > 0
                                    THEN %s - COALESCE(q.n, 0) ELSE 0 END
     WHERE tg.k > 0
+      AND NOT EXISTS (SELECT 1 FROM {task} t WHERE t.solution_id = s.id)
 ),
 ranked AS (
-    SELECT c.id, c.problem_id, c.score, b.k,
-           CASE WHEN c.is_wrong = 1
-                 AND ROW_NUMBER() OVER (PARTITION BY c.problem_id, c.is_wrong
-                                        ORDER BY c.score DESC, c.id) <= b.w
-                THEN 1 ELSE 0 END AS pick_wrong
-    FROM cand c JOIN budget b ON b.problem_id = c.problem_id
+    -- One sort per problem by (score desc, id), one pass over it: the position and the number
+    -- of wrong answers up to here decide both parts of the rule (same window, so one node).
+    SELECT c.id, c.problem_id, c.score, c.k, c.w, c.is_wrong,
+           COUNT(*) OVER w_upto AS pos,
+           SUM(c.is_wrong) OVER w_upto AS wrong_upto
+    FROM cand c
+    WINDOW w_upto AS (PARTITION BY c.problem_id ORDER BY c.score DESC, c.id
+                      ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
 ),
-counted AS (
-    SELECT r.id, r.problem_id, r.score, r.k, r.pick_wrong,
-           SUM(r.pick_wrong) OVER (PARTITION BY r.problem_id) AS n_wrong
+shortlist AS (
+    -- At most k + w rows per problem can be chosen: the top-w wrong answers, and the top-k
+    -- of what the wrong-answer part leaves (rest_rank = position among those left).
+    SELECT r.id, r.problem_id, r.score, r.k,
+           CASE WHEN r.is_wrong = 1 AND r.wrong_upto <= r.w THEN 1 ELSE 0 END AS pick_wrong,
+           r.pos - CASE WHEN r.wrong_upto < r.w THEN r.wrong_upto ELSE r.w END AS rest_rank
     FROM ranked r
 ),
-rest AS (
-    SELECT c.id, c.score, c.k, c.n_wrong,
-           ROW_NUMBER() OVER (PARTITION BY c.problem_id ORDER BY c.score DESC, c.id) AS rest_rank
-    FROM counted c
-    WHERE c.pick_wrong = 0
-),
-chosen AS (
-    SELECT id, score FROM counted WHERE pick_wrong = 1
-    UNION ALL
-    SELECT id, score FROM rest WHERE rest_rank <= k - n_wrong
+decided AS (
+    SELECT l.id, l.score, l.pick_wrong, l.rest_rank,
+           l.k - SUM(l.pick_wrong) OVER (PARTITION BY l.problem_id) AS rest_budget
+    FROM shortlist l
+    WHERE l.pick_wrong = 1 OR l.rest_rank <= l.k
 )
 INSERT INTO {task} (solution_id, kind, generation, priority, queued_score, required_labels,
                     label_count, lease_count, gold_label_id, created_at)
-SELECT ch.id, %s, %s, ch.score, ch.score, %s, 0, 0, NULL, %s
-FROM chosen ch
+SELECT d.id, %s, %s, d.score, d.score, %s, 0, 0, NULL, %s
+FROM decided d
+WHERE d.pick_wrong = 1 OR d.rest_rank <= d.rest_budget
 """
 
 
@@ -361,12 +358,14 @@ def queue_fill(
             # Two fills at once would both see the same candidates as unqueued.
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_xact_lock(hashtext('stepwise.queue_fill'))")
+                # The selection sorts every candidate once; keep that sort in memory.
+                cursor.execute("SET LOCAL work_mem = '256MB'")
         if generation is None:
             generation = (_generation_current() or 0) + 1
         report = FillReport(generation=generation, version_id=version.pk)
         if k > 0:
             now = timezone.now()
-            params = [
+            params: list[Any] = [
                 TaskKind.NORMAL.value,
                 generation,
                 Grade.INCORRECT.value,
@@ -818,7 +817,7 @@ def job_start(
             kind=kind,
             params=params or {},
             version=version,
-            created_by=user if user is not None and user.is_authenticated else None,
+            created_by_id=user.pk if user is not None and user.is_authenticated else None,
         )
         if enqueue:
             task_name = _TASK_NAMES[JobKind(kind)]
@@ -863,13 +862,13 @@ def _job_run_kind(job: Job, progress: JobProgress) -> dict[str, Any]:
         assert job.version is not None
         return selector_promote(version=job.version, progress=progress)
     if job.kind == JobKind.SCORE:
-        version = job.version or selector_active()
-        if version is None:
+        scoring = job.version or selector_active()
+        if scoring is None:
             raise SelectorError("no active selector version to score with")
         if job.version is None:
-            job.version = version
+            job.version = scoring
             job.save(update_fields=["version"])
-        return {"scored": candidates_score(version=version, progress=progress)}
+        return {"scored": candidates_score(version=scoring, progress=progress)}
     if job.kind == JobKind.FILL:
         report = queue_fill(
             per_problem=params.get("per_problem"),

@@ -18,7 +18,7 @@ def scored_pool(db):
     for _ in range(3):
         problem = ProblemFactory()
         for score, grade in [(0.9, Grade.INCORRECT), (0.5, Grade.CORRECT), (0.2, Grade.INCORRECT)]:
-            s = SolutionFactory(problem=problem, grade=grade)
+            s = SolutionFactory.create(problem=problem, grade=grade)
             SolutionScore.objects.create(solution=s, version=version, score=score, step_scores=[])
     return version
 

@@ -47,7 +47,7 @@ def build_world(n_problems=24, per_problem=6):
                 f"That gives {answer}.",
                 f"# Answer\n\n{answer}",
             ]
-            s = SolutionFactory(
+            s = SolutionFactory.create(
                 problem=problem,
                 steps=steps,
                 answer=answer,
@@ -62,7 +62,9 @@ def build_world(n_problems=24, per_problem=6):
                     ratings=ratings,
                     finish_reason="solution" if right else "found_error",
                 )
-    qc = TaskFactory(solution=SolutionFactory(problem=problems[0]), kind=TaskKind.QUALITY_CONTROL)
+    qc = TaskFactory(
+        solution=SolutionFactory.create(problem=problems[0]), kind=TaskKind.QUALITY_CONTROL
+    )
     LabelFactory(task=qc, is_gold=True)
     return problems
 
@@ -83,12 +85,12 @@ def test_training_data_excludes_qc_and_splits_by_frozen_problem_hash(db):
 
 
 def test_trajectory_follows_the_chosen_or_human_completion(db):
-    s = SolutionFactory(steps=["a", "b", "c"])
+    s = SolutionFactory.create(steps=["a", "b", "c"])
     steps = step_label(["a", "b"], [1, -1])
     steps[1]["completions"].append({"text": "b-alt", "rating": -1, "flagged": False})
     steps[1]["chosen_completion"] = 1
     LabelFactory(task=TaskFactory(solution=s), steps=steps, ratings=[1, -1])
-    s2 = SolutionFactory(steps=["x", "y"])
+    s2 = SolutionFactory.create(steps=["x", "y"])
     steps2 = step_label(["x", "y"], [1, None])
     steps2[1]["chosen_completion"] = None
     steps2[1]["human_completion"] = {"text": "y-human", "rating": None, "source": "human"}

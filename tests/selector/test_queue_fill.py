@@ -23,7 +23,7 @@ def make_pool(version, spec, problem=None):
     problem = problem or ProblemFactory()
     solutions = []
     for score, grade in spec:
-        s = SolutionFactory(problem=problem, grade=grade)
+        s = SolutionFactory.create(problem=problem, grade=grade)
         SolutionScore.objects.create(solution=s, version=version, score=score, step_scores=[score])
         solutions.append(s)
     return solutions
@@ -116,11 +116,11 @@ def test_labeled_and_queued_candidates_are_excluded(version):
 def test_problems_already_at_budget_get_none(version):
     full = make_pool(version, [(0.9, W), (0.8, W), (0.7, W)])
     half = make_pool(version, [(0.9, W), (0.8, W), (0.7, W)])
-    other = SolutionFactory(problem=full[0].problem, grade=W)  # unscored: never a candidate
+    other = SolutionFactory.create(problem=full[0].problem, grade=W)  # unscored: never a candidate
     TaskFactory(solution=other, generation=2)
-    TaskFactory(solution=SolutionFactory(problem=full[0].problem, grade=C), generation=2)
-    TaskFactory(solution=SolutionFactory(problem=half[0].problem, grade=C), generation=2)
-    TaskFactory(solution=SolutionFactory(problem=half[0].problem, grade=C), generation=1)
+    TaskFactory(solution=SolutionFactory.create(problem=full[0].problem, grade=C), generation=2)
+    TaskFactory(solution=SolutionFactory.create(problem=half[0].problem, grade=C), generation=2)
+    TaskFactory(solution=SolutionFactory.create(problem=half[0].problem, grade=C), generation=1)
     before = queued_ids(2)
     report = queue_fill(per_problem=2, wrong_fraction=1.0, generation=2)
     # `full` has 2 tasks in generation 2 → at budget; `half` has 1 there (generation 1 doesn't

@@ -30,7 +30,9 @@ def test_score_and_fill_jobs_run_on_a_real_worker(worker_env, celery_worker_proc
     for _ in range(4):
         problem = ProblemFactory()
         for i in range(5):
-            SolutionFactory(problem=problem, grade=Grade.INCORRECT if i % 2 else Grade.CORRECT)
+            SolutionFactory.create(
+                problem=problem, grade=Grade.INCORRECT if i % 2 else Grade.CORRECT
+            )
 
     job = job_start(kind=JobKind.SCORE, params={}, version=version)
     seen: list[str] = []
@@ -45,6 +47,7 @@ def test_score_and_fill_jobs_run_on_a_real_worker(worker_env, celery_worker_proc
     assert job.status == JobStatus.SUCCEEDED, job.error
     assert seen[0] in (JobStatus.QUEUED, JobStatus.RUNNING)
     assert (job.progress_done, job.progress_total) == (20, 20)
+    assert job.started_at is not None and job.finished_at is not None
     assert job.started_at <= job.finished_at
     assert job.result == {"scored": 20}
     assert SolutionScore.objects.filter(version=version).count() == 20

@@ -1,0 +1,175 @@
+"""queue_fill benchmark: the 80/20 selection over 1,000,000 scored candidates on PostgreSQL.
+
+Recreates the contents of its own database (``stepwise_fillbench`` unless ``--database-url``),
+migrates, and COPYs 10,000 problems x 100 candidates (grades ~55% incorrect, 35% correct,
+10% ungraded; uniform scores) plus one already-queued task per problem (not timed). Then times
+``queue_fill`` (one INSERT … SELECT with window functions), ``--repeat`` times, each run but
+the last rolled back. Prints the seconds, tasks created, and the wrong-answer share achieved
+among the selected tasks next to the share the rule can reach on this pool.
+
+    .venv/bin/python bench/queue_fill.py [--problems 10000] [--per-problem 100] [--k 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/stepwise_fillbench"
+TARGET_SECONDS = 10.0
+
+
+def ensure_database(database_url: str) -> None:
+    import psycopg
+
+    name = database_url.rsplit("/", 1)[1]
+    admin_url = database_url.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def setup_django(database_url: str) -> None:
+    os.environ["DATABASE_URL"] = database_url
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "stepwise.settings")
+    import django
+
+    django.setup()
+
+
+def load(*, problems: int, per_problem: int, seed: int) -> dict[str, int]:
+    """COPY the pool into empty tables; returns per-grade counts."""
+    from django.db import connection
+
+    rng = random.Random(seed)
+    now = datetime(2024, 1, 1, tzinfo=UTC)
+    counts = {"incorrect": 0, "correct": 0, "ungraded": 0}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "TRUNCATE labeling_label, labeling_lease, labeling_task, selector_solutionscore,"
+            " selector_job, selector_selectorversion, labeling_solution, labeling_gradedanswer,"
+            " labeling_problem RESTART IDENTITY CASCADE"
+        )
+        cursor.execute(
+            "INSERT INTO selector_selectorversion (id, name, base_model, checkpoint_path, status,"
+            " is_active, metrics, training_summary, created_at, promoted_at)"
+            " VALUES (1, 'bench', '-', '', 'ready', true, '{}', '{}', %s, %s)",
+            [now, now],
+        )
+        raw = cursor.cursor
+        with raw.copy(
+            "COPY labeling_problem (id, unique_id, problem, problem_hash, solution, answer,"
+            " subject, level, created_at) FROM STDIN"
+        ) as copy:
+            for p in range(1, problems + 1):
+                row = (p, f"bench/{p}.json", f"Problem {p}", f"{p:064x}", "", str(p), "Algebra")
+                copy.write_row((*row, 3, now))
+        with raw.copy(
+            "COPY labeling_solution (id, problem_id, steps, answer, text_hash, generator,"
+            " source, grade, created_at) FROM STDIN"
+        ) as copy:
+            for s in range(1, problems * per_problem + 1):
+                r = rng.random()
+                grade = "incorrect" if r < 0.55 else "correct" if r < 0.9 else "ungraded"
+                counts[grade] += 1
+                steps = json.dumps([f"Step of {s}.", f"# Answer\n\n{s}"])
+                problem_id = (s - 1) // per_problem + 1
+                copy.write_row(
+                    (s, problem_id, steps, str(s), f"{s:064x}", "bench", "bench", grade, now)
+                )
+        with raw.copy(
+            "COPY selector_solutionscore (solution_id, version_id, score, step_scores,"
+            " truncated_steps, scored_at) FROM STDIN"
+        ) as copy:
+            for s in range(1, problems * per_problem + 1):
+                score = round(rng.random(), 6)
+                copy.write_row((s, 1, score, "[]", 0, now))
+        # One task per problem from an earlier generation: those candidates must be skipped.
+        with raw.copy(
+            "COPY labeling_task (solution_id, kind, generation, priority, queued_score,"
+            " required_labels, label_count, lease_count, created_at) FROM STDIN"
+        ) as copy:
+            for p in range(problems):
+                copy.write_row((p * per_problem + 1, "normal", 1, 0.5, 0.5, 1, 1, 0, now))
+        for table in (
+            "labeling_problem",
+            "labeling_solution",
+            "selector_solutionscore",
+            "labeling_task",
+        ):
+            cursor.execute(f"ANALYZE {table}")
+    return counts
+
+
+def reachable_wrong_share(k: int, wrong_fraction: float) -> float:
+    """The wrong share the rule would give if every problem had enough wrong answers."""
+    return int(k * wrong_fraction + 0.5) / k
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database-url", default=DEFAULT_URL)
+    parser.add_argument("--problems", type=int, default=10_000)
+    parser.add_argument("--per-problem", type=int, default=100)
+    parser.add_argument("--k", type=int, default=4, help="budget per problem")
+    parser.add_argument("--wrong-fraction", type=float, default=0.8)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    ensure_database(args.database_url)
+    setup_django(args.database_url)
+    from django.core.management import call_command
+    from django.db import transaction
+
+    from selector.services import queue_fill
+
+    call_command("migrate", verbosity=0)
+    total = args.problems * args.per_problem
+    started = time.perf_counter()
+    counts = load(problems=args.problems, per_problem=args.per_problem, seed=args.seed)
+    load_seconds = time.perf_counter() - started
+    print(
+        f"loaded {total:,} scored candidates ({args.problems:,} problems x {args.per_problem}),"
+        f" {counts['incorrect'] / total:.1%} graded incorrect, in {load_seconds:.1f}s"
+    )
+
+    timings: list[float] = []
+    report = None
+    for i in range(args.repeat):
+        last = i == args.repeat - 1
+        t0 = time.perf_counter()
+        with transaction.atomic():
+            report = queue_fill(per_problem=args.k, wrong_fraction=args.wrong_fraction)
+            if not last:
+                transaction.set_rollback(True)
+        timings.append(time.perf_counter() - t0)
+    assert report is not None
+    best, median = min(timings), statistics.median(timings)
+    print(
+        f"queue_fill: {report.created:,} tasks for {report.problems:,} problems in"
+        f" {timings[-1]:.2f}s (best {best:.2f}s, median {median:.2f}s over {args.repeat} runs;"
+        f" target <= {TARGET_SECONDS:.0f}s)"
+    )
+    print(
+        f"wrong-answer share among selected: {report.wrong_share:.1%}"
+        f" (rule's target {reachable_wrong_share(args.k, args.wrong_fraction):.1%}"
+        f" at K={args.k}, wrong_fraction={args.wrong_fraction})"
+    )
+    if median > TARGET_SECONDS:
+        print(f"SLOWER THAN TARGET: median {median:.2f}s > {TARGET_SECONDS:.0f}s")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
