@@ -26,6 +26,7 @@ from labeling.models import (
     TaskKind,
     text_sha256,
 )
+from labeling.services.grading import answer_extract
 from tests.factories import ProblemFactory
 
 pytestmark = pytest.mark.django_db
@@ -107,6 +108,7 @@ def test_every_candidate_ends_with_its_answer_in_prm800k_format() -> None:
         head, marker, answer = last.partition(f"\n\n{ANSWER_MARKER}\n\n")
         assert marker and head.strip(), last
         assert answer == solution.answer != ""
+        assert answer_extract(solution.steps) == solution.answer  # as the grader reads it
 
 
 def test_the_real_grader_agrees_with_the_demo_data_and_a_third_are_wrong() -> None:
