@@ -14,7 +14,7 @@ import logging
 import os
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from pathlib import Path
@@ -311,7 +311,7 @@ def _prm800k_line(row: tuple[Any, ...]) -> str:
 
 def prm800k_chunks(
     *, labels: QuerySet[Label], chunk_size: int = DEFAULT_CHUNK_SIZE
-) -> Iterator[tuple[str, int, int]]:
+) -> Generator[tuple[str, int, int]]:
     """PRM800K JSONL for ``labels`` in id order, as (block of lines, lines, labels read)."""
     chunks = _keyset_chunks(
         labels,
@@ -360,7 +360,7 @@ def stepwise_chunks(
     labels: QuerySet[Label],
     neutral: Neutral = "positive",
     chunk_size: int = DEFAULT_CHUNK_SIZE,
-) -> Iterator[tuple[str, int, int]]:
+) -> Generator[tuple[str, int, int]]:
     """TRL stepwise-supervision JSONL: ``{"prompt", "completions", "labels"}`` per label.
 
     Labels on broken problems carry no usable step signal and are left out, as are labels

@@ -37,7 +37,7 @@ def generate_records(n: int, seed: int = 7) -> list[dict[str, Any]]:
         n_steps = rng.randint(1, 6)
         step_texts = [f"Step {j} of record {i}: $x_{j} = {j * i}$" for j in range(n_steps)]
         step_texts[-1] += f"\n\n# Answer\n\n{i}"
-        steps = []
+        steps: list[dict[str, Any]] = []
         for j, text in enumerate(step_texts):
             last = j == n_steps - 1
             if phase1 and rng.random() < 0.5:
@@ -46,7 +46,7 @@ def generate_records(n: int, seed: int = 7) -> list[dict[str, Any]]:
                     for k in range(rng.randint(2, 4))
                 ]
                 if rng.random() < 0.4:
-                    human = {
+                    human: dict[str, Any] = {
                         "text": f"Human step {j}",
                         "rating": None,
                         "source": "human",
