@@ -20,6 +20,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     HF_HUB_OFFLINE=1 \
     TRANSFORMERS_OFFLINE=1 \
     STEPWISE_VAR_DIR=/app/var \
+    HF_HOME=/app/var/hf-home \
+    MPLCONFIGDIR=/app/var/matplotlib \
     DEBUG=0
 WORKDIR /app
 
@@ -45,7 +47,7 @@ COPY --from=frontend /build/frontend/dist frontend/dist
 # placeholder key only satisfies settings at build time and is not in the running containers.
 RUN SECRET_KEY=collectstatic-only-build-time-key python manage.py collectstatic --noinput \
     && useradd --system --uid 10001 --home-dir /app stepwise \
-    && mkdir -p var/exports var/selectors var/media \
+    && mkdir -p var/exports var/selectors var/media var/hf-home var/matplotlib \
     && chown -R stepwise:stepwise var
 USER stepwise
 
