@@ -214,34 +214,33 @@ def prm_init(*, base_model: str, output_dir: str | Path) -> None:
 
 
 def save_pretrained_atomically(model: Any, tokenizer: Any, output_dir: str | Path) -> None:
-    """Write model + tokenizer to a sibling temp dir and rename it into place, so a crash
-    never leaves a half-written checkpoint that a later load would half-read.
+    """Save model + tokenizer into ``output_dir`` so that a crash never leaves a directory a
+    later load would half-read.
 
-    An existing checkpoint in ``output_dir`` (a retried job) is replaced; a non-empty directory
-    that is not a checkpoint is refused rather than deleted.
+    Files are written to a hidden temp dir inside ``output_dir``, then renamed into place with
+    ``config.json`` (what makes a directory loadable) removed first and put back last. Other
+    files already in ``output_dir`` are left alone; an earlier checkpoint there is overwritten
+    (a retried job).
     """
     target = Path(output_dir)
-    if target.exists():
-        if not target.is_dir():
-            raise FileExistsError(f"{target} exists and is not a directory")
-        if any(target.iterdir()) and not (target / "config.json").is_file():
-            raise FileExistsError(f"{target} is not empty and does not hold a checkpoint")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    if target.exists() and not target.is_dir():
+        raise FileExistsError(f"{target} exists and is not a directory")
+    created = not target.exists()
+    target.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".partial-", dir=target))
     try:
         with _quiet_transformers():
             model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
-        if target.exists():
-            old = target.with_name(f".{target.name}.old-{os.getpid()}")
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
+        (target / "config.json").unlink(missing_ok=True)
+        for item in sorted(tmp.iterdir(), key=lambda p: p.name == "config.json"):
+            os.replace(item, target / item.name)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if created:
+            shutil.rmtree(target, ignore_errors=True)
         raise
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 class _quiet_transformers:

@@ -17,6 +17,7 @@ from selector.ml.batching import collate, plan_batches
 from selector.ml.prm import NEUTRAL, POSITIVE, encode_many, load_prm
 
 AGGREGATES = ("product", "min")
+CHUNK_SOLUTIONS = 8192
 
 
 @dataclass
@@ -98,18 +99,32 @@ class Scorer:
 
         ``progress(done, total)`` is called after each batch with solution counts.
         """
-        encoded = encode_many(self.tokenizer, items=items, max_length=self.max_length)
-        step_scores = self.step_scores(
-            [e.input_ids for e in encoded], [e.step_positions for e in encoded], progress=progress
-        )
-        return [
-            ScoredSolution(
-                step_scores=scores,
-                score=aggregate_steps(scores, self.aggregate),
-                truncated_steps=enc.truncated_steps,
+        total = len(items)
+        out: list[ScoredSolution] = []
+        # Chunks bound the memory of the token lists for pools of millions; within a chunk
+        # length sorting still leaves little padding.
+        for start in range(0, total, CHUNK_SOLUTIONS):
+            chunk = items[start : start + CHUNK_SOLUTIONS]
+            encoded = encode_many(self.tokenizer, items=chunk, max_length=self.max_length)
+
+            def chunk_progress(done: int, _: int, start: int = start) -> None:
+                if progress is not None:
+                    progress(start + done, total)
+
+            step_scores = self.step_scores(
+                [e.input_ids for e in encoded],
+                [e.step_positions for e in encoded],
+                progress=chunk_progress,
             )
-            for scores, enc in zip(step_scores, encoded, strict=True)
-        ]
+            out.extend(
+                ScoredSolution(
+                    step_scores=scores,
+                    score=aggregate_steps(scores, self.aggregate),
+                    truncated_steps=enc.truncated_steps,
+                )
+                for scores, enc in zip(step_scores, encoded, strict=True)
+            )
+        return out
 
     def step_scores(
         self,
@@ -129,36 +144,56 @@ class Scorer:
         batches = plan_batches(
             order, lengths, token_budget=self.token_budget, pad_multiple=self.pad_multiple
         )
-        on_cuda = self.device.startswith("cuda")
         done = 0
         with torch.inference_mode():
             for batch in batches:
-                tensors = collate(
-                    [input_ids[i] for i in batch],
-                    pad_id=self.pad_id,
-                    pad_multiple=self.pad_multiple,
-                )
-                if on_cuda:
-                    tensors = {
-                        k: v.pin_memory().to(self.device, non_blocking=True)
-                        for k, v in tensors.items()
-                    }
-                rows = [r for r, i in enumerate(batch) for _ in step_positions[i]]
-                cols = [p for i in batch for p in step_positions[i]]
-                if rows:
-                    logits = self.model(**tensors).logits
-                    picked = logits[
-                        torch.as_tensor(rows, device=logits.device),
-                        torch.as_tensor(cols, device=logits.device),
-                    ]
-                    probs = picked.float().softmax(dim=-1)
-                    good = (probs[:, POSITIVE] + probs[:, NEUTRAL]).clamp(0.0, 1.0).cpu().tolist()
-                    offset = 0
-                    for i in batch:
-                        n = len(step_positions[i])
-                        results[i] = good[offset : offset + n]
-                        offset += n
+                self._score_batch(batch, input_ids, step_positions, results)
                 done += len(batch)
                 if progress is not None:
                     progress(done, total)
         return results
+
+    def _score_batch(
+        self,
+        batch: list[int],
+        input_ids: Sequence[Sequence[int]],
+        step_positions: Sequence[Sequence[int]],
+        results: list[list[float]],
+    ) -> None:
+        import torch
+
+        rows = [r for r, i in enumerate(batch) for _ in step_positions[i]]
+        cols = [p for i in batch for p in step_positions[i]]
+        if not rows:
+            return
+        tensors = collate(
+            [input_ids[i] for i in batch], pad_id=self.pad_id, pad_multiple=self.pad_multiple
+        )
+        try:
+            if self.device.startswith("cuda"):
+                tensors = {
+                    k: v.pin_memory().to(self.device, non_blocking=True) for k, v in tensors.items()
+                }
+            logits = self.model(**tensors).logits
+        except torch.cuda.OutOfMemoryError:
+            # A budget too large for this GPU (or a neighbour's memory): halve and go on
+            # rather than fail a pool-wide job.
+            if len(batch) == 1:
+                raise
+            del tensors
+            torch.cuda.empty_cache()
+            half = len(batch) // 2
+            self._score_batch(batch[:half], input_ids, step_positions, results)
+            self._score_batch(batch[half:], input_ids, step_positions, results)
+            return
+        picked = logits[
+            torch.as_tensor(rows, device=logits.device),
+            torch.as_tensor(cols, device=logits.device),
+        ]
+        probs = picked.float().softmax(dim=-1)
+        good = (probs[:, POSITIVE] + probs[:, NEUTRAL]).clamp(0.0, 1.0).cpu().tolist()
+        offset = 0
+        for i in batch:
+            n = len(step_positions[i])
+            results[i] = good[offset : offset + n]
+            offset += n

@@ -161,8 +161,9 @@ def test_prm_init_makes_a_three_label_decoder_prm_with_step_and_pad_tokens(reque
     assert model.config.num_labels == 3
     assert model.config.id2label == {0: "negative", 1: "neutral", 2: "positive"}
     assert model.get_input_embeddings().weight.shape[0] >= len(tok)
-    # Nothing but the checkpoint is left behind (no temp dirs beside it).
+    # Nothing but the checkpoint is left behind (no temp dirs).
     assert [p.name for p in tmp_path.iterdir()] == ["prm"]
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
     assert len(json.loads((out / "config.json").read_text())["id2label"]) == 3
 
 
@@ -172,13 +173,20 @@ def test_prm_init_refuses_a_missing_base_model_and_writes_nothing(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_prm_init_will_not_overwrite_a_directory_that_is_not_a_checkpoint(
-    tiny_qwen2_base, tmp_path
+def test_prm_init_writes_beside_other_files_and_over_an_earlier_checkpoint(
+    tiny_qwen2_base, tiny_llama_base, tmp_path
 ):
+    from transformers import AutoConfig
+
     out = tmp_path / "out"
-    out.mkdir()
+    (out / "_init").mkdir(parents=True)
     (out / "notes.txt").write_text("keep me")
-    with pytest.raises(FileExistsError):
-        prm_init(base_model=str(tiny_qwen2_base), output_dir=out)
+    prm_init(base_model=str(tiny_qwen2_base), output_dir=out)
     assert (out / "notes.txt").read_text() == "keep me"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert (out / "_init").is_dir()
+    assert AutoConfig.from_pretrained(out).model_type == "qwen2"
+    prm_init(base_model=str(tiny_llama_base), output_dir=out)  # a retried job: overwrite
+    assert AutoConfig.from_pretrained(out).model_type == "llama"
+    assert not [p for p in out.iterdir() if p.name.startswith(".partial-")]
+    with pytest.raises(FileExistsError, match="not a directory"):
+        prm_init(base_model=str(tiny_qwen2_base), output_dir=out / "notes.txt")

@@ -137,3 +137,22 @@ def test_packaged_minilm_scores_solutions_end_to_end(minilm_prm):
     assert all(0.0 <= r.score <= 1.0 for r in results)
     alone = scorer.score(items[:1])[0]
     assert alone.step_scores == pytest.approx(results[0].step_scores, abs=1e-5)
+
+
+def test_pools_larger_than_a_chunk_score_the_same_and_report_progress_across_chunks(
+    tiny_prm, monkeypatch
+):
+    from selector.ml import scoring
+
+    items = _solutions(11)
+    whole = Scorer.load(tiny_prm, device="cpu").score(items)
+    monkeypatch.setattr(scoring, "CHUNK_SOLUTIONS", 4)
+    seen: list[tuple[int, int]] = []
+    chunked = Scorer.load(tiny_prm, device="cpu").score(
+        items, progress=lambda d, t: seen.append((d, t))
+    )
+    for a, b in zip(whole, chunked, strict=True):
+        assert a.step_scores == pytest.approx(b.step_scores, abs=1e-5)
+    assert seen[-1] == (11, 11)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+    assert {d for d, _ in seen} >= {4, 8, 11}
