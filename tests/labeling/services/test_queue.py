@@ -287,3 +287,20 @@ def test_admin_action_queues_selected_solutions_in_current_generation(client):
     queued = Task.objects.filter(solution__in=chosen)
     assert set(queued.values_list("generation", flat=True)) == {5}
     assert Task.objects.count() == 3
+
+
+@pytest.mark.worker
+@pytest.mark.slow
+def test_real_worker_runs_the_beat_task_that_releases_expired_leases(
+    celery_worker_process, wait_until
+):
+    from labeling.tasks import leases_release_expired_task
+
+    task = TaskFactory()
+    task_claim_next(annotator=annotator())
+    Lease.objects.update(expires_at=timezone.now() - datetime.timedelta(minutes=1))
+    # The beat schedule sends it by name; do the same.
+    leases_release_expired_task.apply_async()
+    wait_until(lambda: not Lease.objects.exists(), timeout=90, message="lease released")
+    task.refresh_from_db()
+    assert task.lease_count == 0
