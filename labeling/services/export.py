@@ -261,6 +261,25 @@ def _prm800k_line(row: tuple[Any, ...]) -> str:
         reference_solution,
         answer,
     ) = row
+    if extras is None:
+        # A native Stepwise label: the full phase-2 shape, formatted in one go (the hot path).
+        return (
+            f'{{"labeler": "{labeler}", "timestamp": "{timestamp}", '
+            f'"generation": {_json_scalar(generation)}, '
+            f'"is_quality_control_question": '
+            f"{'true' if kind == TaskKind.QUALITY_CONTROL else 'false'}, "
+            f'"is_initial_screening_question": '
+            f"{'true' if kind == TaskKind.SCREENING else 'false'}, "
+            f'"question": {{"problem": {_encode_str(problem)}, '
+            f'"ground_truth_solution": {_encode_str(reference_solution)}, '
+            f'"ground_truth_answer": {_encode_str(answer)}, '
+            f'"pre_generated_steps": {solution_steps_text}, '
+            f'"pre_generated_answer": {_encode_str(solution_answer)}, '
+            f'"pre_generated_verifier_score": {_json_scalar(queued_score)}}}, '
+            f'"label": {{"steps": {steps_text}, "total_time": {total_time}, '
+            f'"finish_reason": {_encode_str(finish_reason)}}}}}\n'
+        )
+    # An imported record: exactly the keys, flags and generation it came with.
     question_values = {
         "problem": _encode_str(problem),
         "ground_truth_solution": _encode_str(reference_solution),
@@ -274,21 +293,12 @@ def _prm800k_line(row: tuple[Any, ...]) -> str:
         "total_time": int.__repr__(total_time),
         "finish_reason": _encode_str(finish_reason),
     }
-    if extras is None:
-        # A native Stepwise label: the full phase-2 shape.
-        question_keys: list[str] = list(question_values)
-        overrides: dict[str, Any] = {}
-        label_keys: list[str] = list(label_values)
-        qc = kind == TaskKind.QUALITY_CONTROL
-        screening = kind == TaskKind.SCREENING
-    else:
-        # An imported record: exactly the keys and flags it came with.
-        question_keys = extras.get("question_keys") or list(question_values)
-        overrides = extras.get("question_overrides") or {}
-        label_keys = extras.get("label_keys") or list(label_values)
-        qc = bool(extras.get("is_quality_control_question", kind == TaskKind.QUALITY_CONTROL))
-        screening = bool(extras.get("is_initial_screening_question", kind == TaskKind.SCREENING))
-        generation = extras.get("generation", generation)
+    question_keys: list[str] = extras.get("question_keys") or list(question_values)
+    overrides: dict[str, Any] = extras.get("question_overrides") or {}
+    label_keys: list[str] = extras.get("label_keys") or list(label_values)
+    qc = bool(extras.get("is_quality_control_question", kind == TaskKind.QUALITY_CONTROL))
+    screening = bool(extras.get("is_initial_screening_question", kind == TaskKind.SCREENING))
+    generation = extras.get("generation", generation)
     question_parts = []
     for key in question_keys:
         if key in overrides:

@@ -135,3 +135,18 @@ def test_export_job_through_a_real_worker(celery_worker_process: Any, wait_until
     job.refresh_from_db()
     assert job.status == JobStatus.SUCCEEDED, job.error
     assert job.result["lines"] == 5
+
+
+def test_failed_export_job_records_the_error_and_leaves_no_file(staff_client: APIClient) -> None:
+    from labeling.services.export import export_path
+
+    label = LabelFactory(record_extras={"question_keys": ["mystery"]})
+    job = Job.objects.create(kind="export", params={"format": "prm800k"})
+    with pytest.raises(ValueError, match="mystery"):
+        export_job_run(job_id=job.pk)
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED
+    assert f"label {label.pk}" in job.error
+    assert not export_path(job.pk).exists()
+    assert not export_path(job.pk).with_suffix(".partial").exists()
+    assert staff_client.get(f"/api/export/jobs/{job.pk}/download/").status_code == 404
