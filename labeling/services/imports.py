@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import json
 import math
+import queue
+import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import IO, Any, TypeVar
+from typing import IO, Any, Generic, TypeVar
 
 from django.db import connection, transaction
 from django.db.models import Count, OuterRef, Subquery
@@ -97,6 +99,80 @@ class ImportFailed(Exception):
         )
 
 
+@dataclass
+class _ParsedBatch(Generic[Row]):
+    rows: list[tuple[int, Row]]
+    errors: list[LineError]
+    lines: int
+
+
+def _parse_batches(
+    stream: IO[bytes],
+    parse: Callable[[dict[str, Any]], Row],
+    batch_size: int,
+    progress: Progress | None,
+) -> Iterator[_ParsedBatch[Row]]:
+    batch: _ParsedBatch[Row] = _ParsedBatch([], [], 0)
+    for number, record in jsonl_records(stream, progress=progress):
+        batch.lines += 1
+        if isinstance(record, LineError):
+            batch.errors.append(record)
+            continue
+        try:
+            batch.rows.append((number, parse(record)))
+        except LineInvalid as exc:
+            batch.errors.append(LineError(number, exc.field, exc.message))
+            continue
+        if len(batch.rows) >= batch_size:
+            yield batch
+            batch = _ParsedBatch([], [], 0)
+    if batch.lines:
+        yield batch
+
+
+_DONE = object()
+
+
+def _read_ahead(batches: Iterator[_ParsedBatch[Row]]) -> Iterator[_ParsedBatch[Row]]:
+    """Parse the next batches in a thread while this one is written.
+
+    Parsing is pure Python and needs no database; the writer mostly waits on PostgreSQL
+    (which releases the GIL), so the two overlap. At most two parsed batches wait in memory.
+    """
+    ready: queue.Queue[Any] = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for batch in batches:
+                if not put(batch):
+                    return
+            put(_DONE)
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            put(exc)
+
+    thread = threading.Thread(target=produce, name="jsonl-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while (item := ready.get()) is not _DONE:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()  # the writer failed or finished: let the reader go
+        # Not forever: a reader blocked on a silent stdin stops at its next batch.
+        thread.join(timeout=5)
+
+
 def _import(
     *,
     stream: IO[bytes],
@@ -109,23 +185,12 @@ def _import(
 ) -> ImportReport:
     report = ImportReport(source=source)
     with transaction.atomic():
-        batch: list[tuple[int, Row]] = []
-        for number, record in jsonl_records(stream, progress=progress):
-            report.lines += 1
-            if isinstance(record, LineError):
-                report.errors.append(record)
-                continue
-            try:
-                batch.append((number, parse(record)))
-            except LineInvalid as exc:
-                report.errors.append(LineError(number, exc.field, exc.message))
-                continue
-            if len(batch) >= batch_size:
+        for batch in _read_ahead(_parse_batches(stream, parse, batch_size, progress)):
+            report.lines += batch.lines
+            report.errors.extend(batch.errors)
+            if batch.rows:
                 # Once the import is bound to fail, only validate: writes would be rolled back.
-                write(batch, report, bool(report.errors) and not skip_invalid)
-                batch = []
-        if batch:
-            write(batch, report, bool(report.errors) and not skip_invalid)
+                write(batch.rows, report, bool(report.errors) and not skip_invalid)
         if report.errors and not skip_invalid:
             raise ImportFailed(report)  # rolls the transaction back
     return report
