@@ -199,3 +199,44 @@ def test_fill_on_postgres_matches_the_rule(version):
     report = queue_fill(per_problem=5, wrong_fraction=0.8)
     assert queued_ids() == {s[1].pk, s[2].pk, s[3].pk, s[4].pk, s[5].pk}
     assert report.wrong == 4
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_fills_never_queue_a_candidate_twice(version):
+    import threading
+
+    from django.db import connection
+
+    for _ in range(20):
+        make_pool(version, [(0.9, W), (0.8, C), (0.7, W), (0.6, C), (0.5, W)])
+    barrier = threading.Barrier(2)
+    reports = []
+
+    def fill():
+        try:
+            barrier.wait()
+            reports.append(queue_fill(per_problem=3))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=fill) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    solution_ids = list(Task.objects.values_list("solution_id", flat=True))
+    assert len(solution_ids) == len(set(solution_ids))
+    # The advisory lock serialises them: one takes 3 per problem, the next the 2 left.
+    assert sorted(r.created for r in reports) == [40, 60]
+    assert sorted(r.generation for r in reports) == [1, 2]
+
+
+def test_beat_top_up_task_reports_what_it_queued(version, settings):
+    from selector import tasks
+
+    settings.SELECTOR_LOW_WATER = 10
+    settings.SELECTOR_PER_PROBLEM = 2
+    make_pool(version, [(0.9, W), (0.8, C), (0.7, W)])
+    assert tasks.queue_top_up() == 2
+    assert Task.objects.count() == 2
