@@ -299,6 +299,40 @@ def double_assignments() -> dict[str, int]:
     return found
 
 
+def service_latency(rounds: int) -> tuple[list[float], list[float]]:
+    """task_claim_next / label_submit called in-process (no HTTP), one annotator, sequentially."""
+    from django.contrib.auth.models import User
+
+    from labeling.services.labels import label_submit
+    from labeling.services.queue import task_claim_next
+
+    user = User.objects.filter(username__startswith="bench-annotator-").order_by("-id").first()
+    claims: list[float] = []
+    submits: list[float] = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        claim = task_claim_next(annotator=user)
+        claims.append(time.perf_counter() - started)
+        if claim is None:
+            break
+        steps = claim.task.solution.steps
+        started = time.perf_counter()
+        label_submit(
+            annotator=user,
+            task_id=claim.task.pk,
+            idempotency_key=str(uuid.uuid4()),
+            ratings=[1] * len(steps),
+            flags=None,
+            human_completion=None,
+            finish_reason="solution",
+            finish_note="",
+            total_time_ms=1000,
+            started_at=None,
+        )
+        submits.append(time.perf_counter() - started)
+    return claims, submits
+
+
 def claim_plan() -> str:
     """EXPLAIN ANALYZE of the claim's SELECT ... FOR UPDATE, captured from the real service."""
     from django.contrib.auth.models import User
@@ -389,6 +423,11 @@ def main() -> None:
                 )
     finally:
         stop(server)
+
+    claims, submits = service_latency(200)
+    print("\nin-process services, C=1 (no HTTP):")
+    print(f"  claim   {percentiles(claims)}")
+    print(f"  submit  {percentiles(submits)}")
 
     problems = double_assignments()
     print("\ndouble-assignment checks (all must be 0):")
