@@ -4,7 +4,7 @@ from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
+from rest_framework.exceptions import APIException, NotFound, ValidationError
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -36,8 +36,9 @@ class IsAnnotator(BasePermission):
         return queries.user_is_annotator(request.user)
 
 
-class Conflict(PermissionDenied):
+class Conflict(APIException):
     status_code = status.HTTP_409_CONFLICT
+    default_detail = "The task can take no more labels."
     default_code = "conflict"
 
 
