@@ -172,8 +172,7 @@ class ExportJobDownloadView(APIView):
 
     def get(self, request: Request, job_id: int) -> Any:
         job = Job.objects.filter(kind=JobKind.EXPORT, pk=job_id, status=JobStatus.SUCCEEDED).first()
-        path = export_path(job_id)
-        if job is None or not path.exists():
+        if job is None or not (path := export_path(job)).exists():
             raise Http404("no finished export with this id")
         filename = job.result.get("filename", path.name)
         return FileResponse(

@@ -14,6 +14,7 @@ import logging
 import os
 import queue
 import threading
+import uuid
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
@@ -100,13 +101,19 @@ def labels_for_export(
     # An imported record keeps its own flags in record_extras; honour them as well as the kind.
     if not filters.include_qc:
         qs = qs.exclude(task__kind=TaskKind.QUALITY_CONTROL).exclude(
-            Q(record_extras__is_quality_control_question=True)
+            _flag_set("is_quality_control_question")
         )
     if not filters.include_screening:
         qs = qs.exclude(task__kind=TaskKind.SCREENING).exclude(
-            Q(record_extras__is_initial_screening_question=True)
+            _flag_set("is_initial_screening_question")
         )
     return qs
+
+
+def _flag_set(key: str) -> Q:
+    # has_key first: a bare JSON lookup on a missing key is SQL NULL, and NOT (NULL) would
+    # silently drop the row from the export.
+    return Q(**{"record_extras__has_key": key, f"record_extras__{key}": True})
 
 
 def _keyset_chunks(
@@ -455,15 +462,23 @@ def export_job_create(
         job = Job.objects.create(
             kind=JobKind.EXPORT,
             created_by=created_by,
-            params={"format": export_format, "neutral": neutral, **filters.as_params()},
+            params={
+                "format": export_format,
+                "neutral": neutral,
+                "token": uuid.uuid4().hex,
+                **filters.as_params(),
+            },
         )
         job_id = job.pk
         transaction.on_commit(lambda: export_run.delay(job_id))
     return job
 
 
-def export_path(job_id: int) -> Path:
-    return Path(settings.EXPORT_DIR) / f"export-{job_id}.jsonl"
+def export_path(job: Job) -> Path:
+    """Where the job's file lives. The random token keeps a file from an earlier database
+    (ids start again at 1) from ever being served as this job's."""
+    token = job.params.get("token", "")
+    return Path(settings.EXPORT_DIR) / f"export-{job.pk}-{token}.jsonl"
 
 
 def export_job_run(*, job_id: int) -> None:
@@ -473,7 +488,7 @@ def export_job_run(*, job_id: int) -> None:
     ever points at a complete file.
     """
     job = Job.objects.get(pk=job_id)
-    if job.status == JobStatus.SUCCEEDED and export_path(job_id).exists():
+    if job.status == JobStatus.SUCCEEDED and export_path(job).exists():
         return
     params = job.params
     filters = ExportFilters.from_params(params)
@@ -487,7 +502,7 @@ def export_job_run(*, job_id: int) -> None:
         progress_done=0,
         error="",
     )
-    path = export_path(job_id)
+    path = export_path(job)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".partial")
 

@@ -14,6 +14,12 @@ from tests.factories import LabelFactory, SolutionFactory, TaskFactory, UserFact
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True)
+def export_dir(settings: Any, tmp_path: Any) -> Any:
+    settings.EXPORT_DIR = tmp_path / "exports"
+    return settings.EXPORT_DIR
+
+
 @pytest.fixture
 def boss() -> Any:
     return UserFactory(username="boss", is_staff=True, is_superuser=True)

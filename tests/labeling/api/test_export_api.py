@@ -14,6 +14,13 @@ from tests.factories import LabelFactory, TaskFactory, UserFactory, annotator
 
 pytestmark = pytest.mark.django_db
 
+
+@pytest.fixture(autouse=True)
+def export_dir(settings: Any, tmp_path: Any) -> Any:
+    settings.EXPORT_DIR = tmp_path / "exports"
+    return settings.EXPORT_DIR
+
+
 ENDPOINTS = [
     ("get", "/api/export/prm800k/"),
     ("get", "/api/export/stepwise/"),
@@ -141,12 +148,12 @@ def test_failed_export_job_records_the_error_and_leaves_no_file(staff_client: AP
     from labeling.services.export import export_path
 
     label = LabelFactory(record_extras={"question_keys": ["mystery"]})
-    job = Job.objects.create(kind="export", params={"format": "prm800k"})
+    job = Job.objects.create(kind="export", params={"format": "prm800k", "token": "t"})
     with pytest.raises(ValueError, match="mystery"):
         export_job_run(job_id=job.pk)
     job.refresh_from_db()
     assert job.status == JobStatus.FAILED
     assert f"label {label.pk}" in job.error
-    assert not export_path(job.pk).exists()
-    assert not export_path(job.pk).with_suffix(".partial").exists()
+    assert not export_path(job).exists()
+    assert not export_path(job).with_suffix(".partial").exists()
     assert staff_client.get(f"/api/export/jobs/{job.pk}/download/").status_code == 404

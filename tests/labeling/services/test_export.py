@@ -352,3 +352,16 @@ def test_errors_on_the_prefetch_thread_reach_the_caller() -> None:
     with pytest.raises(ExportError, match="question key 'mystery'"):
         export_lines()
     assert _prefetch_threads() == []
+
+
+def test_filters_keep_imported_labels_whatever_flags_their_extras_hold() -> None:
+    bare = LabelFactory(record_extras={"question_keys": ["problem"]})
+    unflagged = LabelFactory(record_extras={"is_quality_control_question": False})
+    flagged = LabelFactory(record_extras={"is_quality_control_question": True})
+    native = LabelFactory(record_extras=None)
+    kept = set(labels_for_export(filters=DEFAULT).values_list("id", flat=True))
+    assert kept == {bare.id, unflagged.id, native.id}
+    with_qc = set(
+        labels_for_export(filters=ExportFilters(include_qc=True)).values_list("id", flat=True)
+    )
+    assert flagged.id in with_qc
