@@ -202,16 +202,18 @@ def plot_progress() -> bytes:
     rows = [r for r in progress_by_generation() if r.kind == TaskKind.NORMAL]
     fig = _figure()
     ax = fig.subplots()
-    names = ["—" if r.generation is None else str(r.generation) for r in rows]
+    # Positions with tick labels: generation names must stay categories, not numbers.
+    x = list(range(len(rows)))
     labeled = [r.labeled for r in rows]
     leased = [r.in_progress for r in rows]
     queued = [r.queued for r in rows]
-    ax.bar(names, labeled, label="labeled", color="#2e7d32")
-    ax.bar(names, leased, bottom=labeled, label="in progress", color="#f9a825")
+    ax.bar(x, labeled, label="labeled", color="#2e7d32")
+    ax.bar(x, leased, bottom=labeled, label="in progress", color="#f9a825")
     ax.bar(
-        names, queued, bottom=[a + b for a, b in zip(labeled, leased, strict=True)],
+        x, queued, bottom=[a + b for a, b in zip(labeled, leased, strict=True)],
         label="queued", color="#90a4ae",
     )  # fmt: skip
+    ax.set_xticks(x, ["—" if r.generation is None else str(r.generation) for r in rows])
     ax.set_title("Normal tasks per generation")
     ax.set_xlabel("generation")
     ax.set_ylabel("tasks")
@@ -224,10 +226,11 @@ def plot_selector_metrics() -> bytes:
     names, versions = selector_metrics()
     fig = _figure()
     ax = fig.subplots()
-    x = [v["name"] for v in versions]
+    x = list(range(len(versions)))
     for i, name in enumerate(names[:6]):  # a readable number of lines
         ys = [v["values"][i] for v in versions]
         ax.plot(x, [float("nan") if y is None else y for y in ys], marker="o", label=name)
+    ax.set_xticks(x, [v["name"] for v in versions])
     ax.set_title("Selector metrics by version")
     if names:
         ax.legend(loc="best")
