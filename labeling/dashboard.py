@@ -218,7 +218,7 @@ def plot_progress() -> bytes:
     ax.set_xlabel("generation")
     ax.set_ylabel("tasks")
     if rows:
-        ax.legend(loc="upper left")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside, not over, the bars
     return _png(fig)
 
 
@@ -233,7 +233,7 @@ def plot_selector_metrics() -> bytes:
     ax.set_xticks(x, [v["name"] for v in versions])
     ax.set_title("Selector metrics by version")
     if names:
-        ax.legend(loc="best")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return _png(fig)
 
 
