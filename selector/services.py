@@ -256,6 +256,11 @@ def _generation_current() -> int | None:
     )["g"]
 
 
+def _wrong_target(k: int, wrong_fraction: float) -> int:
+    """round(k * fraction), halves up (Python's round() would send 2.5 to 2)."""
+    return int(k * wrong_fraction + 0.5)
+
+
 def _fill_sql(*, per_problem: int, wrong_fraction: float) -> str:
     """The whole 80/20 selection as one INSERT … SELECT (SQLite ≥ 3.25 and PostgreSQL).
 
@@ -266,7 +271,7 @@ def _fill_sql(*, per_problem: int, wrong_fraction: float) -> str:
     solution = Solution._meta.db_table
     score = SolutionScore._meta.db_table
     targets = ", ".join(
-        f"({k}, {int(k * wrong_fraction + 0.5)})" for k in range(0, per_problem + 1)
+        f"({k}, {_wrong_target(k, wrong_fraction)})" for k in range(0, per_problem + 1)
     )
     return f"""
 WITH targets(k, w) AS (VALUES {targets}),
@@ -277,20 +282,16 @@ queued AS (
     GROUP BY s.problem_id
 ),
 cand AS (
-    SELECT s.id, s.problem_id, sc.score, tg.k, tg.w,
+    SELECT s.id, s.problem_id, sc.score,
            CASE WHEN s.grade = %s THEN 1 ELSE 0 END AS is_wrong
     FROM {solution} s
     JOIN {score} sc ON sc.solution_id = s.id AND sc.version_id = %s
-    LEFT JOIN queued q ON q.problem_id = s.problem_id
-    JOIN targets tg ON tg.k = CASE WHEN %s - COALESCE(q.n, 0) > 0
-                                   THEN %s - COALESCE(q.n, 0) ELSE 0 END
-    WHERE tg.k > 0
-      AND NOT EXISTS (SELECT 1 FROM {task} t WHERE t.solution_id = s.id)
+    WHERE NOT EXISTS (SELECT 1 FROM {task} t WHERE t.solution_id = s.id)
 ),
 ranked AS (
     -- One sort per problem by (score desc, id), one pass over it: the position and the number
     -- of wrong answers up to here decide both parts of the rule (same window, so one node).
-    SELECT c.id, c.problem_id, c.score, c.k, c.w, c.is_wrong,
+    SELECT c.id, c.problem_id, c.score, c.is_wrong,
            COUNT(*) OVER w_upto AS pos,
            SUM(c.is_wrong) OVER w_upto AS wrong_upto
     FROM cand c
@@ -298,18 +299,28 @@ ranked AS (
                       ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
 ),
 shortlist AS (
-    -- At most k + w rows per problem can be chosen: the top-w wrong answers, and the top-k
-    -- of what the wrong-answer part leaves (rest_rank = position among those left).
-    SELECT r.id, r.problem_id, r.score, r.k,
-           CASE WHEN r.is_wrong = 1 AND r.wrong_upto <= r.w THEN 1 ELSE 0 END AS pick_wrong,
-           r.pos - CASE WHEN r.wrong_upto < r.w THEN r.wrong_upto ELSE r.w END AS rest_rank
+    -- Whatever a problem's budget, only its top-w_max wrong answers and its first K + w_max
+    -- candidates can be chosen: everything else is dropped before the per-problem budgets.
+    SELECT r.id, r.problem_id, r.score, r.is_wrong, r.pos, r.wrong_upto
     FROM ranked r
+    WHERE (r.is_wrong = 1 AND r.wrong_upto <= %s) OR r.pos <= %s
+),
+budgeted AS (
+    SELECT l.id, l.problem_id, l.score, tg.k,
+           CASE WHEN l.is_wrong = 1 AND l.wrong_upto <= tg.w THEN 1 ELSE 0 END AS pick_wrong,
+           -- rank among the candidates the wrong-answer part did not take
+           l.pos - CASE WHEN l.wrong_upto < tg.w THEN l.wrong_upto ELSE tg.w END AS rest_rank
+    FROM shortlist l
+    LEFT JOIN queued q ON q.problem_id = l.problem_id
+    JOIN targets tg ON tg.k = CASE WHEN %s - COALESCE(q.n, 0) > 0
+                                   THEN %s - COALESCE(q.n, 0) ELSE 0 END
+    WHERE tg.k > 0
 ),
 decided AS (
-    SELECT l.id, l.score, l.pick_wrong, l.rest_rank,
-           l.k - SUM(l.pick_wrong) OVER (PARTITION BY l.problem_id) AS rest_budget
-    FROM shortlist l
-    WHERE l.pick_wrong = 1 OR l.rest_rank <= l.k
+    SELECT b.id, b.score, b.pick_wrong, b.rest_rank,
+           b.k - SUM(b.pick_wrong) OVER (PARTITION BY b.problem_id) AS rest_budget
+    FROM budgeted b
+    WHERE b.pick_wrong = 1 OR b.rest_rank <= b.k
 )
 INSERT INTO {task} (solution_id, kind, generation, priority, queued_score, required_labels,
                     label_count, lease_count, gold_label_id, created_at)
@@ -370,6 +381,8 @@ def queue_fill(
                 generation,
                 Grade.INCORRECT.value,
                 version.pk,
+                _wrong_target(k, fraction),
+                k + _wrong_target(k, fraction),
                 k,
                 k,
                 TaskKind.NORMAL.value,
