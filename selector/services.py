@@ -19,7 +19,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group, Permission
 from django.db import connection, transaction
-from django.db.models import Exists, F, Max, OuterRef, Subquery, Sum
+from django.db.models import Count, Exists, F, Max, OuterRef, Q, Subquery, Sum
 from django.utils import timezone
 
 from labeling.models import (
@@ -392,12 +392,17 @@ def queue_fill(
             ]
             with connection.cursor() as cursor:
                 cursor.execute(_fill_sql(per_problem=k, wrong_fraction=fraction), params)
-            created = Task.objects.filter(
+            # This run's rows are the ones stamped with its `now`.
+            counts = Task.objects.filter(
                 kind=TaskKind.NORMAL, generation=generation, created_at=now
+            ).aggregate(
+                created=Count("id"),
+                wrong=Count("id", filter=Q(solution__grade=Grade.INCORRECT)),
+                problems=Count("solution__problem_id", distinct=True),
             )
-            report.created = created.count()
-            report.wrong = created.filter(solution__grade=Grade.INCORRECT).count()
-            report.problems = created.values("solution__problem_id").distinct().count()
+            report.created = counts["created"]
+            report.wrong = counts["wrong"]
+            report.problems = counts["problems"]
     report.seconds = time.perf_counter() - started
     if job is not None:
         _progress_for(job, None)(report.created, report.created)
