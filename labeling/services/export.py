@@ -9,6 +9,7 @@ which for PRM800K's step objects happens to be PRM800K's own order, so the lines
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -221,7 +222,7 @@ _PRM_FIELDS = (
     "timestamp",
     "total_time_ms",
     "finish_reason",
-    "record_extras",
+    "extras_text",
     "steps_text",
     "task__generation",
     "task__kind",
@@ -287,42 +288,81 @@ def _prm800k_line(row: tuple[Any, ...]) -> str:
             f'"finish_reason": {_encode_str(finish_reason)}}}}}\n'
         )
     # An imported record: exactly the keys, flags and generation it came with.
-    question_values = {
-        "problem": _encode_str(problem),
-        "ground_truth_solution": _encode_str(reference_solution),
-        "ground_truth_answer": _encode_str(answer),
-        "pre_generated_steps": solution_steps_text,
-        "pre_generated_answer": _encode_str(solution_answer),
-        "pre_generated_verifier_score": _json_scalar(queued_score),
-    }
+    layout = _imported_layout(extras, kind, generation)
+    question_parts = []
+    for key, override in layout.question:
+        if override is not None:
+            encoded = override
+        elif key == "problem":
+            encoded = _encode_str(problem)
+        elif key == "ground_truth_answer":
+            encoded = _encode_str(answer)
+        elif key == "ground_truth_solution":
+            encoded = _encode_str(reference_solution)
+        elif key == "pre_generated_steps":
+            encoded = solution_steps_text
+        elif key == "pre_generated_answer":
+            encoded = _encode_str(solution_answer)
+        elif key == "pre_generated_verifier_score":
+            encoded = _json_scalar(queued_score)
+        else:
+            raise ExportError(f"label {label_id}: question key {key!r} has no stored value")
+        question_parts.append(f"{_encode_str(key)}: {encoded}")
     label_values = {
         "steps": steps_text,
         "total_time": int.__repr__(total_time),
         "finish_reason": _encode_str(finish_reason),
     }
-    question_keys: list[str] = extras.get("question_keys") or list(question_values)
-    overrides: dict[str, Any] = extras.get("question_overrides") or {}
-    label_keys: list[str] = extras.get("label_keys") or list(label_values)
-    qc = bool(extras.get("is_quality_control_question", kind == TaskKind.QUALITY_CONTROL))
-    screening = bool(extras.get("is_initial_screening_question", kind == TaskKind.SCREENING))
-    generation = extras.get("generation", generation)
-    question_parts = []
-    for key in question_keys:
-        if key in overrides:
-            encoded = json.dumps(overrides[key], ensure_ascii=False)
-        elif key in question_values:
-            encoded = question_values[key]
-        else:
-            raise ExportError(f"label {label_id}: question key {key!r} has no stored value")
-        question_parts.append(f"{_encode_str(key)}: {encoded}")
-    label_parts = [f"{_encode_str(k)}: {label_values[k]}" for k in label_keys if k in label_values]
+    label_parts = [f'"{k}": {label_values[k]}' for k in layout.label_keys]
     return (
-        f'{{"labeler": "{labeler}", "timestamp": "{timestamp}", '
-        f'"generation": {_json_scalar(generation)}, '
-        f'"is_quality_control_question": {"true" if qc else "false"}, '
-        f'"is_initial_screening_question": {"true" if screening else "false"}, '
+        f'{{"labeler": "{labeler}", "timestamp": "{timestamp}", {layout.flags}'
         f'"question": {{{", ".join(question_parts)}}}, '
         f'"label": {{{", ".join(label_parts)}}}}}\n'
+    )
+
+
+@dataclass(frozen=True)
+class _Layout:
+    flags: str  # the generation and both flags, encoded, each followed by ", "
+    question: tuple[tuple[str, str | None], ...]  # (key, encoded override or None)
+    label_keys: tuple[str, ...]
+
+
+_QUESTION_KEYS = (
+    "problem",
+    "ground_truth_solution",
+    "ground_truth_answer",
+    "pre_generated_steps",
+    "pre_generated_answer",
+    "pre_generated_verifier_score",
+)
+_LABEL_KEYS = ("steps", "total_time", "finish_reason")
+
+
+@functools.lru_cache(maxsize=1024)  # bounded: overrides can hold long texts
+def _imported_layout(extras_text: str, kind: str, task_generation: int | None) -> _Layout:
+    """How an imported record is laid out, parsed once per distinct ``record_extras``.
+
+    PRM800K's records share a handful of layouts (key lists, flags, generation), so caching
+    by the column's text skips parsing it for nearly every row.
+    """
+    extras = json.loads(extras_text)
+    overrides = extras.get("question_overrides") or {}
+    qc = bool(extras.get("is_quality_control_question", kind == TaskKind.QUALITY_CONTROL))
+    screening = bool(extras.get("is_initial_screening_question", kind == TaskKind.SCREENING))
+    generation = extras.get("generation", task_generation)
+    return _Layout(
+        flags=(
+            f'"generation": {_json_scalar(generation)}, '
+            f'"is_quality_control_question": {"true" if qc else "false"}, '
+            f'"is_initial_screening_question": {"true" if screening else "false"}, '
+        ),
+        question=tuple(
+            (key, json.dumps(overrides[key], ensure_ascii=False) if key in overrides else None)
+            for key in extras.get("question_keys") or _QUESTION_KEYS
+        ),
+        # Keys the label object cannot have had (we store only these three) are not written.
+        label_keys=tuple(k for k in extras.get("label_keys") or _LABEL_KEYS if k in _LABEL_KEYS),
     )
 
 
@@ -335,6 +375,7 @@ def prm800k_chunks(
         _PRM_FIELDS,
         chunk_size,
         timestamp=_NaiveUtcIsoformat("created_at"),
+        extras_text=Cast("record_extras", TextField()),
         steps_text=Cast("steps", TextField()),
         solution_steps_text=Cast("task__solution__steps", TextField()),
     )
