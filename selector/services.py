@@ -570,12 +570,15 @@ def selector_train(
     if job is not None:
         job.version = version
         job.save(update_fields=["version"])
+    # With no version to start from, a fresh PRM is made beside the new one and removed after.
+    fresh_init = output_dir.with_name(f".{name}-init") if base_version is None else None
     try:
-        if base_version is not None:
+        if fresh_init is None:
+            assert base_version is not None
             init_from = base_version.checkpoint_path
         else:
-            init_from = str(output_dir / "_init")
-            prm_init(base_model=base_model, output_dir=init_from)
+            init_from = str(fresh_init)
+            prm_init(base_model=base_model, output_dir=fresh_init)
         summary = train(
             init_from=init_from,
             examples=[
@@ -591,13 +594,14 @@ def selector_train(
             device=settings.SELECTOR_DEVICE,
             progress=report,
         )
-        if base_version is None:
-            shutil.rmtree(output_dir / "_init", ignore_errors=True)
     except Exception as exc:
         version.status = VersionStatus.FAILED
         version.training_summary = {"error": f"{type(exc).__name__}: {exc}"}
         version.save(update_fields=["status", "training_summary"])
         raise
+    finally:
+        if fresh_init is not None:
+            shutil.rmtree(fresh_init, ignore_errors=True)
     version.status = VersionStatus.READY
     version.training_summary = {
         **dict(summary),

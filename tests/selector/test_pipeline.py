@@ -183,3 +183,25 @@ def test_base_version_is_active_only_when_none_is(db, selector_settings):
     with pytest.raises(SelectorError, match="letters, digits"):
         selector_create_base(name="../evil")
     assert Label.objects.count() == 0
+
+
+@pytest.mark.slow
+def test_first_training_starts_from_the_base_model_when_no_version_exists(db, selector_settings):
+    build_world(n_problems=6, per_problem=2)
+    version = selector_train(epochs=1, name="first")
+    assert version.status == VersionStatus.READY and not version.is_active
+    assert version.training_summary["init_from"].startswith("base:")
+    checkpoints = selector_settings.SELECTOR_CHECKPOINT_DIR
+    assert (checkpoints / "first" / "config.json").is_file()
+    assert [p.name for p in checkpoints.iterdir()] == ["first"]  # the fresh init is gone
+
+
+def test_failed_training_marks_the_version_failed(db, selector_settings):
+    build_world(n_problems=6, per_problem=2)
+    selector_settings.SELECTOR_BASE_MODEL = str(selector_settings.SELECTOR_CHECKPOINT_DIR)
+    selector_settings.SELECTOR_CHECKPOINT_DIR.mkdir(parents=True)
+    with pytest.raises(Exception, match="not a local model directory"):
+        selector_train(epochs=1, name="doomed")
+    version = SelectorVersion.objects.get(name="doomed")
+    assert version.status == VersionStatus.FAILED
+    assert "not a local model directory" in version.training_summary["error"]
