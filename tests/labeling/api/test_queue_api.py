@@ -141,7 +141,10 @@ def test_next_query_count_is_bounded(django_assert_max_num_queries):
         ratings = [1] * len(claimed["steps"])
         body = submit_body(ratings=ratings, flags=None, human_completion=None)
         body["finish_reason"] = "solution"
-        assert client.post(f"/api/tasks/{claimed['id']}/submit/", body, format="json").status_code == 201
+        assert (
+            client.post(f"/api/tasks/{claimed['id']}/submit/", body, format="json").status_code
+            == 201
+        )
     with django_assert_max_num_queries(12):
         assert next_task(client).status_code == 200
     with django_assert_max_num_queries(4):
@@ -213,7 +216,10 @@ def test_submit_retry_after_lease_expiry_is_still_accepted(task):
         ({"total_time_ms": -1}, "total_time_ms"),
         ({"started_at": "yesterday"}, "started_at"),
         ({"idempotency_key": ""}, "idempotency_key"),
-        ({"ratings": [1, 0], "finish_reason": "give_up", "finish_note": "hard"}, "human_completion"),
+        (
+            {"ratings": [1, 0], "finish_reason": "give_up", "finish_note": "hard"},
+            "human_completion",
+        ),
     ],
 )
 def test_submit_validation_error_names_the_field(task, overrides, field):
@@ -231,7 +237,9 @@ def test_submit_when_others_completed_the_task_is_409(task):
     Lease.objects.update(expires_at=timezone.now() - datetime.timedelta(minutes=1))
     quick = client_for(annotator())
     assert next_task(quick).json()["id"] == task.pk
-    assert quick.post(f"/api/tasks/{task.pk}/submit/", submit_body(), format="json").status_code == 201
+    assert (
+        quick.post(f"/api/tasks/{task.pk}/submit/", submit_body(), format="json").status_code == 201
+    )
     response = late.post(f"/api/tasks/{task.pk}/submit/", submit_body(), format="json")
     assert response.status_code == 409
     assert "detail" in response.json()
@@ -282,3 +290,36 @@ def test_session_auth_requires_csrf_header(task):
     client.cookies["csrftoken"] = token
     response = client.post("/api/queue/next/", {}, format="json", HTTP_X_CSRFTOKEN=token)
     assert response.status_code == 200
+
+
+def test_staff_outside_the_group_can_do_the_whole_loop(task):
+    client = client_for(UserFactory(is_staff=True))
+    assert next_task(client).json()["id"] == task.pk
+    assert client.post(f"/api/tasks/{task.pk}/heartbeat/").status_code == 200
+    assert (
+        client.post(f"/api/tasks/{task.pk}/submit/", submit_body(), format="json").status_code
+        == 201
+    )
+    assert client.get("/api/me/").json()["labels_total"] == 1
+
+
+def test_me_reports_screening_pending_failed_passed_and_gold_agreement():
+    from tests.factories import LabelFactory
+
+    screening = TaskFactory(kind="screening", solution=SolutionFactory(steps=STEPS))
+    screening.gold_label = LabelFactory(task=screening, ratings=[1, 1, 1], is_gold=True)
+    screening.save(update_fields=["gold_label"])
+    user = annotator()
+    client = client_for(user)
+    assert client.get("/api/me/").json()["screening"] == "pending"
+    assert next_task(client).json()["kind"] == "screening"
+    body = submit_body(ratings=[1, 0, 1], flags=None, human_completion=None)
+    body["finish_reason"] = "solution"
+    assert client.post(f"/api/tasks/{screening.pk}/submit/", body, format="json").status_code == 201
+    me = client.get("/api/me/").json()
+    # 2 of 3 steps agree with gold: below the default 0.75 pass mark
+    assert (me["screening"], me["gold_agreement"]) == ("failed", 0.6667)
+    assert next_task(client).status_code == 204
+    user.annotator_profile.screening_passed = True
+    user.annotator_profile.save()
+    assert client.get("/api/me/").json()["screening"] == "passed"

@@ -180,8 +180,12 @@ def test_solution_needs_every_step_rated(task, user_with_lease):
         ({"finish_reason": "bored"}, "finish_reason", "must be one of"),
         ({"finish_reason": "give_up", "finish_note": "  "}, "finish_note", "reason is required"),
         (
-            {"ratings": [1, 0], "flags": [False, False], "finish_reason": "bad_problem",
-             "human_completion": "x"},
+            {
+                "ratings": [1, 0],
+                "flags": [False, False],
+                "finish_reason": "bad_problem",
+                "human_completion": "x",
+            },
             "human_completion",
             "-1 rating",
         ),

@@ -115,7 +115,9 @@ def test_expired_lease_returns_task_to_queue_lazily_at_claim():
     task = TaskFactory()
     holder, other = annotator(), annotator()
     task_claim_next(annotator=holder)
-    Lease.objects.filter(task=task).update(expires_at=timezone.now() - datetime.timedelta(seconds=1))
+    Lease.objects.filter(task=task).update(
+        expires_at=timezone.now() - datetime.timedelta(seconds=1)
+    )
     claim = task_claim_next(annotator=other)
     assert claim is not None and claim.task == task
     assert list(Lease.objects.filter(task=task).values_list("annotator", flat=True)) == [other.pk]
@@ -223,8 +225,9 @@ def test_enqueue_with_zero_priority_keeps_score_for_record():
     solution = SolutionFactory()
     version = SelectorVersion.objects.create(name="v", base_model="x", is_active=True)
     SolutionScore.objects.create(solution=solution, version=version, score=0.3, step_scores=[])
-    tasks_enqueue(solution_ids=[solution.pk], generation=1, overlap=1, kind="normal",
-                  priority_from="zero")
+    tasks_enqueue(
+        solution_ids=[solution.pk], generation=1, overlap=1, kind="normal", priority_from="zero"
+    )
     task = Task.objects.get()
     assert (task.priority, task.queued_score) == (0.0, 0.3)
 
