@@ -28,6 +28,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -306,7 +307,7 @@ def service_latency(rounds: int) -> tuple[list[float], list[float]]:
     from labeling.services.labels import label_submit
     from labeling.services.queue import task_claim_next
 
-    user = User.objects.filter(username__startswith="bench-annotator-").order_by("-id").first()
+    user = User.objects.filter(username__startswith="bench-annotator-").order_by("-id")[0]
     claims: list[float] = []
     submits: list[float] = []
     for _ in range(rounds):
@@ -340,14 +341,14 @@ def claim_plan() -> str:
 
     from labeling.services.queue import task_claim_next
 
-    captured: list[tuple[str, object]] = []
+    captured: list[tuple[str, Any]] = []
 
     def capture(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
         if "FOR UPDATE" in sql and "labeling_task" in sql:
             captured.append((sql, params))
         return execute(sql, params, many, context)
 
-    user = User.objects.filter(username__startswith="bench-annotator-").order_by("id").first()
+    user = User.objects.filter(username__startswith="bench-annotator-").order_by("id")[0]
     with transaction.atomic():
         with connection.execute_wrapper(capture):
             task_claim_next(annotator=user)
