@@ -24,12 +24,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import krippendorff
-import numpy as np
 from django.contrib.auth.models import User
 from django.db import connection, transaction
 from django.db.models import Aggregate, Count, F, FloatField, QuerySet
-from sklearn.metrics import cohen_kappa_score
 
 from labeling.models import AnnotatorProfile, Label, Task, TaskKind
 from labeling.queries import generation_current
@@ -81,6 +78,10 @@ class QualityReport:
 def cohen_kappa(pairs: list[tuple[int, int]]) -> float | None:
     if not pairs:
         return None
+    # scikit-learn and numpy load lazily: this module is imported by the admin at startup.
+    import numpy as np
+    from sklearn.metrics import cohen_kappa_score
+
     mine, theirs = zip(*pairs, strict=True)
     with np.errstate(divide="ignore", invalid="ignore"):
         value = float(cohen_kappa_score(mine, theirs, labels=list(RATING_VALUES)))
@@ -92,6 +93,9 @@ def krippendorff_alpha(value_counts: list[list[int]]) -> float | None:
     units = [counts for counts in value_counts if sum(counts) >= 2]
     if not units:
         return None
+    import krippendorff
+    import numpy as np
+
     try:
         value = float(
             krippendorff.alpha(
