@@ -2,7 +2,8 @@
 
 Loads a synthetic PRM800K-sized set into its own database with COPY (not timed), then runs
 ``prm800k_export`` into a file in a fresh subprocess per size, so each peak RSS is that run's.
-Prints solutions/s, MB/s and peak RSS at 10k and 100k labels.
+Prints solutions/s, MB/s and peak RSS at 10k and 100k labels, and at 100k again with every
+label shaped like an imported PRM800K record (the re-export path).
 
     .venv/bin/python bench/export_bench.py [--database-url postgres://…/stepwise_exportbench]
 """
@@ -203,21 +204,57 @@ def main() -> None:
         steps = load(SOLUTIONS)
         print(f"loaded {SOLUTIONS:,} labeled solutions, {steps:,} step labels "
               f"in {time.perf_counter() - start:.1f}s (not counted)")  # fmt: skip
-    print(f"{'labels':>8} {'seconds':>8} {'sol/s':>8} {'MB':>8} {'MB/s':>7} {'peak RSS MB':>12}")
+    print(
+        f"{'labels':>8} {'kind':>9} {'seconds':>8} {'sol/s':>8} {'MB':>8} {'MB/s':>7} "
+        f"{'peak RSS MB':>12} {'(at start)':>10}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
-        for size in SIZES:
-            out = Path(tmp) / f"export-{size}.jsonl"
-            result = subprocess.run(
-                [sys.executable, __file__, "--database-url", args.database_url,
-                 "--child", str(size), str(out)],
-                check=True, capture_output=True, text=True, cwd=ROOT,
-            )  # fmt: skip
+        runs = [(size, "native") for size in SIZES] + [(SIZES[-1], "imported")]
+        for size, kind in runs:
+            if kind == "imported":
+                _set_import_extras(True)
+            try:
+                out = Path(tmp) / f"export-{size}.jsonl"
+                result = subprocess.run(
+                    [sys.executable, __file__, "--database-url", args.database_url,
+                     "--child", str(size), str(out)],
+                    check=True, capture_output=True, text=True, cwd=ROOT,
+                )  # fmt: skip
+            finally:
+                if kind == "imported":
+                    _set_import_extras(False)
             r = json.loads(result.stdout.strip().splitlines()[-1])
             mb = r["bytes"] / 1e6
             print(
-                f"{r['written']:>8,} {r['seconds']:>8.2f} {r['written'] / r['seconds']:>8,.0f} "
-                f"{mb:>8.1f} {mb / r['seconds']:>7.1f} {r['peak_rss_mb']:>12.1f}"
+                f"{r['written']:>8,} {kind:>9} {r['seconds']:>8.2f} "
+                f"{r['written'] / r['seconds']:>8,.0f} {mb:>8.1f} {mb / r['seconds']:>7.1f} "
+                f"{r['peak_rss_mb']:>12.1f} {r['baseline_rss_mb']:>10.1f}"
             )
+
+
+def _set_import_extras(on: bool) -> None:
+    """Make every label look imported (PRM800K's phase-2 layout), or native again.
+
+    Imported labels take the export's other path: key lists and flags from record_extras.
+    """
+    from django.db import connection
+
+    extras = {
+        "question_keys": ["problem", "ground_truth_solution", "ground_truth_answer",
+                          "pre_generated_steps", "pre_generated_answer",
+                          "pre_generated_verifier_score"],
+        "question_overrides": {},
+        "is_quality_control_question": False,
+        "is_initial_screening_question": False,
+        "generation": 6,
+        "label_keys": ["steps", "total_time", "finish_reason"],
+    }  # fmt: skip
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE labeling_label SET record_extras = %s::jsonb",
+            [json.dumps(extras) if on else None],
+        )
+        cursor.execute("VACUUM ANALYZE labeling_label")
 
 
 if __name__ == "__main__":
