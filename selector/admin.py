@@ -39,6 +39,8 @@ def _int_or_none(value: str | None, field: str) -> int | None:
 
 def _job_params(kind: str, post: Any) -> dict[str, Any]:
     if kind == JobKind.TRAIN:
+        if post.get("base"):
+            return {"base": True}
         params: dict[str, Any] = {"epochs": _int_or_none(post.get("epochs"), "epochs") or 3}
         if post.get("name"):
             params["name"] = post["name"]

@@ -116,12 +116,22 @@ def selector_active() -> SelectorVersion | None:
 
 
 def selector_permissions_grant() -> Group:
-    """Create (or update) the ``ml-staff`` group: full rights on selector models, read-only on
-    labeling data. Members also need ``is_staff`` to enter the admin."""
+    """Create (or update) the ``ml-staff`` group: run the selector loop, read-only on labeling
+    data. Members also need ``is_staff`` to enter the admin."""
     group, _ = Group.objects.get_or_create(name=ML_STAFF_GROUP)
-    perms = Permission.objects.filter(
-        content_type__app_label="selector"
-    ) | Permission.objects.filter(content_type__app_label="labeling", codename__startswith="view_")
+    # Run the loop (view/change versions, scores, jobs; start jobs), never delete history.
+    codenames = [
+        f"{action}_{model}"
+        for model in ("selectorversion", "solutionscore", "job")
+        for action in ("view", "change")
+    ] + ["add_job"]
+    selector_perms = Permission.objects.filter(
+        content_type__app_label="selector", codename__in=codenames
+    )
+    labeling_reads = Permission.objects.filter(
+        content_type__app_label="labeling", codename__startswith="view_"
+    )
+    perms = selector_perms | labeling_reads
     group.permissions.add(*perms)
     return group
 
@@ -862,6 +872,11 @@ def _enqueue(task_name: str, job_id: int) -> None:
 
 def _job_run_kind(job: Job, progress: JobProgress) -> dict[str, Any]:
     params = dict(job.params or {})
+    if job.kind == JobKind.TRAIN and params.get("base"):
+        version = selector_create_base(name=params.get("name") or None)
+        job.version = version
+        job.save(update_fields=["version"])
+        return {"version_id": version.pk, "version": version.name, "active": version.is_active}
     if job.kind == JobKind.TRAIN:
         base = (
             SelectorVersion.objects.get(pk=params["base_version_id"])

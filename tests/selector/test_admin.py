@@ -222,3 +222,21 @@ def test_evaluate_action_starts_one_job_per_version(
         )
     assert Job.objects.filter(kind=JobKind.EVALUATE).count() == 2
     assert len(callbacks) == 2
+
+
+def test_train_button_can_create_an_untrained_base(
+    staff_client, versions, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks():
+        staff_client.post(
+            reverse("admin:selector_selectorversion_start", args=["train"]), {"base": "1"}
+        )
+    assert Job.objects.get().params == {"base": True}
+
+
+def test_ml_staff_group_cannot_delete_history(ml_staff):
+    assert ml_staff.has_perm("selector.add_job")
+    assert ml_staff.has_perm("selector.change_selectorversion")
+    assert ml_staff.has_perm("labeling.view_label")
+    assert not ml_staff.has_perm("selector.delete_selectorversion")
+    assert not ml_staff.has_perm("labeling.change_label")

@@ -115,3 +115,12 @@ def test_base_version_via_service_writes_a_checkpoint(db, selector_settings):
     version = selector_create_base(name="b1")
     assert (selector_settings.SELECTOR_CHECKPOINT_DIR / "b1" / "config.json").is_file()
     assert version.checkpoint_path.endswith("b1")
+
+
+def test_train_job_with_base_creates_the_first_active_version(db, selector_settings):
+    job = job_start(kind=JobKind.TRAIN, params={"base": True, "name": "first"}, enqueue=False)
+    assert tasks.train(job.pk) == JobStatus.SUCCEEDED
+    job.refresh_from_db()
+    version = SelectorVersion.objects.get(name="first")
+    assert job.version == version and version.is_active
+    assert job.result == {"version_id": version.pk, "version": "first", "active": True}
