@@ -2,14 +2,15 @@
 
 import sys
 from argparse import ArgumentParser
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
 from django.core.management.base import CommandError
+from tqdm import tqdm
 
-from labeling.services.export import ExportFilters, parse_since
+from labeling.services.export import ExportFilters, labels_for_export, parse_since
 
 
 def add_filter_arguments(parser: ArgumentParser) -> None:
@@ -54,3 +55,15 @@ def open_output(target: str) -> Iterator[IO[bytes]]:
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def progress_bar(filters: ExportFilters, verbosity: int) -> Iterator[Callable[[int], None]]:
+    """A tqdm bar on stderr (labels read / total); silent with --verbosity 0."""
+    total = labels_for_export(filters=filters).count() if verbosity > 0 else None
+    with tqdm(total=total, unit=" labels", desc="exporting", disable=verbosity == 0) as bar:
+
+        def update(done: int) -> None:
+            bar.update(done - bar.n)
+
+        yield update

@@ -9,6 +9,7 @@ from labeling.management.commands._export_common import (
     add_filter_arguments,
     filters_from_options,
     open_output,
+    progress_bar,
 )
 from labeling.services.export import prm800k_export
 
@@ -21,6 +22,9 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         filters = filters_from_options(options)
-        with open_output(options["output"]) as out:
-            written = prm800k_export(out=out, filters=filters)
+        with (
+            progress_bar(filters, options["verbosity"]) as on_progress,
+            open_output(options["output"]) as out,
+        ):
+            written = prm800k_export(out=out, filters=filters, on_progress=on_progress)
         self.stderr.write(f"exported {written} labeled solutions")
