@@ -369,3 +369,40 @@ def test_filters_keep_imported_labels_whatever_flags_their_extras_hold() -> None
         labels_for_export(filters=ExportFilters(include_qc=True)).values_list("id", flat=True)
     )
     assert flagged.id in with_qc
+
+
+def test_label_made_through_the_queue_exports_with_its_round_and_score() -> None:
+    from labeling.services.labels import label_submit
+    from labeling.services.queue import task_claim_next
+
+    user = annotator("ada")
+    profile = AnnotatorProfile.objects.get(user=user)
+    solution = SolutionFactory(steps=["First.", "Second.", "# Answer\n\n4"])
+    task = TaskFactory(solution=solution, generation=7, queued_score=0.125, priority=1.0)
+    claim = task_claim_next(annotator=user)
+    assert claim is not None and claim.task.pk == task.pk
+    label_submit(
+        annotator=user,
+        task_id=task.pk,
+        idempotency_key="k1",
+        ratings=[1, 0, 1],
+        flags=None,
+        human_completion=None,
+        finish_reason="solution",
+        total_time_ms=5400,
+        started_at=None,
+    )
+    [record] = export_lines(DEFAULT)
+    check_prm800k_schema(record)
+    assert record["labeler"] == str(profile.labeler)  # never the username or user id
+    assert record["generation"] == 7
+    assert record["question"]["pre_generated_verifier_score"] == 0.125
+    assert record["question"]["pre_generated_steps"] == solution.steps
+    assert record["label"]["total_time"] == 5400
+    assert [
+        s["completions"][s["chosen_completion"]]["rating"] for s in record["label"]["steps"]
+    ] == [
+        1,
+        0,
+        1,
+    ]
