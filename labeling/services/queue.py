@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 # Must match the predicate of the ``task_open_normal`` partial index, or PostgreSQL cannot use it.
 OPEN_NORMAL = Q(kind=TaskKind.NORMAL, label_count__lt=F("required_labels") - F("lease_count"))
 MAX_LIVE_LEASES = 2  # the task on screen plus the one the page prefetched
-LAZY_RELEASE_LIMIT = 20  # tasks with expired leases freed per claim; the beat task does the rest
+LAZY_RELEASE_LIMIT = 50  # tasks with expired leases freed by a claim that found nothing
 CLAIM_ATTEMPTS = 3  # a lost race on the unique lease only happens to one user's twin requests
 
 
@@ -82,9 +82,16 @@ def task_claim_next(*, annotator: User, exclude: Iterable[int] = ()) -> Claim | 
     highest-priority open normal task they have not labeled, leased or skipped.
     """
     exclude_ids = {int(task_id) for task_id in exclude}
-    now = timezone.now()
-    leases_release_expired(now=now, limit=LAZY_RELEASE_LIMIT)
+    claim = _claim_next(annotator=annotator, exclude=exclude_ids)
+    # Expired leases are returned lazily only when they stand between this annotator and work:
+    # the beat task frees the rest every minute, and a busy queue saves the query.
+    if claim is None and leases_release_expired(limit=LAZY_RELEASE_LIMIT):
+        claim = _claim_next(annotator=annotator, exclude=exclude_ids)
+    return claim
 
+
+def _claim_next(*, annotator: User, exclude: set[int]) -> Claim | None:
+    now = timezone.now()
     profile = queries.annotator_profile_get(user=annotator)
     if profile.is_paused:
         return None
@@ -94,7 +101,7 @@ def task_claim_next(*, annotator: User, exclude: Iterable[int] = ()) -> Claim | 
         .order_by("created_at", "id")
     )
     for lease in live:
-        if lease.task_id not in exclude_ids:
+        if lease.task_id not in exclude:
             return Claim(task=lease.task, lease=lease, resumed=True)
     if len(live) >= MAX_LIVE_LEASES:
         return None
@@ -107,7 +114,7 @@ def task_claim_next(*, annotator: User, exclude: Iterable[int] = ()) -> Claim | 
             claim = _claim_per_annotator(
                 annotator=annotator,
                 candidates=Task.objects.filter(id__in=required),
-                exclude=exclude_ids,
+                exclude=exclude,
             )
             if claim is not None:
                 return claim
@@ -129,11 +136,11 @@ def task_claim_next(*, annotator: User, exclude: Iterable[int] = ()) -> Claim | 
         claim = _claim_per_annotator(
             annotator=annotator,
             candidates=Task.objects.filter(kind=TaskKind.QUALITY_CONTROL, gold_label__isnull=False),
-            exclude=exclude_ids,
+            exclude=exclude,
         )
         if claim is not None:
             return claim
-    return _claim_normal(annotator=annotator, exclude=exclude_ids)
+    return _claim_normal(annotator=annotator, exclude=exclude)
 
 
 def _not_seen_by(annotator: User) -> Q:

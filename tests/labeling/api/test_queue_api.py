@@ -145,9 +145,9 @@ def test_next_query_count_is_bounded(django_assert_max_num_queries):
             client.post(f"/api/tasks/{claimed['id']}/submit/", body, format="json").status_code
             == 201
         )
-    with django_assert_max_num_queries(12):
+    with django_assert_max_num_queries(11):
         assert next_task(client).status_code == 200
-    with django_assert_max_num_queries(4):
+    with django_assert_max_num_queries(3):
         assert next_task(client).json()["resumed"] is True
 
 
