@@ -22,6 +22,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -116,7 +117,7 @@ def load(n: int, seed: int = 0) -> int:
             for s in range(1, n + 1):
                 n_steps = solution_steps[s - 1]
                 found_error = rng_steps.random() < 0.7
-                steps = []
+                label_steps: list[dict[str, Any]] = []
                 ratings: list[int | None] = []
                 for j in range(n_steps):
                     text = f"Step {j}. " + _text(rng_steps, 100)
@@ -125,22 +126,22 @@ def load(n: int, seed: int = 0) -> int:
                             {"text": _text(rng_steps, 100), "rating": 1, "flagged": None}
                             for _ in range(3)
                         ]
-                        steps.append(
+                        label_steps.append(
                             {"completions": completions, "human_completion": None,
                              "chosen_completion": None}
                         )  # fmt: skip
                         ratings.append(-1)
                     else:
                         rating = rng_steps.choice([0, 1, 1, 1])
-                        steps.append(
+                        label_steps.append(
                             {"completions": [{"text": text, "rating": rating, "flagged": None}],
                              "human_completion": None, "chosen_completion": 0}
                         )  # fmt: skip
                         ratings.append(rating)
                 step_labels += n_steps
                 copy.write_row(
-                    (s, s, labelers[s % len(labelers)], json.dumps(steps), json.dumps(ratings),
-                     "found_error" if found_error else "solution", "",
+                    (s, s, labelers[s % len(labelers)], json.dumps(label_steps),
+                     json.dumps(ratings), "found_error" if found_error else "solution", "",
                      rng_steps.randint(10_000, 900_000), now + timedelta(seconds=s), False)
                 )  # fmt: skip
         for table in ("problem", "solution", "task", "label"):
