@@ -151,9 +151,6 @@ def label_submit(
         raise ValidationError({"idempotency_key": ["must be 1 to 64 characters"]})
     flags = list(flags) if flags is not None else [False] * len(ratings)
     human_completion = human_completion if human_completion and human_completion.strip() else None
-    existing = _label_for_key(annotator=annotator, task_id=task_id, idempotency_key=key)
-    if existing is not None:
-        return SubmitResult(label=existing, created=False)
     try:
         result = _label_create(
             annotator=annotator,
@@ -168,8 +165,8 @@ def label_submit(
             started_at=started_at,
         )
     except IntegrityError:
-        # A twin request with the same key won a race the row lock could not order (the label
-        # insert itself); hand back its label.
+        # The key is already taken: by a twin of this request (hand back its label) or by a
+        # different submission (a field error).
         existing = _label_for_key(annotator=annotator, task_id=task_id, idempotency_key=key)
         if existing is None:
             raise
@@ -212,10 +209,10 @@ def _label_create(
         total_time_ms=total_time_ms,
     )
     # Under the task lock a twin request has either committed its label or not started.
-    existing = _label_for_key(annotator=annotator, task_id=task_id, idempotency_key=key)
-    if existing is not None:
-        return SubmitResult(label=existing, created=False)
-    if Label.objects.filter(task=task, annotator=annotator).exists():
+    mine = Label.objects.filter(task=task, annotator=annotator).first()
+    if mine is not None:
+        if mine.idempotency_key == key:
+            return SubmitResult(label=mine, created=False)
         raise TaskUnavailable(f"you have already labeled task {task_id}")
     released, _ = Lease.objects.filter(task=task, annotator=annotator).delete()
     if not released and task.kind == TaskKind.NORMAL:
