@@ -60,18 +60,12 @@ def rating_to_class(rating: int | None, *, where: str) -> int:
 def _special_affixes(tokenizer: Any) -> tuple[list[int], list[int]]:
     """The ids a tokenizer puts around a single text ([CLS] … [SEP] for BERT, <s> for Llama,
     nothing for Qwen2), found by comparing its output with and without special tokens."""
-    cached = getattr(tokenizer, "_stepwise_affixes", None)
-    if cached is not None:
-        return cached  # type: ignore[no-any-return]
     plain = tokenizer("x", add_special_tokens=False)["input_ids"]
     full = tokenizer("x", add_special_tokens=True)["input_ids"]
-    affixes: tuple[list[int], list[int]] = ([], [])
     for start in range(len(full) - len(plain) + 1):
         if full[start : start + len(plain)] == plain:
-            affixes = (list(full[:start]), list(full[start + len(plain) :]))
-            break
-    tokenizer._stepwise_affixes = affixes
-    return affixes
+            return list(full[:start]), list(full[start + len(plain) :])
+    return [], []
 
 
 def step_token_id(tokenizer: Any) -> int:

@@ -121,8 +121,7 @@ def train(
 
     started = time.perf_counter()
     resolved = resolve_device(device)
-    random.seed(seed)
-    torch.manual_seed(seed)
+    torch.manual_seed(seed)  # the head's init on a fresh PRM, and dropout
     rng = random.Random(seed)
 
     # Weights stay float32 (the optimizer's master copy); CUDA runs the math in bf16 autocast.
