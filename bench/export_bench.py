@@ -255,7 +255,11 @@ def _set_import_extras(on: bool) -> None:
             "UPDATE labeling_label SET record_extras = %s::jsonb",
             [json.dumps(extras) if on else None],
         )
-        cursor.execute("VACUUM ANALYZE labeling_label")
+        # FULL when restoring: the UPDATEs leave a dead copy of every row behind, which
+        # would slow the next run's scans.
+        cursor.execute(
+            "VACUUM ANALYZE labeling_label" if on else "VACUUM FULL ANALYZE labeling_label"
+        )
 
 
 if __name__ == "__main__":
