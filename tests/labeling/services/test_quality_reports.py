@@ -140,3 +140,16 @@ def test_pause_and_resume_keep_labels() -> None:
     annotators_pause_set(profile_ids=[profile.pk], paused=False)
     profile.refresh_from_db()
     assert not profile.is_paused
+
+
+def test_a_paused_annotator_is_served_nothing_until_resumed() -> None:
+    from labeling.services.queue import task_claim_next
+
+    user = annotator("ada")
+    AnnotatorProfile.objects.filter(user=user).update(screening_passed=True)
+    TaskFactory()
+    profile = AnnotatorProfile.objects.get(user=user)
+    annotators_pause_set(profile_ids=[profile.pk], paused=True)
+    assert task_claim_next(annotator=user) is None
+    annotators_pause_set(profile_ids=[profile.pk], paused=False)
+    assert task_claim_next(annotator=user) is not None
