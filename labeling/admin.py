@@ -20,6 +20,7 @@ from labeling.admin_export import (
     export_selected_prm800k,
     export_selected_stepwise,
     pause_annotators,
+    pause_below_threshold,
     queue_as_quality_control,
     queue_as_screening,
     resume_annotators,
@@ -239,4 +240,4 @@ class LabelAdmin(ExportAdminMixin, JsonlImportAdminMixin, admin.ModelAdmin):
 class AnnotatorProfileAdmin(admin.ModelAdmin):
     list_display = ["user", "labeler", "screening_passed", "is_paused"]
     list_filter = ["screening_passed", "is_paused"]
-    actions = [pause_annotators, resume_annotators]
+    actions = [pause_annotators, pause_below_threshold, resume_annotators]

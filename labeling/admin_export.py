@@ -29,6 +29,7 @@ from labeling.services.quality import quality_settings_get
 from labeling.services.quality_reports import (
     GoldLabelMissing,
     annotators_pause_set,
+    quality_report_build,
     quality_tasks_create,
     task_gold_set,
 )
@@ -201,6 +202,26 @@ def pause_annotators(
 ) -> None:
     n = annotators_pause_set(profile_ids=queryset.values_list("pk", flat=True), paused=True)
     modeladmin.message_user(request, f"Paused {n} annotator(s); their labels are kept.")
+
+
+@admin.action(
+    description="Pause those of the selected below the quality threshold", permissions=["change"]
+)
+def pause_below_threshold(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[AnnotatorProfile]
+) -> None:
+    selected = set(queryset.values_list("pk", flat=True))
+    below = [
+        r
+        for r in quality_report_build().annotators
+        if r.profile_id in selected and r.below_threshold and not r.is_paused
+    ]
+    annotators_pause_set(profile_ids=[r.profile_id for r in below if r.profile_id], paused=True)
+    names = ", ".join(r.username or str(r.labeler) for r in below)
+    modeladmin.message_user(
+        request,
+        f"Paused {len(below)} annotator(s) below the threshold{': ' + names if names else ''}.",
+    )
 
 
 @admin.action(description="Resume selected annotators", permissions=["change"])

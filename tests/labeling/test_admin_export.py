@@ -147,3 +147,21 @@ def test_quality_settings_singleton_is_editable(admin_client: Client) -> None:
     row = QualitySettings.objects.get(pk=1)
     assert (row.qc_rate, row.screening_pass_mark) == (0.2, 0.8)
     assert admin_client.get("/admin/labeling/qualitysettings/add/").status_code == 403
+
+
+def test_pause_below_threshold_pauses_only_failing_selected(admin_client: Client) -> None:
+    failing, passing, other = annotator("fail"), annotator("pass"), annotator("other")
+    AnnotatorProfile.objects.filter(user__in=[failing, other]).update(screening_passed=False)
+    AnnotatorProfile.objects.filter(user=passing).update(screening_passed=True)
+    selected = AnnotatorProfile.objects.filter(user__in=[failing, passing])
+    response = action(
+        admin_client,
+        "annotatorprofile",
+        "pause_below_threshold",
+        list(selected.values_list("pk", flat=True)),
+    )
+    assert "Paused 1 annotator(s) below the threshold: fail." in response.content.decode()
+    paused = set(
+        AnnotatorProfile.objects.filter(is_paused=True).values_list("user__username", flat=True)
+    )
+    assert paused == {"fail"}  # "other" fails too but was not selected
