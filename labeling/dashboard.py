@@ -177,6 +177,7 @@ def plot_labels_per_hour() -> bytes:
     fig = _figure()
     ax = fig.subplots()
     ax.bar([hour for hour, _ in series], [n for _, n in series], width=1 / 24, align="edge")
+    ax.set_ylim(0, max(1, *(n for _, n in series)) * 1.1)  # an empty day is a flat zero line
     ax.set_title("Labels per hour, last 48 h (UTC)")
     ax.set_ylabel("labels")
     fig.autofmt_xdate()
