@@ -186,7 +186,7 @@ SELECTOR_DEVICE = os.environ.get("SELECTOR_DEVICE", "auto")  # auto | cpu | cuda
 SELECTOR_CHECKPOINT_DIR = Path(os.environ.get("SELECTOR_CHECKPOINT_DIR", VAR_DIR / "selectors"))
 SELECTOR_MAX_LENGTH = int(os.environ.get("SELECTOR_MAX_LENGTH", "512"))
 SELECTOR_TOKEN_BUDGET = int(os.environ.get("SELECTOR_TOKEN_BUDGET", "16384"))
-SELECTOR_PER_PROBLEM = int(os.environ.get("SELECTOR_PER_PROBLEM", "4"))
+SELECTOR_PER_PROBLEM = int(os.environ.get("SELECTOR_PER_PROBLEM", "5"))  # 4 wrong + 1 rest
 SELECTOR_WRONG_FRACTION = float(os.environ.get("SELECTOR_WRONG_FRACTION", "0.8"))
 SELECTOR_LOW_WATER = int(os.environ.get("SELECTOR_LOW_WATER", "20"))
 
