@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
 import signal
 import socket
 import statistics
@@ -205,6 +206,10 @@ async def annotator_loop(  # type: ignore[no-untyped-def]
     client, token: str, deadline: float, think: float, result: LevelResult
 ) -> None:
     headers = {"Authorization": f"Token {token}"}
+    rng = random.Random(token)
+    if think:
+        # People do not start in lock-step: spread the first claims over one think time.
+        await asyncio.sleep(rng.uniform(0, think))
     while time.monotonic() < deadline:
         started = time.perf_counter()
         response = await post(client, "/api/queue/next/", {}, headers, result)
@@ -233,7 +238,8 @@ async def annotator_loop(  # type: ignore[no-untyped-def]
             result.errors.append(f"submit {response.status_code}: {response.text[:200]}")
             return
         if think:
-            await asyncio.sleep(think)  # the person reading the next solution
+            # The person reading the next solution: +-50% so the load does not pulse.
+            await asyncio.sleep(rng.uniform(0.5 * think, 1.5 * think))
 
 
 async def run_level(
