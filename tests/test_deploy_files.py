@@ -281,6 +281,9 @@ def run_check_deploy(
         "STEPWISE_VAR_DIR": str(tmp_path),
     }
     env.pop("STEPWISE_TEST_DB", None)
+    # The browser tests' Playwright fixtures allow sync ORM calls in this process; production
+    # never sets that, and `check --deploy` rightly flags it.
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     return subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
         cwd=ROOT,
