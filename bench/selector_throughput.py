@@ -245,12 +245,13 @@ def main(argv: list[str] | None = None) -> int:
     again, again_cpu = gemm_roofline(device, dtype, gemm_size)
     roofline, roofline_cpu = max(roofline, again), max(roofline_cpu, again_cpu)
 
-    # Both paths must agree, or the speedup means nothing (BPE may split a boundary
-    # differently when the text is tokenized whole, so compare only equal-length outputs).
+    # Both paths must agree, or the speedup means nothing.
     diffs = [
         max((abs(a - b) for a, b in zip(x, r.step_scores, strict=True)), default=0.0)
         for x, r in zip(naive, results, strict=False)
-        if len(x) == len(r.step_scores)
+        # Truncated solutions legitimately differ (the naive loop cuts the tail mid-step,
+        # encode() shortens the problem first), so only whole ones are compared.
+        if len(x) == len(r.step_scores) and r.truncated_steps == 0
     ]
     batches_padded = _padded_tokens(scorer, [len(e.input_ids) for e in encoded])
     naive_flops = 2 * params * naive_tokens / naive_s
