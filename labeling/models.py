@@ -62,6 +62,9 @@ class GradedAnswer(models.Model):
             ),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.answer!r} for problem {self.problem_id}: {self.grade}"
+
 
 class Solution(models.Model):
     """A model-written candidate solution: ordered steps, the last ending in ``# Answer``."""
@@ -174,6 +177,9 @@ class Lease(models.Model):
             models.UniqueConstraint(fields=["task", "annotator"], name="lease_unique_per_annotator")
         ]
 
+    def __str__(self) -> str:
+        return f"lease on task {self.task_id} for user {self.annotator_id}"
+
 
 class Skip(models.Model):
     """An annotator passed on a task; the claim never offers it to them again."""
@@ -188,6 +194,9 @@ class Skip(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["task", "annotator"], name="skip_unique_per_annotator")
         ]
+
+    def __str__(self) -> str:
+        return f"skip of task {self.task_id} by user {self.annotator_id}"
 
 
 class FinishReason(models.TextChoices):

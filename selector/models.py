@@ -53,12 +53,17 @@ class SolutionScore(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["solution", "version"], name="score_unique_per_version"),
+            models.UniqueConstraint(
+                fields=["solution", "version"], name="score_unique_per_version"
+            ),
             models.CheckConstraint(
                 condition=Q(score__gte=0.0) & Q(score__lte=1.0), name="score_in_unit_interval"
             ),
         ]
         indexes = [models.Index(fields=["version", "solution"], name="score_version_solution")]
+
+    def __str__(self) -> str:
+        return f"{self.version_id}: {self.score:.3f} for solution {self.solution_id}"
 
 
 class JobKind(models.TextChoices):
