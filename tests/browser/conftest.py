@@ -1,11 +1,10 @@
 """Headless Chromium (the Debian package, never a downloaded browser) against live_server."""
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from django.conf import settings
-from playwright.sync_api import Browser, Page
+from playwright.sync_api import Page
 
 
 @pytest.fixture(scope="session")
@@ -17,17 +16,9 @@ def frontend_built() -> Path:
 
 
 @pytest.fixture
-def page(browser: Browser, frontend_built: Path, live_server) -> Iterator[Page]:
-    context = browser.new_context(base_url=live_server.url, viewport={"width": 1200, "height": 900})
-    context.set_default_timeout(15_000)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    try:
-        yield page
-    finally:
-        context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
+def page(frontend_built: Path, page: Page) -> Page:
+    """The shared page fixture, for tests that also need the built annotator page."""
+    return page
 
 
 def login(page: Page, username: str, password: str = "pw") -> None:

@@ -1,7 +1,5 @@
 """The job page's live progress bar in headless Chromium: it polls, moves, and shows results."""
 
-from collections.abc import Iterator
-
 import pytest
 
 from selector.models import Job, JobKind, JobStatus, SelectorVersion, VersionStatus
@@ -10,20 +8,6 @@ from tests.factories import UserFactory
 from tests.selector.test_admin import METRICS
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def page(browser, live_server) -> Iterator:
-    context = browser.new_context(base_url=live_server.url)
-    context.set_default_timeout(15_000)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    try:
-        yield page
-    finally:
-        context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
 
 
 def test_progress_bar_follows_the_job_and_shows_results_when_done(page):
