@@ -495,7 +495,10 @@ export class App {
   }
 
   private onKeyDown(e: KeyboardEvent): void {
-    if (e.defaultPrevented || isTypingTarget(e.target)) {
+    // Focus can linger for a moment on a control of a dialog that just closed; keys typed then
+    // belong to the page, not to the hidden box or button.
+    const stale = inClosedDialog(e.target);
+    if (e.defaultPrevented || (!stale && isTypingTarget(e.target))) {
       return;
     }
     if (this.reasonDialog.open || this.helpDialog.open) {
@@ -507,7 +510,7 @@ export class App {
     }
     const cmd = commandForKey(e);
     // Enter on a focused button clicks it; don't also run the page's Enter.
-    if (!cmd || (cmd.type === "submit" && (e.target as HTMLElement | null)?.tagName === "BUTTON")) {
+    if (!cmd || (cmd.type === "submit" && !stale && (e.target as HTMLElement | null)?.tagName === "BUTTON")) {
       return;
     }
     e.preventDefault();
@@ -588,6 +591,7 @@ export class App {
       }
       this.dispatch({ type: "finishEarly", reason, note: box.value });
       d.close();
+      box.blur();
       return true;
     };
     form.addEventListener("submit", (e) => {
@@ -595,7 +599,7 @@ export class App {
       accept();
     });
     box.addEventListener("keydown", (e) => {
-      if (e.key === "Enter" && (e.ctrlKey || e.metaKey || !e.shiftKey)) {
+      if (d.open && e.key === "Enter" && (e.ctrlKey || e.metaKey || !e.shiftKey)) {
         e.preventDefault(); // Enter confirms; Shift+Enter for a new line
         accept();
       }
@@ -867,3 +871,7 @@ export class App {
   }
 }
 
+function inClosedDialog(target: EventTarget | null): boolean {
+  const dialog = target instanceof Element ? target.closest("dialog") : null;
+  return dialog !== null && !dialog.open;
+}
