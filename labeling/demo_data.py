@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.contrib.auth.models import Group, Permission, User
+from django.contrib.auth.models import Group, User
 from django.db import transaction
 
 from labeling.models import (
@@ -33,7 +33,6 @@ DEMO_LOGINS: list[tuple[str, str, str]] = [
     ("mlstaff", "stepwise-mlstaff-demo", "ML staff: selector versions and jobs"),
 ]
 ANNOTATORS_GROUP = "annotators"
-ML_STAFF_GROUP = "ml-staff"
 DEMO_SOURCE = "demo"
 DEMO_GENERATOR = "demo-writer"
 DEMO_GENERATION = 0
@@ -1457,8 +1456,9 @@ def _demo_grade() -> tuple[int, tuple[str, ...]]:
 
 def _demo_users_ensure() -> int:
     annotators, _ = Group.objects.get_or_create(name=ANNOTATORS_GROUP)
-    ml_staff, _ = Group.objects.get_or_create(name=ML_STAFF_GROUP)
-    ml_staff.permissions.add(*_ml_staff_permissions())
+    from selector.services import selector_permissions_grant
+
+    ml_staff = selector_permissions_grant()
     passwords = {username: password for username, password, _ in DEMO_LOGINS}
 
     _, admin_created = _user_ensure("admin", passwords["admin"], staff=True, superuser=True)
@@ -1481,20 +1481,3 @@ def _user_ensure(
         user.set_password(password)
         user.save(update_fields=["password"])
     return user, created
-
-
-def _ml_staff_permissions() -> list[Permission]:
-    # ML staff run the selector loop (view/change versions, scores and jobs, start jobs) and
-    # read, but never edit, the labeling data.
-    selector_codenames = [
-        f"{action}_{model}"
-        for model in ("selectorversion", "solutionscore", "job")
-        for action in ("view", "change")
-    ] + ["add_job"]
-    selector = Permission.objects.filter(
-        content_type__app_label="selector", codename__in=selector_codenames
-    )
-    labeling = Permission.objects.filter(
-        content_type__app_label="labeling", codename__startswith="view_"
-    )
-    return [*selector, *labeling]
