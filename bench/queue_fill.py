@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import statistics
 import sys
@@ -24,27 +23,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench._pg import ensure_database, setup_django  # noqa: E402
+
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/stepwise_fillbench"
 TARGET_SECONDS = 10.0
-
-
-def ensure_database(database_url: str) -> None:
-    import psycopg
-
-    name = database_url.rsplit("/", 1)[1]
-    admin_url = database_url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
-        if not exists:
-            conn.execute(f'CREATE DATABASE "{name}"')
-
-
-def setup_django(database_url: str) -> None:
-    os.environ["DATABASE_URL"] = database_url
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "stepwise.settings")
-    import django
-
-    django.setup()
 
 
 def load(*, problems: int, per_problem: int, seed: int) -> dict[str, int]:
@@ -121,7 +103,7 @@ def main() -> None:
     parser.add_argument("--database-url", default=DEFAULT_URL)
     parser.add_argument("--problems", type=int, default=10_000)
     parser.add_argument("--per-problem", type=int, default=100)
-    parser.add_argument("--k", type=int, default=4, help="budget per problem")
+    parser.add_argument("--k", type=int, default=5, help="budget per problem (4 wrong + 1 other)")
     parser.add_argument("--wrong-fraction", type=float, default=0.8)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)

@@ -33,28 +33,17 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench import _pg  # noqa: E402
+from bench._pg import ensure_database  # noqa: E402
+
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/stepwise_queuebench"
 PROBLEMS = 1_000
 TARGET_P99_MS = 50.0
 
 
-def ensure_database(database_url: str) -> None:
-    import psycopg
-
-    name = database_url.rsplit("/", 1)[1]
-    admin_url = database_url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
-
-
 def setup_django(database_url: str) -> None:
-    os.environ["DATABASE_URL"] = database_url
     os.environ["LOG_LEVEL"] = "WARNING"  # httpx logs every request at INFO
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "stepwise.settings")
-    import django
-
-    django.setup()
+    _pg.setup_django(database_url)
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0, interactive=False)
