@@ -1,0 +1,227 @@
+"""The paper's 80/20 rule as one set-based INSERT … SELECT, and the low-water top-up."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Count, F, Max, Q, Sum
+from django.utils import timezone
+
+from labeling.models import Grade, Solution, Task, TaskKind
+from selector.models import Job, SelectorVersion, SolutionScore
+from selector.services.common import SelectorError, progress_for
+from selector.services.versions import selector_active
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class FillReport:
+    generation: int
+    version_id: int | None
+    created: int = 0
+    wrong: int = 0
+    problems: int = 0
+    seconds: float = 0.0
+
+    @property
+    def wrong_share(self) -> float | None:
+        return self.wrong / self.created if self.created else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "wrong_share": self.wrong_share}
+
+
+def generation_current() -> int | None:
+    return Task.objects.filter(kind=TaskKind.NORMAL, generation__isnull=False).aggregate(
+        g=Max("generation")
+    )["g"]
+
+
+def _wrong_target(k: int, wrong_fraction: float) -> int:
+    """round(k * fraction), halves up (Python's round() would send 2.5 to 2)."""
+    return int(k * wrong_fraction + 0.5)
+
+
+def _fill_sql(*, per_problem: int, wrong_fraction: float) -> str:
+    """The whole 80/20 selection as one INSERT … SELECT (SQLite ≥ 3.25 and PostgreSQL).
+
+    ``targets`` is a tiny literal table k → round-half-up(k * fraction), computed in Python so
+    both databases round identically (their ROUND/CAST rules differ).
+    """
+    task = Task._meta.db_table
+    solution = Solution._meta.db_table
+    score = SolutionScore._meta.db_table
+    targets = ", ".join(
+        f"({k}, {_wrong_target(k, wrong_fraction)})" for k in range(0, per_problem + 1)
+    )
+    return f"""
+WITH targets(k, w) AS (VALUES {targets}),
+queued AS (
+    SELECT s.problem_id, COUNT(*) AS n
+    FROM {task} t JOIN {solution} s ON s.id = t.solution_id
+    WHERE t.kind = %s AND t.generation = %s
+    GROUP BY s.problem_id
+),
+cand AS (
+    SELECT s.id, s.problem_id, sc.score,
+           CASE WHEN s.grade = %s THEN 1 ELSE 0 END AS is_wrong
+    FROM {solution} s
+    JOIN {score} sc ON sc.solution_id = s.id AND sc.version_id = %s
+    WHERE NOT EXISTS (SELECT 1 FROM {task} t WHERE t.solution_id = s.id)
+),
+ranked AS (
+    -- One sort per problem by (score desc, id), one pass over it: the position and the number
+    -- of wrong answers up to here decide both parts of the rule (same window, so one node).
+    SELECT c.id, c.problem_id, c.score, c.is_wrong,
+           COUNT(*) OVER w_upto AS pos,
+           SUM(c.is_wrong) OVER w_upto AS wrong_upto
+    FROM cand c
+    WINDOW w_upto AS (PARTITION BY c.problem_id ORDER BY c.score DESC, c.id
+                      ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+),
+shortlist AS (
+    -- Whatever a problem's budget, only its top-w_max wrong answers and its first K + w_max
+    -- candidates can be chosen: everything else is dropped before the per-problem budgets.
+    SELECT r.id, r.problem_id, r.score, r.is_wrong, r.pos, r.wrong_upto
+    FROM ranked r
+    WHERE (r.is_wrong = 1 AND r.wrong_upto <= %s) OR r.pos <= %s
+),
+budgeted AS (
+    SELECT l.id, l.problem_id, l.score, tg.k,
+           CASE WHEN l.is_wrong = 1 AND l.wrong_upto <= tg.w THEN 1 ELSE 0 END AS pick_wrong,
+           -- rank among the candidates the wrong-answer part did not take
+           l.pos - CASE WHEN l.wrong_upto < tg.w THEN l.wrong_upto ELSE tg.w END AS rest_rank
+    FROM shortlist l
+    LEFT JOIN queued q ON q.problem_id = l.problem_id
+    JOIN targets tg ON tg.k = CASE WHEN %s - COALESCE(q.n, 0) > 0
+                                   THEN %s - COALESCE(q.n, 0) ELSE 0 END
+    WHERE tg.k > 0
+),
+decided AS (
+    SELECT b.id, b.score, b.pick_wrong, b.rest_rank,
+           b.k - SUM(b.pick_wrong) OVER (PARTITION BY b.problem_id) AS rest_budget
+    FROM budgeted b
+    WHERE b.pick_wrong = 1 OR b.rest_rank <= b.k
+)
+INSERT INTO {task} (solution_id, kind, generation, priority, queued_score, required_labels,
+                    label_count, lease_count, gold_label_id, created_at)
+SELECT d.id, %s, %s, d.score, d.score, %s, 0, 0, NULL, %s
+FROM decided d
+WHERE d.pick_wrong = 1 OR d.rest_rank <= d.rest_budget
+"""
+
+
+def queue_fill(
+    *,
+    per_problem: int | None = None,
+    wrong_fraction: float | None = None,
+    generation: int | None = None,
+    version: SelectorVersion | None = None,
+    required_labels: int = 1,
+    job: Job | None = None,
+) -> FillReport:
+    """Queue, per problem, the K candidates the paper's 80/20 rule picks (brief §6).
+
+    Candidates are solutions that ``version`` (default: the active one) has scored and that have
+    no task of any kind yet (so nothing labeled, queued, or used as a QC/screening item comes
+    back). A problem's budget is K minus its normal tasks already in ``generation``; of that
+    budget k, round(k * wrong_fraction) go to its highest-scoring candidates graded
+    *incorrect*, the rest to the highest-scoring remaining candidates of any grade. Ungraded and
+    ungradable answers are neither wrong nor right: they can only enter through the "rest"
+    part. Too few wrong answers leave more room for the rest. Ties: score desc, then id asc.
+
+    ``generation=None`` starts a new generation (the highest so far + 1). Tasks get
+    ``priority = queued_score = score``. Runs as one set-based INSERT … SELECT.
+    """
+    k = settings.SELECTOR_PER_PROBLEM if per_problem is None else per_problem
+    fraction = settings.SELECTOR_WRONG_FRACTION if wrong_fraction is None else wrong_fraction
+    if not isinstance(k, int) or k < 0 or k > 1000:
+        raise SelectorError(f"per_problem must be an integer in 0..1000, got {k!r}")
+    if not 0.0 <= fraction <= 1.0:
+        raise SelectorError(f"wrong_fraction must be within 0..1, got {fraction!r}")
+    if required_labels < 1:
+        raise SelectorError(f"required_labels must be at least 1, got {required_labels!r}")
+    version = version or selector_active()
+    if version is None:
+        raise SelectorError("no active selector version: create or promote one first")
+    started = time.perf_counter()
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            # Two fills at once would both see the same candidates as unqueued.
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(hashtext('stepwise.queue_fill'))")
+                # The selection sorts every candidate once; keep that sort in memory.
+                cursor.execute("SET LOCAL work_mem = '256MB'")
+        if generation is None:
+            generation = (generation_current() or 0) + 1
+        report = FillReport(generation=generation, version_id=version.pk)
+        if k > 0:
+            now = timezone.now()
+            params: list[Any] = [
+                TaskKind.NORMAL.value,
+                generation,
+                Grade.INCORRECT.value,
+                version.pk,
+                _wrong_target(k, fraction),
+                k + _wrong_target(k, fraction),
+                k,
+                k,
+                TaskKind.NORMAL.value,
+                generation,
+                required_labels,
+                connection.ops.adapt_datetimefield_value(now),
+            ]
+            with connection.cursor() as cursor:
+                cursor.execute(_fill_sql(per_problem=k, wrong_fraction=fraction), params)
+            # This run's rows are the ones stamped with its `now`.
+            counts = Task.objects.filter(
+                kind=TaskKind.NORMAL, generation=generation, created_at=now
+            ).aggregate(
+                created=Count("id"),
+                wrong=Count("id", filter=Q(solution__grade=Grade.INCORRECT)),
+                problems=Count("solution__problem_id", distinct=True),
+            )
+            report.created = counts["created"]
+            report.wrong = counts["wrong"]
+            report.problems = counts["problems"]
+    report.seconds = time.perf_counter() - started
+    if job is not None:
+        progress_for(job, None)(report.created, report.created)
+    logger.info("queue_fill: %s", report.as_dict())
+    return report
+
+
+def queue_open_slots() -> int:
+    """Open labeling slots across normal tasks (required minus done minus leased)."""
+    open_tasks = Task.objects.filter(
+        kind=TaskKind.NORMAL,
+        required_labels__gt=F("label_count") + F("lease_count"),
+    )
+    slots = open_tasks.aggregate(n=Sum(F("required_labels") - F("label_count") - F("lease_count")))[
+        "n"
+    ]
+    return int(slots or 0)
+
+
+def queue_top_up() -> FillReport | None:
+    """Low-water mark: refill when open slots drop below ``SELECTOR_LOW_WATER``.
+
+    Fills the current generation first (respecting each problem's budget); if every problem is
+    at budget there, it opens the next generation with the same selector so work never runs dry.
+    """
+    if queue_open_slots() >= settings.SELECTOR_LOW_WATER:
+        return None
+    if selector_active() is None:
+        logger.info("queue_top_up: no active selector version")
+        return None
+    current = generation_current()
+    report = queue_fill(generation=current or 1)
+    if report.created == 0 and current is not None:
+        report = queue_fill(generation=current + 1)
+    return report

@@ -1,0 +1,74 @@
+"""Scoring the candidate pool with a selector version, resumably and in bounded memory."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.db.models import Exists, OuterRef
+
+from labeling.models import Solution
+from selector.models import Job, SelectorVersion, SolutionScore
+from selector.services.common import Progress, progress_for
+from selector.services.versions import scorer_load, version_require_ready
+
+
+def candidates_score(
+    *,
+    version: SelectorVersion,
+    job: Job | None = None,
+    batch: int = 1024,
+    solution_ids: Iterable[int] | None = None,
+    progress: Progress | None = None,
+) -> int:
+    """Score every solution ``version`` has not scored yet; returns how many were scored.
+
+    Works in chunks of ``batch`` solutions in id order, so an interrupted run resumes where it
+    stopped (the NOT EXISTS filter skips what is stored) and memory stays flat.
+    """
+    version_require_ready(version)
+    report = progress_for(job, progress)
+    pending = Solution.objects.filter(
+        ~Exists(SolutionScore.objects.filter(version=version, solution=OuterRef("pk")))
+    )
+    if solution_ids is not None:
+        pending = pending.filter(pk__in=list(solution_ids))
+    total = pending.count()
+    report(0, total)
+    if not total:
+        return 0
+    scorer = scorer_load(version)
+    done = 0
+    last_id = 0
+    while True:
+        chunk = list(
+            pending.filter(pk__gt=last_id)
+            .order_by("pk")
+            .select_related("problem")
+            .only("id", "steps", "problem__problem")[:batch]
+        )
+        if not chunk:
+            break
+        offset = done
+        results = scorer.score(
+            [(s.problem.problem, list(s.steps)) for s in chunk],
+            progress=lambda d, _t, offset=offset: report(offset + d, total),
+        )
+        SolutionScore.objects.bulk_create(
+            [
+                SolutionScore(
+                    solution_id=s.pk,
+                    version=version,
+                    # float rounding can push a product of probabilities a hair past 1
+                    score=min(1.0, max(0.0, float(r.score))),
+                    step_scores=[float(x) for x in r.step_scores],
+                    truncated_steps=r.truncated_steps,
+                )
+                for s, r in zip(chunk, results, strict=True)
+            ],
+            ignore_conflicts=True,  # a concurrent run may have scored some of them
+            batch_size=1000,
+        )
+        done += len(chunk)
+        last_id = chunk[-1].pk
+        report(done, total)
+    return done
