@@ -297,14 +297,24 @@ def test_trl_export_stops_at_first_negative_and_maps_neutral() -> None:
         ],
         finish_reason="found_error",
     )
-    [record] = trl_lines()
-    assert record == {
+    trajectory, branch = trl_lines()
+    assert trajectory == {
         "prompt": solution.problem.problem,
         "completions": ["a", "b", "c"],
         "labels": [True, True, False],
     }
-    [record] = trl_lines(neutral="negative")
-    assert record["labels"] == [True, False, False]
+    # The alternative rated at the error step: the prefix before it, then itself.
+    assert branch == {
+        "prompt": solution.problem.problem,
+        "completions": ["a", "b", "c'"],
+        "labels": [True, True, True],
+    }
+    assert [r["labels"] for r in trl_lines(neutral="negative")] == [
+        [True, False, False],
+        [True, False, True],
+    ]
+    [record] = trl_lines(trajectories_only=True)
+    assert record["completions"] == ["a", "b", "c"]
 
 
 def test_trl_export_follows_human_completion_and_skips_bad_problems_and_qc() -> None:
@@ -317,7 +327,11 @@ def test_trl_export_follows_human_completion_and_skips_bad_problems_and_qc() -> 
     LabelFactory(steps=[_step("q", 1)], task=TaskFactory(kind=TaskKind.QUALITY_CONTROL))
     LabelFactory(steps=[_step("u", None)], finish_reason="give_up")  # nothing rated
     records = trl_lines()
-    assert [(r["completions"], r["labels"]) for r in records] == [(["mine", "y"], [True, True])]
+    # The labeler's own step is followed (and labeled true); the -1 it replaced is a branch.
+    assert [(r["completions"], r["labels"]) for r in records] == [
+        (["mine", "y"], [True, True]),
+        (["x"], [False]),
+    ]
 
 
 def _prefetch_threads() -> list[threading.Thread]:
