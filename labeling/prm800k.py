@@ -13,7 +13,8 @@ own README, the HF schemas of its four files and TRL's converter of the real fil
   candidate's own steps);
 - ``human_completion`` is null or ``{text, rating: null, source: "human", flagged,
   corrected_rating?}`` (phase 1: the labeler's own step after every alternative was rated;
-  ``corrected_rating`` appears in a few phase-1 records, and Stepwise writes it as null);
+  ``corrected_rating`` is in the phase-1 schema the HF hub inferred from the release, absent
+  from our samples; Stepwise writes it as null);
 - ``chosen_completion`` is null or an index into ``completions``; null where the labeler wrote
   the step (phase 1), at phase 2's error step (the candidate's own step is one of the rated
   completions) and on a give-up's last step.
