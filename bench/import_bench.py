@@ -8,19 +8,33 @@ grades the final answers of ``--grade-problems`` problems and prints distinct an
 and candidates resolved/s.
 
     .venv/bin/python bench/import_bench.py [--problems 10000] [--per-problem 100]
+
+With ``--prm800k`` it times ``import_prm800k`` instead, on synthetic records of every real
+shape at the public release's size (``--records``, default 97,782 lines: phase 2 records with
+alternatives at the error step, about 1% phase-1 records full of alternatives and human
+completions, screening records with null ground truths, give-ups whose last step is null;
+about 1.1M step labels), and prints records/s, step labels/s and RSS (goal: >= 5,000
+records/s, RSS flat under 500 MB).
+
+    .venv/bin/python bench/import_bench.py --prm800k [--records 97782]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import random
 import resource
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -83,13 +97,196 @@ class Checkpoints:
         )
 
 
+PRM800K_RELEASE_LINES = 97_782  # phase2_train.jsonl
+PRM800K_PROBLEMS = 12_000
+
+
+def prm800k_records(n: int, seed: int = 0) -> Iterator[dict[str, Any]]:
+    """``n`` synthetic PRM800K records in the release's proportions and shapes."""
+    rng = random.Random(seed)
+    base = datetime(2022, 7, 1)
+    for i in range(n):
+        problem = rng.randrange(PRM800K_PROBLEMS)
+        labeler = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        timestamp = (base + timedelta(seconds=37 * i, microseconds=i % 999_983)).isoformat(
+            timespec="microseconds"
+        )
+        question: dict[str, Any] = {"problem": f"Problem {problem}: find $x$ if $x^2 = {problem}$."}
+        steps: list[dict[str, Any]] = []
+        if i % 100 == 0:  # phase 1: several rated alternatives per step, human completions
+            question["ground_truth_answer"] = str(problem)
+            for k in range(rng.randint(10, 30)):
+                alts = [
+                    {
+                        "text": f"Step {k} option {j} of {i}.",
+                        "rating": rng.choice([-1, 0, 1]),
+                        "flagged": False,
+                    }
+                    for j in range(rng.randint(1, 7))
+                ]
+                if all(a["rating"] == -1 for a in alts):
+                    human = {
+                        "text": f"My step {k}.",
+                        "rating": None,
+                        "source": "human",
+                        "flagged": False,
+                    }
+                    steps.append(
+                        {"completions": alts, "human_completion": human, "chosen_completion": None}
+                    )
+                else:
+                    chosen = next(j for j, a in enumerate(alts) if a["rating"] != -1)
+                    steps.append(
+                        {"completions": alts, "human_completion": None, "chosen_completion": chosen}
+                    )
+            record: dict[str, Any] = {"generation": None, "qc": False, "screening": False}
+            finish = "solution"
+        else:
+            screening = i % 50 == 1
+            n_steps = rng.randint(6, 20)
+            own = [f"Record {i}, step {k}: so $x = {k}$." for k in range(n_steps - 1)]
+            own.append(f"# Answer\n\n{i}")
+            question["ground_truth_solution"] = None if screening else f"Reference {problem}."
+            question["ground_truth_answer"] = None if screening else str(problem)
+            question["pre_generated_steps"] = own
+            question["pre_generated_answer"] = str(i)
+            question["pre_generated_verifier_score"] = rng.random()
+            finish = rng.choice(["found_error"] * 6 + ["solution"] * 3 + ["give_up"])
+            rated = n_steps if finish == "solution" else rng.randint(1, n_steps)
+            for k in range(rated):
+                error = finish == "found_error" and k == rated - 1
+                completion = {
+                    "text": own[k],
+                    "rating": -1 if error else rng.choice([0, 1, 1]),
+                    "flagged": None,
+                }
+                if error:
+                    alts = [
+                        {
+                            "text": f"Alternative {j} at {k}.",
+                            "rating": rng.choice([-1, 0, 1]),
+                            "flagged": False,
+                        }
+                        for j in range(rng.randint(0, 4))
+                    ]
+                    steps.append(
+                        {
+                            "completions": [completion, *alts],
+                            "human_completion": None,
+                            "chosen_completion": None,
+                        }
+                    )
+                else:
+                    steps.append(
+                        {
+                            "completions": [completion],
+                            "human_completion": None,
+                            "chosen_completion": 0,
+                        }
+                    )
+            if finish == "give_up":
+                steps.append(
+                    {"completions": None, "human_completion": None, "chosen_completion": None}
+                )
+            record = {
+                "generation": -1 if screening else 1 + i % 10,
+                "qc": i % 97 == 5,
+                "screening": screening,
+            }
+        yield {
+            "labeler": labeler,
+            "timestamp": timestamp,
+            "generation": record["generation"],
+            "is_quality_control_question": record["qc"],
+            "is_initial_screening_question": record["screening"],
+            "question": question,
+            "label": {
+                "steps": steps,
+                "total_time": rng.randint(1000, 900_000),
+                "finish_reason": finish,
+            },
+        }
+
+
+def prm800k_write(path: Path, n: int) -> None:
+    with open(path, "w", encoding="utf-8") as out:
+        for record in prm800k_records(n):
+            out.write(json.dumps(record) + "\n")
+
+
+def prm800k_run(args: argparse.Namespace) -> int:
+    """Time import_prm800k on ``args.records`` synthetic records of the release's shapes."""
+    from labeling.prm800k import step_ratings  # noqa: F401  (the reader the import uses)
+
+    workdir = Path(tempfile.mkdtemp(prefix="prm800k-bench-"))
+    path = workdir / "prm800k.jsonl"
+    started = time.perf_counter()
+    # In a child process, so generating the file does not count towards this process's RSS.
+    subprocess.run(
+        [sys.executable, __file__, f"--write-prm800k={path}", f"--records={args.records}"],
+        check=True,
+    )
+    with open(path, encoding="utf-8") as lines:
+        step_labels = sum(
+            1
+            for line in lines
+            for step in json.loads(line)["label"]["steps"]
+            for c in step["completions"] or ()
+            if c["rating"] is not None
+        )
+    size_mb = path.stat().st_size / 2**20
+    print(
+        f"generated {args.records:,} PRM800K records, {step_labels:,} step labels "
+        f"({size_mb:.0f} MB) in {time.perf_counter() - started:.1f}s"
+    )
+    from django.db import connection
+
+    from labeling.models import Label
+    from labeling.services.imports import prm800k_import
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = cursor.fetchone()[0]
+    print(f"importing (RSS before: {rss_mb():.0f} MB)")
+    client_cpu, server_cpu = cpu_seconds(), cpu_seconds(backend)
+    stream = Checkpoints(path, {n for n in (10_000, 50_000) if n < args.records})
+    report = prm800k_import(stream=stream, source=str(path))  # type: ignore[arg-type]
+    stream.note()
+    elapsed = stream.notes[-1][1]
+    client_cpu, server_cpu = cpu_seconds() - client_cpu, cpu_seconds(backend) - server_cpu
+    assert report.errors == [] and Label.objects.count() == args.records
+    print(
+        f"import_prm800k: {args.records:,} records in {elapsed:.1f}s = "
+        f"{args.records / elapsed:,.0f} records/s, {step_labels / elapsed:,.0f} step labels/s; "
+        f"created {report.summary().split('created ', 1)[1]}; "
+        f"RSS {rss_mb():.0f} MB, peak {peak_rss_mb():.0f} MB"
+    )
+    print(
+        f"  CPU: {client_cpu:.1f}s importer + {server_cpu:.1f}s PostgreSQL backend "
+        f"(load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)"
+    )
+    if not args.keep:
+        path.unlink()
+        workdir.rmdir()
+    return 0
+
+
 def main() -> int:
+    if any(a.startswith("--write-prm800k=") for a in sys.argv[1:]):
+        writer = argparse.ArgumentParser()
+        writer.add_argument("--write-prm800k", type=Path)
+        writer.add_argument("--records", type=int)
+        options = writer.parse_args()
+        prm800k_write(options.write_prm800k, options.records)
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--problems", type=int, default=10_000)
     parser.add_argument("--per-problem", type=int, default=100)
     parser.add_argument("--grade-problems", type=int, default=300, help="0: grade all")
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL))
     parser.add_argument("--keep", action="store_true", help="keep the generated JSONL files")
+    parser.add_argument("--prm800k", action="store_true", help="time import_prm800k instead")
+    parser.add_argument("--records", type=int, default=PRM800K_RELEASE_LINES)
     args = parser.parse_args()
     total = args.problems * args.per_problem
 
@@ -104,6 +301,8 @@ def main() -> int:
 
     call_command("migrate", verbosity=0)
     print(f"database {connection.settings_dict['NAME']} on {connection.vendor}, migrated")
+    if args.prm800k:
+        return prm800k_run(args)
 
     workdir = Path(tempfile.mkdtemp(prefix="import-bench-"))
     problems_path = workdir / "problems.jsonl"

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from django.contrib.auth.models import AnonymousUser, User
-from django.db.models import Max
+from django.db.models import Max, Q, QuerySet
 from django.utils import timezone
 
 from labeling.models import AnnotatorProfile, Label, QualitySettings, Task, TaskKind
@@ -138,3 +138,13 @@ def generation_current() -> int:
         latest=Max("generation")
     )["latest"]
     return latest if latest is not None else 1
+
+
+def labels_from_reliable_annotators(*, labels: QuerySet[Label]) -> QuerySet[Label]:
+    """``labels`` minus those of annotators who failed screening or are paused (label hygiene
+    for training and the training-data export). Matched on the labeler UUID, so imported
+    labels of a known annotator count too."""
+    unreliable = AnnotatorProfile.objects.filter(
+        Q(screening_passed=False) | Q(is_paused=True)
+    ).values("labeler")
+    return labels.exclude(labeler__in=unreliable)

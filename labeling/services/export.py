@@ -30,6 +30,8 @@ from django.db.models.functions import Cast
 from django.utils import timezone
 
 from labeling.models import FinishReason, Label, TaskKind
+from labeling.prm800k import ChosenStep, chosen_trajectory, rated_branches
+from labeling.queries import labels_from_reliable_annotators
 from labeling.tasks import export_run
 from selector.models import Job, JobKind, JobStatus
 
@@ -383,61 +385,107 @@ def prm800k_chunks(
         yield "".join([_prm800k_line(row) for row in rows]), len(rows), len(rows)
 
 
-_TRL_FIELDS = ("id", "steps", "finish_reason", "task__solution__problem__problem")
+_TRL_FIELDS = (
+    "id",
+    "steps",
+    "finish_reason",
+    "task__solution__problem__problem",
+    "task__solution__steps",
+)
 
 
-def _rated_trajectory(steps: list[dict[str, Any]]) -> Iterator[tuple[str, int]]:
-    """(text, rating) along the chosen trajectory, up to the first negative or unrated step."""
-    for step in steps:
-        chosen = step.get("chosen_completion")
-        human = step.get("human_completion")
-        if chosen is not None:
-            completion = step["completions"][chosen]
-            text, rating = completion["text"], completion.get("rating")
-        elif human:
-            # A step the labeler wrote: correct by construction unless they rated it.
-            text = human["text"]
-            rating = human.get("corrected_rating", human.get("rating"))
-            rating = 1 if rating is None else rating
-        elif step.get("completions"):
-            # Nothing chosen (phase 2's error step): completion 0 is the candidate's own step;
-            # the others are alternatives the labeler rated, not part of this trajectory.
-            completion = step["completions"][0]
-            text, rating = completion["text"], completion.get("rating")
-        else:
-            return
-        if rating is None:
-            return
-        yield text, rating
-        if rating == -1:
-            return
+def _trl_label(step: ChosenStep, neutral_ok: bool, include_flagged: bool) -> bool | None:
+    """A trajectory step's TRL label; None where it can carry none (the row must end before)."""
+    if step.flagged and not include_flagged:
+        return None
+    if step.rating is None:
+        # TRL needs a label on every step of a row. A step the labeler wrote is one they
+        # stood behind (PRM800K's README: "their own +1 step"); a model step left unrated
+        # (a give-up's last step) has no label at all.
+        return True if step.source == "human" else None
+    return step.rating == 1 or (step.rating == 0 and neutral_ok)
+
+
+def stepwise_rows(
+    *,
+    problem: str,
+    steps: list[dict[str, Any]],
+    own_steps: list[str] | None,
+    neutral: Neutral = "positive",
+    trajectories_only: bool = False,
+    include_flagged: bool = False,
+) -> Iterator[dict[str, Any]]:
+    """TRL rows for one label: its chosen trajectory, then one row per rated branch.
+
+    The trajectory row runs up to and including its first negative step (and ends before an
+    unrated or, by default, a flagged step). A branch row is the trajectory's prefix before the
+    branch's step, with the prefix's labels, then the branch's completion and its label;
+    branches after a negative step, after an unlabeled prefix step or flagged are left out.
+    """
+    neutral_ok = neutral == "positive"
+    trajectory = chosen_trajectory(steps, own_steps=own_steps)
+    labels: list[bool | None] = [_trl_label(s, neutral_ok, include_flagged) for s in trajectory]
+    row_texts: list[str] = []
+    row_labels: list[bool] = []
+    for step, label in zip(trajectory, labels, strict=True):
+        if label is None:
+            break
+        row_texts.append(step.text)
+        row_labels.append(label)
+        if step.rating == -1:
+            break
+    if any(s.rating is not None for s in trajectory[: len(row_texts)]):
+        yield {"prompt": problem, "completions": row_texts, "labels": row_labels}
+    if trajectories_only:
+        return
+    for branch in rated_branches(steps, trajectory=trajectory):
+        if branch.after_error or (branch.flagged and not include_flagged):
+            continue
+        prefix_labels = labels[: branch.step]
+        if None in prefix_labels:
+            continue
+        yield {
+            "prompt": problem,
+            "completions": [*branch.prefix, branch.text],
+            "labels": [
+                *prefix_labels,
+                branch.rating == 1 or (branch.rating == 0 and neutral_ok),
+            ],
+        }
 
 
 def stepwise_chunks(
     *,
     labels: QuerySet[Label],
     neutral: Neutral = "positive",
+    trajectories_only: bool = False,
+    include_flagged: bool = False,
+    include_unreliable: bool = False,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
 ) -> Generator[tuple[str, int, int]]:
-    """TRL stepwise-supervision JSONL: ``{"prompt", "completions", "labels"}`` per label.
+    """TRL stepwise-supervision JSONL: ``{"prompt", "completions", "labels"}`` per rated
+    branch of each label (see ``stepwise_rows``), or per label with ``trajectories_only``.
 
     Labels on broken problems carry no usable step signal and are left out, as are labels
-    with no rated step.
+    with no rated step. This is training data, so by default the labels of annotators who
+    failed screening or are paused are left out too (``include_unreliable``), and flagged
+    steps are no targets (``include_flagged``).
     """
-    neutral_ok = neutral == "positive"
     qs = labels.exclude(finish_reason=FinishReason.BAD_PROBLEM)
+    if not include_unreliable:
+        qs = labels_from_reliable_annotators(labels=qs)
     for rows in _prefetched(_keyset_chunks(qs, _TRL_FIELDS, chunk_size)):
         lines = []
-        for _label_id, steps, _finish, problem in rows:
-            trajectory = list(_rated_trajectory(steps))
-            if not trajectory:
-                continue
-            record = {
-                "prompt": problem,
-                "completions": [text for text, _ in trajectory],
-                "labels": [rating == 1 or (rating == 0 and neutral_ok) for _, rating in trajectory],
-            }
-            lines.append(json.dumps(record, ensure_ascii=False) + "\n")
+        for _label_id, steps, _finish, problem, own_steps in rows:
+            for record in stepwise_rows(
+                problem=problem,
+                steps=steps,
+                own_steps=own_steps,
+                neutral=neutral,
+                trajectories_only=trajectories_only,
+                include_flagged=include_flagged,
+            ):
+                lines.append(json.dumps(record, ensure_ascii=False) + "\n")
         yield "".join(lines), len(lines), len(rows)
 
 
@@ -475,15 +523,24 @@ def stepwise_export(
     out: IO[bytes],
     filters: ExportFilters,
     neutral: Neutral = "positive",
+    trajectories_only: bool = False,
+    include_flagged: bool = False,
+    include_unreliable: bool = False,
     labels: QuerySet[Label] | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     on_progress: Callable[[int], None] | None = None,
 ) -> int:
     """Write TRL stepwise-supervision JSONL to a binary stream; returns the number of lines."""
     qs = labels_for_export(filters=filters, labels=labels)
-    return _write(
-        stepwise_chunks(labels=qs, neutral=neutral, chunk_size=chunk_size), out, on_progress
+    chunks = stepwise_chunks(
+        labels=qs,
+        neutral=neutral,
+        trajectories_only=trajectories_only,
+        include_flagged=include_flagged,
+        include_unreliable=include_unreliable,
+        chunk_size=chunk_size,
     )
+    return _write(chunks, out, on_progress)
 
 
 # --- Background export jobs -------------------------------------------------------------------
@@ -555,6 +612,7 @@ def export_job_run(*, job_id: int) -> None:
             if export_format == "stepwise":
                 written = stepwise_export(
                     out=out, filters=filters, neutral=params.get("neutral", "positive"),
+                    trajectories_only=bool(params.get("trajectories_only")),
                     on_progress=progress,
                 )  # fmt: skip
             else:

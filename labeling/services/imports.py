@@ -38,6 +38,7 @@ from labeling.models import (
     TaskKind,
     text_sha256,
 )
+from labeling.prm800k import chosen_trajectory, label_steps_check
 from labeling.services.grading import ANSWER_MARKER, answer_extract, problem_grades_reset
 from labeling.services.jsonl import (
     LineError,
@@ -508,12 +509,8 @@ def candidates_import(
 
 # --- PRM800K label records -------------------------------------------------------------------
 
-_QUESTION_STRINGS = (
-    "problem",
-    "ground_truth_answer",
-    "ground_truth_solution",
-    "pre_generated_answer",
-)
+_FINISH_REASONS = frozenset(FinishReason.values)  # .values builds a new list on each call
+_QUESTION_NULLABLE_STRINGS = ("ground_truth_answer", "ground_truth_solution")
 
 
 @dataclass(frozen=True)
@@ -569,10 +566,19 @@ def _parse_question(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise LineInvalid("question", f"must be an object, got {type_name(value)}")
     req_str(value, "problem", prefix="question.", nonempty=True)
-    req_str(value, "ground_truth_answer", prefix="question.")
-    for key in _QUESTION_STRINGS:
-        if key in value and not isinstance(value[key], str):
-            raise LineInvalid(f"question.{key}", f"must be a string, got {type_name(value[key])}")
+    if "ground_truth_answer" not in value:
+        raise LineInvalid("question.ground_truth_answer", "is required (a string or null)")
+    # The release's initial-screening records have null ground truths (answer and solution).
+    for key in _QUESTION_NULLABLE_STRINGS:
+        if value.get(key) is not None and not isinstance(value[key], str):
+            raise LineInvalid(
+                f"question.{key}", f"must be a string or null, got {type_name(value[key])}"
+            )
+    answer = value.get("pre_generated_answer")
+    if "pre_generated_answer" in value and not isinstance(answer, str):
+        raise LineInvalid(
+            "question.pre_generated_answer", f"must be a string, got {type_name(answer)}"
+        )
     if "pre_generated_steps" in value:
         str_list(value["pre_generated_steps"], "question.pre_generated_steps")
     score = value.get("pre_generated_verifier_score")
@@ -586,58 +592,6 @@ def _parse_question(value: Any) -> dict[str, Any]:
             "question.pre_generated_verifier_score", f"must be in [0, 1], got {score!r}"
         )
     return value
-
-
-def _parse_label_steps(value: Any) -> list[dict[str, Any]]:
-    if not isinstance(value, list):
-        raise LineInvalid("label.steps", f"must be an array, got {type_name(value)}")
-    for i, step in enumerate(value):
-        name = f"label.steps[{i}]"
-        if not isinstance(step, dict):
-            raise LineInvalid(name, f"must be an object, got {type_name(step)}")
-        completions = step.get("completions")
-        if not isinstance(completions, list):
-            raise LineInvalid(f"{name}.completions", "must be an array")
-        for j, completion in enumerate(completions):
-            cname = f"{name}.completions[{j}]"
-            if not isinstance(completion, dict):
-                raise LineInvalid(cname, f"must be an object, got {type_name(completion)}")
-            req_str(completion, "text", prefix=f"{cname}.")
-            if completion.get("rating") not in (-1, 0, 1, None) or isinstance(
-                completion.get("rating"), bool
-            ):
-                raise LineInvalid(
-                    f"{cname}.rating", f"must be -1, 0, 1 or null, got {completion.get('rating')!r}"
-                )
-        human = step.get("human_completion")
-        if human is not None:
-            if not isinstance(human, dict):
-                raise LineInvalid(f"{name}.human_completion", "must be an object or null")
-            req_str(human, "text", prefix=f"{name}.human_completion.")
-        chosen = step.get("chosen_completion")
-        if chosen is not None and (
-            isinstance(chosen, bool)
-            or not isinstance(chosen, int)
-            or not 0 <= chosen < len(completions)
-        ):
-            raise LineInvalid(
-                f"{name}.chosen_completion",
-                f"must be null or an index into {len(completions)} completions, got {chosen!r}",
-            )
-    return value
-
-
-def _chosen(step: dict[str, Any]) -> tuple[str | None, int | None]:
-    """(text, rating) of the step the labeler went on with; (None, None) where none was."""
-    chosen = step.get("chosen_completion")
-    if chosen is not None:
-        completion = step["completions"][chosen]
-        return completion["text"], completion.get("rating")
-    human = step.get("human_completion")
-    if human is not None:
-        rating = human.get("corrected_rating")
-        return human["text"], rating if rating is not None else human.get("rating")
-    return None, None
 
 
 def _parse_prm800k(record: dict[str, Any]) -> Prm800kRow:
@@ -656,7 +610,7 @@ def _parse_prm800k(record: dict[str, Any]) -> Prm800kRow:
     label = record.get("label")
     if not isinstance(label, dict):
         raise LineInvalid("label", f"must be an object, got {type_name(label)}")
-    label_steps = _parse_label_steps(label.get("steps"))
+    label_steps = label_steps_check(label.get("steps"))
     total_time = label.get("total_time")
     if (
         isinstance(total_time, bool)
@@ -667,32 +621,21 @@ def _parse_prm800k(record: dict[str, Any]) -> Prm800kRow:
             "label.total_time", f"must be a non-negative integer (ms), got {total_time!r}"
         )
     finish_reason = label.get("finish_reason")
-    if finish_reason not in FinishReason.values:
+    if finish_reason not in _FINISH_REASONS:
         raise LineInvalid(
             "label.finish_reason",
             f"must be one of {', '.join(FinishReason.values)}, got {finish_reason!r}",
         )
 
     pre_generated = question.get("pre_generated_steps")
-    ratings: list[int | None] = []
-    trajectory: list[str] = []
-    for i, step in enumerate(label_steps):
-        text, rating = _chosen(step)
-        if text is None and pre_generated is not None and i < len(pre_generated):
-            # Phase 2 leaves chosen_completion null at the error step; the pre-generated step
-            # is among the rated completions, and its rating (-1) is the one that counts.
-            for completion in step["completions"]:
-                if completion["text"] == pre_generated[i]:
-                    rating = completion.get("rating")
-                    break
-        ratings.append(rating)
-        if text is not None and len(trajectory) == i:
-            trajectory.append(text)
+    trajectory = chosen_trajectory(label_steps, own_steps=pre_generated)
+    ratings: list[int | None] = [step.rating for step in trajectory]
+    ratings += [None] * (len(label_steps) - len(ratings))
     if pre_generated is not None:
         steps = list(pre_generated)
         answer = question.get("pre_generated_answer") or answer_extract(steps)
     else:
-        steps = trajectory
+        steps = [step.text for step in trajectory]
         answer = answer_extract(steps)
     return Prm800kRow(
         labeler=labeler,
@@ -730,7 +673,10 @@ def _write_prm800k(
     missing: dict[str, Prm800kRow] = {}
     for row in rows:
         if row.problem_hash not in problems:
-            missing.setdefault(row.problem_hash, row)
+            known = missing.get(row.problem_hash)
+            # A screening record's null ground truth must not hide another record's answer.
+            if known is None or known.question["ground_truth_answer"] is None:
+                missing[row.problem_hash] = row
     if missing:
         Problem.objects.bulk_create(
             [
@@ -738,7 +684,7 @@ def _write_prm800k(
                     unique_id=f"prm800k/{problem_hash[:16]}",
                     problem=row.question["problem"],
                     problem_hash=problem_hash,
-                    answer=row.question["ground_truth_answer"],
+                    answer=row.question["ground_truth_answer"] or "",
                     solution=row.question.get("ground_truth_solution") or "",
                 )
                 for problem_hash, row in missing.items()
@@ -757,19 +703,29 @@ def _write_prm800k(
         if solution_key(row) not in solutions:
             new_solutions.setdefault(solution_key(row), row)
     if new_solutions:
-        Solution.objects.bulk_create(
-            [
-                Solution(
-                    problem_id=problem_id,
-                    steps=row.steps,
-                    answer=row.answer,
-                    text_hash=text_hash,
-                    generator="prm800k",
-                    source="prm800k",
-                )
-                for (problem_id, text_hash), row in new_solutions.items()
-            ]
-        )
+        if connection.vendor == "postgresql":
+            # Django's UNNEST bulk insert escapes jsonb arrays with a regex per quote: COPY.
+            _solutions_copy(
+                {
+                    key: (CandidateRow(None, None, row.steps, row.answer, "prm800k"), key[1])
+                    for key, row in new_solutions.items()
+                },
+                source="prm800k",
+            )
+        else:
+            Solution.objects.bulk_create(
+                [
+                    Solution(
+                        problem_id=problem_id,
+                        steps=row.steps,
+                        answer=row.answer,
+                        text_hash=text_hash,
+                        generator="prm800k",
+                        source="prm800k",
+                    )
+                    for (problem_id, text_hash), row in new_solutions.items()
+                ]
+            )
         report.count(report.created, "solutions", len(new_solutions))
         report.problem_ids.update(problem_id for problem_id, _ in new_solutions)
         solutions = _solutions_by_key({solution_key(row) for row in rows})
@@ -834,7 +790,10 @@ def _write_prm800k(
         )
     if not labels:
         return
-    Label.objects.bulk_create(labels)
+    if connection.vendor == "postgresql":
+        _labels_copy(labels)
+    else:
+        Label.objects.bulk_create(labels)
     report.count(report.created, "labels", len(labels))
     # The queue's counters must agree with the labels (and the overlap check must hold).
     label_total = Coalesce(
@@ -850,6 +809,50 @@ def _write_prm800k(
     Task.objects.filter(id__in={label.task_id for label in labels}).update(
         label_count=label_total, required_labels=Greatest("required_labels", label_total)
     )
+
+
+_LABEL_COPY_FIELDS = (
+    "task_id",
+    "annotator_id",
+    "labeler",
+    "steps",
+    "ratings",
+    "finish_reason",
+    "finish_note",
+    "total_time_ms",
+    "created_at",
+    "is_gold",
+    "record_extras",
+)
+
+
+def _labels_copy(labels: list[Label]) -> None:
+    """PostgreSQL: COPY the labels straight into their table. Several times faster than
+    Django's bulk insert for the large ``steps`` JSON, which it sends as a jsonb array whose
+    every quote is escaped in Python. Duplicates were filtered out above (per task and labeler);
+    one that a concurrent import added meanwhile fails the unique constraint and the import
+    rolls back whole."""
+    columns = ", ".join(_LABEL_COPY_FIELDS)
+    with (
+        connection.cursor() as cursor,
+        cursor.cursor.copy(f"COPY {Label._meta.db_table} ({columns}) FROM STDIN") as copy,
+    ):
+        for label in labels:
+            copy.write_row(
+                (
+                    label.task_id,
+                    label.annotator_id,
+                    label.labeler,
+                    json.dumps(label.steps),
+                    json.dumps(label.ratings),
+                    label.finish_reason,
+                    label.finish_note,
+                    label.total_time_ms,
+                    label.created_at,
+                    label.is_gold,
+                    json.dumps(label.record_extras),
+                )
+            )
 
 
 def _problems_by_hash(hashes: set[str]) -> dict[str, dict[str, Any]]:
@@ -917,14 +920,14 @@ def prm800k_import(
 
     Problem
         matched by ``problem_hash`` = sha256(``question.problem``); if absent, created with
-        unique_id ``prm800k/<first 16 hex of the hash>``, answer = ``ground_truth_answer``,
+        unique_id ``prm800k/<first 16 hex of the hash>``, answer = ``ground_truth_answer`` or
+        "" (screening records have null; a record of the batch with an answer is preferred),
         solution = ``ground_truth_solution`` or "".
     Solution
         phase 2 (``pre_generated_steps`` present): steps = ``pre_generated_steps``, answer =
-        ``pre_generated_answer``. Phase 1: steps = the trajectory, step i being
-        ``completions[chosen_completion].text``, or ``human_completion.text`` when
-        ``chosen_completion`` is null (the trajectory ends at the first step with neither);
-        answer = the text after ``# Answer`` in the last step ("" if none).
+        ``pre_generated_answer``. Phase 1: steps = the chosen trajectory's texts
+        (``labeling.prm800k.chosen_trajectory``); answer = the text after ``# Answer`` in the
+        last step ("" if none).
         source = generator = "prm800k"; get-or-create on (problem, text_hash).
     Task
         kind = screening if ``is_initial_screening_question``, else quality_control if
@@ -935,12 +938,12 @@ def prm800k_import(
         this import creates has required_labels = label_count).
     Label
         labeler = UUID(``labeler``); annotator = the user whose AnnotatorProfile.labeler
-        equals it, else null; steps = ``label.steps`` exactly as in the record; ratings = per
-        step the rating of ``completions[chosen_completion]``, or the human completion's
-        ``corrected_rating`` (else ``rating``) when chosen is null; where both are absent in a
-        phase-2 record (the error step) the rating of the completion whose text is that
-        pre-generated step; else None. finish_reason; total_time_ms = ``total_time``;
-        created_at = ``timestamp`` (naive ISO) as UTC; record_extras = {
+        equals it, else null; steps = ``label.steps`` exactly as in the record (validated by
+        ``labeling.prm800k.label_steps_check``); ratings = per step the rating of the chosen
+        trajectory (``labeling.prm800k.step_ratings`` with ``pre_generated_steps`` as the
+        candidate's own steps: at phase 2's error step the candidate's own -1, even when a
+        human completion is there too), None past its end. finish_reason; total_time_ms =
+        ``total_time``; created_at = ``timestamp`` (naive ISO) as UTC; record_extras = {
         "question_keys": keys of ``question`` in order, "question_overrides": the question
         values that differ from what Problem/Solution/Task give back (problem → Problem.problem,
         ground_truth_answer → Problem.answer, ground_truth_solution → Problem.solution,

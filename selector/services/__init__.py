@@ -15,8 +15,10 @@ from selector.services.training import (
     EVAL_FRACTION,
     EVAL_SEED,
     LabeledTrajectory,
+    LabelHygiene,
     labeled_trajectories,
     selector_train,
+    training_data_build,
     trajectories_split,
 )
 from selector.services.versions import (
@@ -30,6 +32,7 @@ __all__ = [
     "EVAL_SEED",
     "FillReport",
     "JobProgress",
+    "LabelHygiene",
     "LabeledTrajectory",
     "Progress",
     "SelectorError",
@@ -46,5 +49,6 @@ __all__ = [
     "selector_permissions_grant",
     "selector_promote",
     "selector_train",
+    "training_data_build",
     "trajectories_split",
 ]

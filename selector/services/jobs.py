@@ -15,7 +15,7 @@ from selector.services.evaluation import selector_evaluate
 from selector.services.promotion import selector_promote
 from selector.services.queue_fill import queue_fill
 from selector.services.scoring import candidates_score
-from selector.services.training import selector_train
+from selector.services.training import LabelHygiene, selector_train
 from selector.services.versions import (
     selector_active,
     selector_create_base,
@@ -95,6 +95,11 @@ def _job_run_kind(job: Job, progress: JobProgress) -> dict[str, Any]:
             epochs=int(params.get("epochs", 3)),
             learning_rate=float(params.get("learning_rate", 5e-5)),
             name=params.get("name") or None,
+            hygiene=LabelHygiene(
+                exclude_unreliable=bool(params.get("exclude_unreliable", True)),
+                combine_overlaps=bool(params.get("combine_overlaps", True)),
+                include_flagged=bool(params.get("include_flagged", False)),
+            ),
             progress=progress,
         )
         return {"version_id": version.pk, "version": version.name, **version.training_summary}

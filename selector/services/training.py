@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from django.conf import settings
+from django.db.models import Q
 
-from labeling.models import FinishReason, Label, TaskKind
+from labeling.models import AnnotatorProfile, FinishReason, Label, TaskKind
+from labeling.prm800k import (
+    Branch,
+    ChosenStep,
+    chosen_trajectory,
+    rated_branches,
+    ratings_combine,
+)
 from selector.models import Job, SelectorVersion, VersionStatus
 from selector.services.common import Progress, SelectorError, progress_for
 from selector.services.versions import (
@@ -34,28 +44,19 @@ class LabeledTrajectory:
     finish_reason: str
     label_id: int
     solution_id: int
+    task_id: int = 0
+    labeler: str = ""
+    flagged: list[bool] = field(default_factory=list)  # per step of ``steps``
+    # The rated completions off the trajectory (PRM800K's alternatives): more examples.
+    branches: list[Branch] = field(default_factory=list)
 
 
-def _trajectory(label: Label) -> tuple[list[str], list[int | None]]:
-    """The rated trajectory: per step, the chosen completion's text (or the human one)."""
-    solution_steps = list(label.task.solution.steps or [])
-    steps: list[str] = []
-    for i, step in enumerate(label.steps or []):
-        text: str | None = None
-        chosen = step.get("chosen_completion")
-        completions = step.get("completions") or []
-        if chosen is not None and 0 <= chosen < len(completions):
-            text = completions[chosen].get("text")
-        elif step.get("human_completion"):
-            text = step["human_completion"].get("text")
-        if text is None and i < len(solution_steps):
-            text = solution_steps[i]
-        if text is None:
-            break
-        steps.append(text)
-    ratings = list(label.ratings or [])[: len(steps)]
-    ratings += [None] * (len(steps) - len(ratings))
-    return steps, ratings
+def _trajectory(label: Label) -> tuple[list[ChosenStep], list[Branch]]:
+    """The label's chosen trajectory and rated branches, read by the one PRM800K reader."""
+    own_steps = list(label.task.solution.steps or [])
+    trajectory = chosen_trajectory(label.steps or [], own_steps=own_steps)
+    branches = list(rated_branches(label.steps or [], trajectory=trajectory))
+    return trajectory, branches
 
 
 def labeled_trajectories() -> Iterable[LabeledTrajectory]:
@@ -67,9 +68,10 @@ def labeled_trajectories() -> Iterable[LabeledTrajectory]:
         .select_related("task__solution__problem")
         .only(
             "id",
+            "labeler",
             "steps",
-            "ratings",
             "finish_reason",
+            "task__id",
             "task__solution__id",
             "task__solution__steps",
             "task__solution__problem__unique_id",
@@ -78,18 +80,23 @@ def labeled_trajectories() -> Iterable[LabeledTrajectory]:
         .order_by("pk")
     )
     for label in labels.iterator(chunk_size=2000):
-        steps, ratings = _trajectory(label)
-        if not steps or all(r is None for r in ratings):
+        trajectory, branches = _trajectory(label)
+        # An empty trajectory (a give-up on the first step) cannot be scored for evaluation.
+        if not trajectory or (all(s.rating is None for s in trajectory) and not branches):
             continue
         problem = label.task.solution.problem
         yield LabeledTrajectory(
             problem_key=problem.unique_id,
             problem=problem.problem,
-            steps=steps,
-            ratings=ratings,
+            steps=[s.text for s in trajectory],
+            ratings=[s.rating for s in trajectory],
             finish_reason=label.finish_reason,
             label_id=label.pk,
             solution_id=label.task.solution.pk,
+            task_id=label.task.pk,
+            labeler=str(label.labeler),
+            flagged=[s.flagged for s in trajectory],
+            branches=branches,
         )
 
 
@@ -109,6 +116,132 @@ def trajectories_split() -> tuple[list[LabeledTrajectory], list[LabeledTrajector
     return train, evaluation
 
 
+@dataclass(frozen=True)
+class LabelHygiene:
+    """Which labels and steps become training targets (each shown in ``training_summary``)."""
+
+    # Labels of annotators who failed screening or are paused are left out.
+    exclude_unreliable: bool = True
+    # Several labels of one task make one example per step: negative if most say so.
+    combine_overlaps: bool = True
+    # A flagged step is context, not a target (the labeler was unsure).
+    include_flagged: bool = False
+
+
+@dataclass
+class TrainingData:
+    examples: list[tuple[str, list[str], list[int | None]]]  # (problem, steps, targets)
+    label_ids: list[int]
+    summary: dict[str, Any]
+
+
+_TIES_LISTED = 100  # ties named in the summary; the count covers them all
+
+
+def _unreliable_labelers() -> set[str]:
+    return {
+        str(labeler)
+        for labeler in AnnotatorProfile.objects.filter(
+            Q(screening_passed=False) | Q(is_paused=True)
+        ).values_list("labeler", flat=True)
+    }
+
+
+def _votes(item: LabeledTrajectory, include_flagged: bool) -> list[int | None]:
+    """The item's ratings that count as targets: up to its first negative, flagged excluded."""
+    out: list[int | None] = []
+    flags = item.flagged or [False] * len(item.ratings)
+    for rating, flagged in zip(item.ratings, flags, strict=True):
+        out.append(None if flagged and not include_flagged else rating)
+        if rating == -1:
+            break
+    return out + [None] * (len(item.steps) - len(out))
+
+
+def training_data_build(
+    *, items: Sequence[LabeledTrajectory], hygiene: LabelHygiene
+) -> TrainingData:
+    """Training examples from labeled trajectories: each trajectory (or, for a task labeled
+    several times, one combined trajectory) with its ratings as targets, plus one example per
+    rated branch whose targets are that branch's step only (its prefix is context, so shared
+    prefixes are not counted again). See docs/decisions/0008-prm800k-record-shapes.md."""
+    unreliable = _unreliable_labelers() if hygiene.exclude_unreliable else set()
+    kept = [t for t in items if t.labeler not in unreliable]
+    by_task: dict[int, list[LabeledTrajectory]] = {}
+    for item in kept:
+        key = item.task_id if hygiene.combine_overlaps else -item.label_id
+        by_task.setdefault(key, []).append(item)
+
+    examples: list[tuple[str, list[str], list[int | None]]] = []
+    branch_examples: list[tuple[str, list[str], list[int | None]]] = []
+    ties: list[dict[str, Any]] = []
+    tie_count = combined_tasks = flagged_steps = 0
+    for group in by_task.values():
+        flagged_steps += sum(sum(t.flagged) for t in group)
+        flagged_steps += sum(b.flagged for t in group for b in t.branches)
+        longest = max(group, key=lambda t: len(t.steps))
+        # Labels of one task share a solution; combine only where their texts agree.
+        agree = all(t.steps == longest.steps[: len(t.steps)] for t in group)
+        if len(group) > 1 and agree:
+            combined_tasks += 1
+            per_label = [_votes(t, hygiene.include_flagged) for t in group]
+            targets: list[int | None] = []
+            for i in range(len(longest.steps)):
+                step_votes = [r for v in per_label if i < len(v) and (r := v[i]) is not None]
+                combined = ratings_combine(step_votes) if step_votes else None
+                if step_votes and combined is None:
+                    tie_count += 1
+                    if len(ties) < _TIES_LISTED:
+                        ties.append({"task_id": group[0].task_id, "step": i, "votes": step_votes})
+                targets.append(combined)
+            examples.append((longest.problem, list(longest.steps), targets))
+        else:
+            for t in group:
+                examples.append((t.problem, list(t.steps), _votes(t, hygiene.include_flagged)))
+        # Branches: one example each; the same completion after the same prefix, rated by
+        # several labelers, is one example with their combined rating.
+        branch_votes: dict[tuple[tuple[str, ...], str], list[int]] = {}
+        for t in group:
+            for branch in t.branches:
+                if branch.after_error or (branch.flagged and not hygiene.include_flagged):
+                    continue
+                branch_votes.setdefault((branch.prefix, branch.text), []).append(branch.rating)
+        for (prefix, text), votes in branch_votes.items():
+            rating = ratings_combine(votes)
+            if rating is None:
+                tie_count += 1
+                if len(ties) < _TIES_LISTED:
+                    ties.append({"task_id": group[0].task_id, "step": len(prefix), "votes": votes})
+                continue
+            branch_examples.append(
+                (group[0].problem, [*prefix, text], [None] * len(prefix) + [rating])
+            )
+    examples = [e for e in examples if any(r is not None for r in e[2])]
+    label_ids = sorted(t.label_id for t in kept)
+    summary = {
+        "label_hygiene": {
+            "exclude_unreliable": hygiene.exclude_unreliable,
+            "excluded_unreliable_labels": len(items) - len(kept),
+            "combine_overlaps": hygiene.combine_overlaps,
+            "combined_tasks": combined_tasks,
+            "ties": tie_count,
+            "tie_list": ties,
+            "include_flagged": hygiene.include_flagged,
+            "flagged_steps": flagged_steps,
+        },
+        "trained_on_labels": {"count": len(label_ids), "sha256": label_ids_hash(label_ids)},
+        "trajectory_examples": len(examples),
+        "branch_examples": len(branch_examples),
+    }
+    return TrainingData(examples=examples + branch_examples, label_ids=label_ids, summary=summary)
+
+
+def label_ids_hash(label_ids: Iterable[int]) -> str:
+    """sha256 of the sorted label ids, comma-separated: which labels a version saw."""
+    text = ",".join(str(i) for i in sorted(label_ids))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 # --- Training -------------------------------------------------------------------------------
 
 
@@ -120,11 +253,13 @@ def selector_train(
     learning_rate: float = 5e-5,
     name: str | None = None,
     seed: int = 0,
+    hygiene: LabelHygiene | None = None,
     progress: Progress | None = None,
 ) -> SelectorVersion:
     """Train a new version on the labels so far, starting from ``base_version`` (default: the
     active version; with none, a fresh PRM from the base model). The new version is ready but
-    not active: evaluate and promote it explicitly."""
+    not active: evaluate and promote it explicitly. ``training_summary`` records the label
+    hygiene applied and which labels it was trained on (count and sha256 of their ids)."""
     from selector.ml.prm import prm_init
     from selector.ml.training import TrainExample, train
 
@@ -135,10 +270,11 @@ def selector_train(
     if base_version is not None:
         version_require_ready(base_version)
     train_items, held_out = trajectories_split()
-    if not train_items:
+    data = training_data_build(items=train_items, hygiene=hygiene or LabelHygiene())
+    if not data.examples:
         raise SelectorError(
             "no training labels: every label is on a held-out problem, a QC/screening task, "
-            "or there are none yet"
+            "left out by label hygiene (unreliable annotator, tie, flagged), or there are none yet"
         )
     name = name or version_name_default("v")
     output_dir = version_dir(name)
@@ -164,8 +300,8 @@ def selector_train(
         summary = train(
             init_from=init_from,
             examples=[
-                TrainExample(problem=t.problem, steps=t.steps, ratings=t.ratings)
-                for t in train_items
+                TrainExample(problem=problem, steps=steps, ratings=ratings)
+                for problem, steps, ratings in data.examples
             ],
             output_dir=output_dir,
             epochs=epochs,
@@ -188,7 +324,8 @@ def selector_train(
     version.training_summary = {
         **dict(summary),
         "init_from": base_version.name if base_version else f"base:{base_model}",
-        "train_labels": len(train_items),
+        **data.summary,
+        "train_labels": len(data.label_ids),
         "train_problems": len({t.problem_key for t in train_items}),
         "held_out_labels": len(held_out),
         "held_out_problems": len({t.problem_key for t in held_out}),

@@ -123,3 +123,209 @@ def load_records(records: list[dict[str, Any]], tmp_path: Path) -> None:
         report = prm800k_import(stream=stream, source=str(path))
     assert report.error_lines() == []
     assert report.imported == len(records)
+
+
+# --- Every record shape of the public release (docs/decisions/0008-prm800k-record-shapes.md) --
+
+
+def _c(text: str, rating: int | None, flagged: bool | None = False) -> dict[str, Any]:
+    return {"text": text, "rating": rating, "flagged": flagged}
+
+
+def _s(
+    completions: list[dict[str, Any]] | None,
+    chosen: int | None = 0,
+    human: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    return {"completions": completions, "human_completion": human, "chosen_completion": chosen}
+
+
+def _human(text: str, corrected: int | None = None, *, with_corrected: bool = False) -> dict:
+    human: dict[str, Any] = {"text": text, "rating": None, "source": "human", "flagged": False}
+    if with_corrected or corrected is not None:
+        human["corrected_rating"] = corrected
+    return human
+
+
+def _record(
+    n: int,
+    steps: list[dict[str, Any]],
+    finish_reason: str,
+    *,
+    phase: int,
+    generation: int | None = None,
+    qc: bool = False,
+    screening: bool = False,
+    answer: str | None = "7",
+    solution: str | None = "Reference: it is 7.",
+    own: list[str] | None = None,
+) -> dict[str, Any]:
+    problem = f"Shape problem {n}: what is $3 + 4$?"
+    question: dict[str, Any] = {"problem": problem}
+    if phase == 1:
+        question["ground_truth_answer"] = answer
+    else:
+        question["ground_truth_solution"] = solution
+        question["ground_truth_answer"] = answer
+        question["pre_generated_steps"] = own or []
+        question["pre_generated_answer"] = "7"
+        question["pre_generated_verifier_score"] = 0.25
+    return {
+        "labeler": str(uuid.UUID(int=1000 + n, version=4)),
+        "timestamp": f"2022-0{1 + n % 9}-1{n % 10}T08:0{n % 10}:00.{n:06d}",
+        "generation": generation,
+        "is_quality_control_question": qc,
+        "is_initial_screening_question": screening,
+        "question": question,
+        "label": {"steps": steps, "total_time": 1000 * (n + 1), "finish_reason": finish_reason},
+    }
+
+
+def shape_records() -> dict[str, dict[str, Any]]:
+    """One hand-written record per shape found in the audit, named for it."""
+    own = ["We add.", "So $3 + 4 = 8$.", "# Answer\n\n8"]
+    return {
+        # Phase 1: several alternatives per step, all -1 then the labeler's own step.
+        "phase1_all_negative_then_human": _record(
+            1,
+            [
+                _s([_c("Add 3 and 4.", 1)]),
+                _s(
+                    [_c("3 + 4 = 8", -1), _c("3 + 4 = 6", -1), _c("3 + 4 = 9", -1)],
+                    None,
+                    _human("3 + 4 = 7"),
+                ),
+                _s([_c("# Answer\n\n7", 1), _c("# Answer\n\n8", -1)], 0),
+            ],
+            "solution",
+            phase=1,
+        ),
+        # Phase 1 give-up: the last step was never shown, every field null.
+        "phase1_give_up_completions_null": _record(
+            2,
+            [
+                _s([_c("Start.", 0), _c("Begin with 3.", -1)], 0),
+                _s(None, None),
+            ],
+            "give_up",
+            phase=1,
+        ),
+        # Phase 1 give-up whose last step was shown but not rated.
+        "phase1_give_up_unrated_last_step": _record(
+            3,
+            [
+                _s([_c("Start.", 1)]),
+                _s([_c("Maybe 8.", None), _c("Maybe 9.", None)], None),
+            ],
+            "give_up",
+            phase=1,
+        ),
+        # Phase 1 human completion with a corrected_rating (set, and present as null).
+        "phase1_corrected_rating": _record(
+            4,
+            [
+                _s([_c("It is 8.", -1), _c("It is 9.", -1)], None, _human("It is 7.", 1)),
+                _s(
+                    [_c("So 7.", 0), _c("So 8.", -1)],
+                    None,
+                    _human("# Answer\n\n7", None, with_corrected=True),
+                ),
+            ],
+            "solution",
+            phase=1,
+        ),
+        # Phase 1 with flagged and rating nulls, and a chosen -1 (rare but legal).
+        "phase1_nulls_and_flags": _record(
+            5,
+            [
+                _s([_c("Three plus four.", 1, None), _c("Three times four.", -1, True)], 0),
+                _s([_c("Is 7.", 0, None)], 0),
+            ],
+            "solution",
+            phase=1,
+        ),
+        # Phase 2: one completion per step, alternatives only at the error step (chosen null).
+        "phase2_found_error": _record(
+            6,
+            [
+                _s([_c(own[0], 1, None)]),
+                _s([_c(own[1], -1, None), _c("So $3 + 4 = 7$.", 1), _c("So 12.", -1)], None),
+            ],
+            "found_error",
+            phase=2,
+            generation=6,
+            own=own,
+        ),
+        # Phase 2 solution, every step rated, none negative.
+        "phase2_solution": _record(
+            7,
+            [_s([_c(t, 1, None)]) for t in ["Add.", "Get 7.", "# Answer\n\n7"]],
+            "solution",
+            phase=2,
+            generation=9,
+            own=["Add.", "Get 7.", "# Answer\n\n7"],
+        ),
+        # Initial screening (generation -1): null ground truths.
+        "phase2_screening_null_ground_truth": _record(
+            8,
+            [_s([_c(own[0], 0, None)]), _s([_c(own[1], -1, None)], None)],
+            "found_error",
+            phase=2,
+            generation=-1,
+            screening=True,
+            answer=None,
+            solution=None,
+            own=own,
+        ),
+        # Quality-control question.
+        "phase2_quality_control": _record(
+            9,
+            [_s([_c(own[0], 1, None)]), _s([_c(own[1], -1, None), _c("Seven.", 1)], None)],
+            "found_error",
+            phase=2,
+            generation=3,
+            qc=True,
+            own=own,
+        ),
+        # Phase 2 give-up / bad problem: few or no steps.
+        "phase2_give_up": _record(
+            10,
+            [_s([_c(own[0], 1, None)]), _s(None, None)],
+            "give_up",
+            phase=2,
+            generation=2,
+            own=own,
+        ),
+        "phase2_bad_problem_no_steps": _record(
+            11, [], "bad_problem", phase=2, generation=4, own=own
+        ),
+        # A corrected step beside the rated -1 at the error step (as Stepwise writes it).
+        "phase2_error_with_human_completion": _record(
+            12,
+            [
+                _s([_c(own[0], 1, None)]),
+                _s(
+                    [_c(own[1], -1, None), _c("So 3 + 4 = 9.", -1)],
+                    None,
+                    _human("So $3 + 4 = 7$.", with_corrected=True),
+                ),
+            ],
+            "found_error",
+            phase=2,
+            generation=7,
+            own=own,
+        ),
+        # Keys left out of a step or completion read as null.
+        "phase1_missing_keys": _record(
+            13,
+            [
+                {"completions": [{"text": "Add.", "rating": 1}], "chosen_completion": 0},
+                {
+                    "completions": [{"text": "Seven.", "rating": -1}, {"text": "7.", "rating": 1}],
+                    "chosen_completion": 1,
+                },
+            ],
+            "solution",
+            phase=1,
+        ),
+    }

@@ -83,3 +83,22 @@ def test_import_then_export_commands_reproduce_real_records(
     out = tmp_path / "out.jsonl"
     call_command("export_prm800k", "-o", str(out), "--include-qc", "--include-screening")
     assert read_jsonl(out) == read_jsonl(source)
+
+
+def test_export_stepwise_writes_a_row_per_branch_unless_trajectories_only(tmp_path: Path) -> None:
+    alternatives = [{"text": "b-alt", "rating": -1, "flagged": False}]
+    steps = [
+        {"completions": [{"text": "a", "rating": 1, "flagged": None}],
+         "human_completion": None, "chosen_completion": 0},
+        {"completions": [{"text": "b", "rating": 1, "flagged": None}, *alternatives],
+         "human_completion": None, "chosen_completion": 0},
+    ]  # fmt: skip
+    LabelFactory(steps=steps, finish_reason="solution")
+    out = tmp_path / "trl.jsonl"
+    call_command("export_stepwise", "-o", str(out))
+    assert [(r["completions"], r["labels"]) for r in read_jsonl(out)] == [
+        (["a", "b"], [True, True]),
+        (["a", "b-alt"], [True, False]),
+    ]
+    call_command("export_stepwise", "-o", str(out), "--trajectories-only")
+    assert [r["completions"] for r in read_jsonl(out)] == [["a", "b"]]

@@ -24,6 +24,20 @@ class Command(SelectorJobCommand):
             help="create an untrained PRM from the base model instead (active if none is)",
         )
         parser.add_argument("--base-model", help="local HF model dir for --base")
+        # Label hygiene (docs/decisions/0008-prm800k-record-shapes.md); shown in the summary.
+        parser.add_argument(
+            "--include-unreliable",
+            action="store_true",
+            help="keep labels of annotators who failed screening or are paused",
+        )
+        parser.add_argument(
+            "--no-combine",
+            action="store_true",
+            help="one example per label even where several labeled one task (default: majority)",
+        )
+        parser.add_argument(
+            "--include-flagged", action="store_true", help="train on flagged steps too"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["base"]:
@@ -36,7 +50,12 @@ class Command(SelectorJobCommand):
             state = "active" if version.is_active else "not active"
             self.stdout.write(self.style.SUCCESS(f"created {version.name} ({state})"))
             return
-        params: dict[str, Any] = {"epochs": options["epochs"]}
+        params: dict[str, Any] = {
+            "epochs": options["epochs"],
+            "exclude_unreliable": not options["include_unreliable"],
+            "combine_overlaps": not options["no_combine"],
+            "include_flagged": options["include_flagged"],
+        }
         if options["name"]:
             params["name"] = options["name"]
         if options["from_version"]:

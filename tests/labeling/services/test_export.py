@@ -23,7 +23,12 @@ from labeling.services.export import (
     stepwise_export,
 )
 from tests.factories import LabelFactory, SolutionFactory, TaskFactory, annotator
-from tests.labeling.prm800k_records import QUESTION_KEYS_PHASE2, generate_records, load_records
+from tests.labeling.prm800k_records import (
+    QUESTION_KEYS_PHASE2,
+    generate_records,
+    load_records,
+    shape_records,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -297,14 +302,24 @@ def test_trl_export_stops_at_first_negative_and_maps_neutral() -> None:
         ],
         finish_reason="found_error",
     )
-    [record] = trl_lines()
-    assert record == {
+    trajectory, branch = trl_lines()
+    assert trajectory == {
         "prompt": solution.problem.problem,
         "completions": ["a", "b", "c"],
         "labels": [True, True, False],
     }
-    [record] = trl_lines(neutral="negative")
-    assert record["labels"] == [True, False, False]
+    # The alternative rated at the error step: the prefix before it, then itself.
+    assert branch == {
+        "prompt": solution.problem.problem,
+        "completions": ["a", "b", "c'"],
+        "labels": [True, True, True],
+    }
+    assert [r["labels"] for r in trl_lines(neutral="negative")] == [
+        [True, False, False],
+        [True, False, True],
+    ]
+    [record] = trl_lines(trajectories_only=True)
+    assert record["completions"] == ["a", "b", "c"]
 
 
 def test_trl_export_follows_human_completion_and_skips_bad_problems_and_qc() -> None:
@@ -317,7 +332,11 @@ def test_trl_export_follows_human_completion_and_skips_bad_problems_and_qc() -> 
     LabelFactory(steps=[_step("q", 1)], task=TaskFactory(kind=TaskKind.QUALITY_CONTROL))
     LabelFactory(steps=[_step("u", None)], finish_reason="give_up")  # nothing rated
     records = trl_lines()
-    assert [(r["completions"], r["labels"]) for r in records] == [(["mine", "y"], [True, True])]
+    # The labeler's own step is followed (and labeled true); the -1 it replaced is a branch.
+    assert [(r["completions"], r["labels"]) for r in records] == [
+        (["mine", "y"], [True, True]),
+        (["x"], [False]),
+    ]
 
 
 def _prefetch_threads() -> list[threading.Thread]:
@@ -406,3 +425,80 @@ def test_label_made_through_the_queue_exports_with_its_round_and_score() -> None
         0,
         1,
     ]
+
+
+def test_roundtrip_every_record_shape(tmp_path: Path) -> None:
+    # Runs on either backend; on PostgreSQL it also checks jsonb's key order per shape.
+    records = list(shape_records().values())
+    roundtrip(records, tmp_path)
+    out = io.BytesIO()
+    prm800k_export(out=out, filters=ALL)
+    assert out.getvalue().decode("utf-8").splitlines() == [json.dumps(r) for r in records]
+
+
+@pytest.mark.postgres
+def test_roundtrip_every_record_shape_byte_for_byte_on_postgresql(tmp_path: Path) -> None:
+    records = list(shape_records().values())
+    load_records(records, tmp_path)
+    out = io.BytesIO()
+    prm800k_export(out=out, filters=ALL)
+    expected = "".join(json.dumps(r) + "\n" for r in records)
+    assert out.getvalue().decode("utf-8") == expected
+
+
+def test_trl_export_has_every_negative_of_the_real_samples(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    """Done-when of issue 8: >= 95% of the distinct -1-rated completions in the source files
+    appear as a False label (at their step, after their problem) in export_stepwise."""
+    records = [
+        json.loads(line)
+        for name in ["prm800k_phase1_sample.jsonl", "prm800k_phase2_sample.jsonl"]
+        for line in (shared_data / name).read_text().splitlines()
+    ]
+    load_records(records, tmp_path)
+    wanted = {
+        (record["question"]["problem"], k, completion["text"])
+        for record in records
+        for k, step in enumerate(record["label"]["steps"])
+        for completion in step.get("completions") or []
+        if completion.get("rating") == -1
+    }
+    rows = trl_lines()
+    exported = {
+        (row["prompt"], k, text)
+        for row in rows
+        for k, (text, label) in enumerate(zip(row["completions"], row["labels"], strict=True))
+        if label is False
+    }
+    assert len(wanted) > 50
+    assert len(wanted & exported) / len(wanted) >= 0.95, (len(wanted & exported), len(wanted))
+    # The old layout (one row per label) kept only the chosen trajectories' negatives.
+    old = {
+        (row["prompt"], k, text)
+        for row in trl_lines(trajectories_only=True)
+        for k, (text, label) in enumerate(zip(row["completions"], row["labels"], strict=True))
+        if label is False
+    }
+    assert len(old & wanted) < len(wanted) / 2
+
+
+def test_trl_export_leaves_out_unreliable_annotators_and_flagged_steps() -> None:
+    paused, failed, fine = annotator(), annotator(), annotator()
+    AnnotatorProfile.objects.filter(user=paused).update(is_paused=True)
+    AnnotatorProfile.objects.filter(user=failed).update(screening_passed=False)
+    for user in (paused, failed, fine):
+        LabelFactory(
+            annotator=user,
+            labeler=user.annotator_profile.labeler,
+            steps=[_step("a", 1), _step("b", 1)],
+            finish_reason="solution",
+        )
+    assert len(trl_lines()) == 1
+    assert len(trl_lines(include_unreliable=True)) == 3
+    flagged = _step("f", -1)
+    flagged["completions"][0]["flagged"] = True
+    Label.objects.all().delete()
+    LabelFactory(steps=[_step("a", 1), flagged], finish_reason="found_error")
+    assert [r["completions"] for r in trl_lines()] == [["a"]]
+    assert [r["labels"] for r in trl_lines(include_flagged=True)] == [[True, False]]

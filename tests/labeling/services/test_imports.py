@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from labeling.models import AnnotatorProfile, Label, Problem, Solution, Task, TaskKind, text_sha256
+from labeling.prm800k import step_ratings
 from labeling.services.imports import (
     ImportFailed,
     candidates_import,
@@ -16,6 +17,7 @@ from labeling.services.imports import (
     solution_text_split,
 )
 from tests.factories import ProblemFactory, SolutionFactory, UserFactory
+from tests.labeling.prm800k_records import shape_records
 
 pytestmark = pytest.mark.django_db
 
@@ -206,3 +208,52 @@ def test_read_ahead_stops_reading_when_the_writer_stops():
     reader.close()  # what a failing write does to the loop
     assert not any(t.name == "jsonl-read-ahead" for t in threading.enumerate())
     assert len(produced) <= 4  # the one consumed, two queued, one blocked: memory is bounded
+
+
+def test_every_record_shape_of_the_release_imports_without_skip_invalid():
+    shapes = shape_records()
+    report = prm800k_import(stream=stream(*shapes.values()), source="shapes.jsonl")
+    assert report.error_lines() == []
+    assert Label.objects.count() == len(shapes)
+    for record in shapes.values():
+        label = Label.objects.get(labeler=uuid.UUID(record["labeler"]))
+        assert label.steps == record["label"]["steps"]
+        own = record["question"].get("pre_generated_steps")
+        assert label.ratings == step_ratings(record["label"]["steps"], own_steps=own)
+    # The rated -1 beside a corrected step is kept (it used to be replaced by the human text).
+    fixed = shapes["phase2_error_with_human_completion"]
+    assert Label.objects.get(labeler=uuid.UUID(fixed["labeler"])).ratings == [1, -1]
+    screening = shapes["phase2_screening_null_ground_truth"]
+    task = Task.objects.get(labels__labeler=uuid.UUID(screening["labeler"]))
+    assert (task.kind, task.generation) == (TaskKind.SCREENING, -1)
+    assert (task.solution.problem.answer, task.solution.problem.solution) == ("", "")
+
+
+def test_a_null_ground_truth_does_not_hide_another_records_answer():
+    screening = shape_records()["phase2_screening_null_ground_truth"]
+    normal = json.loads(json.dumps(screening))
+    normal.update(labeler=str(uuid.uuid4()), is_initial_screening_question=False, generation=2)
+    normal["question"]["ground_truth_answer"] = "7"
+    prm800k_import(stream=stream(screening, normal), source="s")
+    assert Problem.objects.get().answer == "7"
+
+
+def test_lines_that_are_not_prm800k_records_are_refused_with_nothing_imported():
+    shapes = list(shape_records().values())
+    lines = [
+        *shapes[:3],
+        {"unique_id": "test/algebra/1.json", "problem": "1+1?", "answer": "2"},  # a MATH line
+        {**shapes[0], "label": {**shapes[0]["label"], "steps": {"completions": []}}},
+        {**shapes[5], "question": {**shapes[5]["question"], "ground_truth_answer": 7}},
+        {**shapes[1], "label": {**shapes[1]["label"], "steps": [{"completions": [{"txt": "a"}]}]}},
+    ]
+    with pytest.raises(ImportFailed) as exc:
+        prm800k_import(stream=stream(*lines), source="mixed.jsonl")
+    assert exc.value.report.error_lines() == [
+        "mixed.jsonl:4: labeler: is required",
+        "mixed.jsonl:5: label.steps: must be an array, got object",
+        "mixed.jsonl:6: question.ground_truth_answer: must be a string or null, got number",
+        "mixed.jsonl:7: label.steps[0].completions[0].txt: is not a PRM800K field",
+    ]
+    assert not Label.objects.exists()
+    assert not Problem.objects.exists()

@@ -1,0 +1,118 @@
+"""Training data: every rated branch becomes an example; label hygiene; what a version saw."""
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from labeling.models import AnnotatorProfile
+from selector.services import LabelHygiene, labeled_trajectories, training_data_build
+from tests.factories import LabelFactory, SolutionFactory, TaskFactory, annotator
+from tests.labeling.prm800k_records import load_records
+
+pytestmark = pytest.mark.django_db
+
+
+def _step(text: str, rating: int | None, flagged: bool = False, **extra: Any) -> dict[str, Any]:
+    return {
+        "completions": [
+            {"text": text, "rating": rating, "flagged": flagged},
+            *extra.get("alts", []),
+        ],
+        "human_completion": None,
+        "chosen_completion": extra.get("chosen", 0),
+    }
+
+
+def build(**hygiene: bool) -> Any:
+    return training_data_build(items=list(labeled_trajectories()), hygiene=LabelHygiene(**hygiene))
+
+
+def test_examples_hold_every_negative_of_the_real_samples(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    """Done-when of issue 8, on the selector's side: the branches the TRL export writes are
+    the ones training sees (>= 95% of the distinct -1-rated completions, each a -1 target)."""
+    records = [
+        json.loads(line)
+        for name in ["prm800k_phase1_sample.jsonl", "prm800k_phase2_sample.jsonl"]
+        for line in (shared_data / name).read_text().splitlines()
+    ]
+    load_records(records, tmp_path)
+    wanted = {
+        (record["question"]["problem"], k, completion["text"])
+        for record in records
+        for k, step in enumerate(record["label"]["steps"])
+        for completion in step.get("completions") or []
+        if completion.get("rating") == -1
+    }
+    data = build()
+    targets = {
+        (problem, k, text)
+        for problem, steps, ratings in data.examples
+        for k, (text, rating) in enumerate(zip(steps, ratings, strict=True))
+        if rating == -1
+    }
+    assert len(wanted & targets) / len(wanted) >= 0.95, (len(wanted & targets), len(wanted))
+    assert data.summary["branch_examples"] > data.summary["trajectory_examples"]
+    # A branch's prefix is context: only its last step is a target.
+    for _, _, ratings in data.examples[data.summary["trajectory_examples"] :]:
+        assert all(r is None for r in ratings[:-1]) and ratings[-1] is not None
+
+
+def test_unreliable_annotators_are_left_out_and_counted() -> None:
+    paused, failed, fine = annotator(), annotator(), annotator()
+    AnnotatorProfile.objects.filter(user=paused).update(is_paused=True)
+    AnnotatorProfile.objects.filter(user=failed).update(screening_passed=False)
+    labels = {}
+    for user in (paused, failed, fine):
+        labels[user.pk] = LabelFactory(
+            annotator=user,
+            labeler=user.annotator_profile.labeler,
+            steps=[_step("a", 1), _step("b", -1)],
+            finish_reason="found_error",
+        )
+    data = build()
+    assert data.summary["label_hygiene"]["excluded_unreliable_labels"] == 2
+    assert data.label_ids == [labels[fine.pk].pk]
+    assert len(build(exclude_unreliable=False).label_ids) == 3
+
+
+def test_overlapping_labels_combine_by_majority_and_ties_are_listed() -> None:
+    task = TaskFactory(solution=SolutionFactory(steps=["a", "b", "c"]))
+    for second, third in [(-1, 1), (-1, 0), (1, -1)]:
+        LabelFactory(task=task, steps=[_step("a", 1), _step("b", second), _step("c", third)])
+    other = TaskFactory(solution=SolutionFactory(steps=["x", "y"]))
+    for rating in (1, -1):
+        LabelFactory(task=other, steps=[_step("x", 0), _step("y", rating)])
+    data = build()
+    trajectories = {tuple(s): r for _, s, r in data.examples}
+    # Step b: two of three say -1, so -1; step c is past the combined first negative.
+    assert trajectories[("a", "b", "c")][:2] == [1, -1]
+    assert trajectories[("x", "y")] == [0, None]  # a tie on y: no target
+    hygiene = data.summary["label_hygiene"]
+    assert hygiene["combined_tasks"] == 2 and hygiene["ties"] == 1
+    assert hygiene["tie_list"] == [{"task_id": other.pk, "step": 1, "votes": [1, -1]}]
+    # Without combining, each label is its own example.
+    assert build(combine_overlaps=False).summary["trajectory_examples"] == 5
+
+
+def test_flagged_steps_are_context_unless_included() -> None:
+    alt = {"text": "b-alt", "rating": -1, "flagged": True}
+    LabelFactory(steps=[_step("a", 1), _step("b", 1, flagged=True, alts=[alt])])
+    [(_, steps, ratings)] = build().examples
+    assert (steps, ratings) == (["a", "b"], [1, None])
+    data = build(include_flagged=True)
+    assert [r for _, _, r in data.examples] == [[1, 1], [None, -1]]
+
+
+def test_a_version_records_how_many_labels_and_which() -> None:
+    labels = [LabelFactory(steps=[_step("a", 1)]) for _ in range(3)]
+    ids = sorted(label.pk for label in labels)
+    summary = build().summary["trained_on_labels"]
+    assert summary == {
+        "count": 3,
+        "sha256": hashlib.sha256(",".join(map(str, ids)).encode()).hexdigest(),
+    }
