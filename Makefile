@@ -41,7 +41,7 @@ chromium:
 	scripts/ensure-chromium
 
 test-python: install frontend chromium
-	$(PY) manage.py makemigrations --check --dry-run
+	DEBUG=1 $(PY) manage.py makemigrations --check --dry-run  # DEBUG=1: no SECRET_KEY needed
 	STEPWISE_BROKER_DIR=var/test-broker $(PY) -m pytest
 
 test-frontend: frontend/node_modules/.installed

@@ -9,6 +9,9 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from stepwise.secret_key import SecretKeyMissing, secret_key_resolve
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("STEPWISE_VAR_DIR", BASE_DIR / "var"))
@@ -27,11 +30,19 @@ def env_list(name: str, default: str) -> list[str]:
 
 
 DEBUG = env_bool("DEBUG", False)
-# The embedded default gets a fixed key so `make run` works out of the box; anything that sets
-# DEBUG=0 and a real DATABASE_URL is expected to set SECRET_KEY too (see `check --deploy`).
-SECRET_KEY = os.environ.get(
-    "SECRET_KEY", "stepwise-embedded-default-not-for-production-use-0123456789"
-)
+
+# --- Secret key -----------------------------------------------------------------------------
+# From the environment; the embedded default (and DEBUG=1) make one once under var/ instead.
+# DEBUG=0 with a database or broker server and no SECRET_KEY refuses to start, and
+# `check --deploy` flags a generated key (stepwise.W001).
+try:
+    SECRET_KEY, SECRET_KEY_GENERATED = secret_key_resolve(
+        environ=dict(os.environ), debug=DEBUG, var_dir=VAR_DIR
+    )
+except SecretKeyMissing as error:
+    raise ImproperlyConfigured(str(error)) from None
+# --- end secret key ---
+
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
 
@@ -47,6 +58,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "stepwise",
     "labeling",
     "selector",
 ]
