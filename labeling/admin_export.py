@@ -263,5 +263,7 @@ class QualitySettingsAdmin(admin.ModelAdmin):
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied  # a redirect would tell anyone that the page exists
         row = quality_settings_get()
         return redirect(reverse("admin:labeling_qualitysettings_change", args=[row.pk]))

@@ -241,4 +241,6 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    # django-axes logs every successful sign-in at INFO; lockouts are WARNING.
+    "loggers": {"axes": {"level": "WARNING"}},
 }
