@@ -7,7 +7,7 @@ FRONTEND_BUILT := frontend/dist/.vite/manifest.json
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: run test test-python test-frontend lint format bench install frontend migrate clean
+.PHONY: run test test-python test-frontend lint format bench install frontend migrate clean chromium
 
 $(INSTALLED): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,8 +36,12 @@ run: install frontend migrate
 
 test: test-python test-frontend
 
-test-python: install frontend
-	$(PY) manage.py makemigrations --check --dry-run
+# The browser tests need the Debian chromium: installed here when root, else the command to run.
+chromium:
+	scripts/ensure-chromium
+
+test-python: install frontend chromium
+	DEBUG=1 $(PY) manage.py makemigrations --check --dry-run  # DEBUG=1: no SECRET_KEY needed
 	STEPWISE_BROKER_DIR=var/test-broker $(PY) -m pytest
 
 test-frontend: frontend/node_modules/.installed

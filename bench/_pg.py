@@ -1,6 +1,10 @@
 """Plumbing the PostgreSQL benchmarks share: their own database, Django pointed at it."""
 
 import os
+import secrets
+
+# Benchmarks are development runs: the settings refuse DEBUG=0 on PostgreSQL without a key.
+os.environ.setdefault("SECRET_KEY", f"bench-only-{secrets.token_urlsafe(48)}")
 
 
 def ensure_database(database_url: str) -> None:

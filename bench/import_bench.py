@@ -26,6 +26,7 @@ import json
 import os
 import random
 import resource
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -291,6 +292,7 @@ def main() -> int:
     total = args.problems * args.per_problem
 
     os.environ["DATABASE_URL"] = args.database_url
+    os.environ.setdefault("SECRET_KEY", f"bench-only-{secrets.token_urlsafe(48)}")  # dev run
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "stepwise.settings")
     recreate_database(args.database_url)
     import django

@@ -17,9 +17,11 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 
+from labeling import permissions
 from labeling.models import AnnotatorProfile, QualitySettings, Solution, Task, TaskKind
 from labeling.services.export import (
     ExportFilters,
+    ExportJobBusy,
     export_job_create,
     labels_for_export,
     prm800k_chunks,
@@ -48,7 +50,7 @@ def _jsonl_download(chunks: Any, filename: str) -> StreamingHttpResponse:
 # --- Labels: export the filtered changelist, or the whole set from a page -----------------------
 
 
-@admin.action(description="Export selected as PRM800K JSONL", permissions=["view"])
+@admin.action(description="Export selected as PRM800K JSONL", permissions=["export"])
 def export_selected_prm800k(
     modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Any]
 ) -> HttpResponseBase:
@@ -56,7 +58,7 @@ def export_selected_prm800k(
     return _jsonl_download(prm800k_chunks(labels=queryset), "prm800k-selected.jsonl")
 
 
-@admin.action(description="Export selected as TRL stepwise JSONL", permissions=["view"])
+@admin.action(description="Export selected as TRL stepwise JSONL", permissions=["export"])
 def export_selected_stepwise(
     modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Any]
 ) -> HttpResponseBase:
@@ -91,6 +93,16 @@ class ExportAdminMixin:
 
     change_list_template: Any = "admin/labeling/label/change_list_export.html"
 
+    def has_export_permission(self, request: HttpRequest) -> bool:
+        # Also what `permissions=["export"]` on the export actions asks for.
+        return request.user.has_perm(permissions.EXPORT_LABELS)
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        context = {"can_export": self.has_export_permission(request), **(extra_context or {})}
+        return super().changelist_view(request, extra_context=context)  # type: ignore[misc]
+
     def get_urls(self) -> list[URLPattern]:
         model_admin: admin.ModelAdmin = self  # type: ignore[assignment]
         view = model_admin.admin_site.admin_view(self.export_view)
@@ -98,7 +110,7 @@ class ExportAdminMixin:
 
     def export_view(self, request: HttpRequest) -> HttpResponseBase:
         model_admin: admin.ModelAdmin = self  # type: ignore[assignment]
-        if not model_admin.has_view_permission(request):
+        if not self.has_export_permission(request):
             raise PermissionDenied
         form = ExportForm(request.POST or None, initial={"format": "prm800k"})
         if request.method == "POST" and form.is_valid():
@@ -106,13 +118,17 @@ class ExportAdminMixin:
             export_format = form.cleaned_data["format"]
             neutral = form.cleaned_data["neutral"]
             if "background" in request.POST:
-                job = export_job_create(
-                    created_by=request.user if isinstance(request.user, User) else None,
-                    filters=filters,
-                    export_format=export_format,
-                    neutral=neutral,
-                )
-                messages.success(request, f"Export job #{job.pk} queued; it appears below.")
+                try:
+                    job = export_job_create(
+                        created_by=request.user if isinstance(request.user, User) else None,
+                        filters=filters,
+                        export_format=export_format,
+                        neutral=neutral,
+                    )
+                except ExportJobBusy as busy:
+                    messages.error(request, str(busy))
+                else:
+                    messages.success(request, f"Export job #{job.pk} queued; it appears below.")
                 return redirect(reverse("admin:labeling_label_export"))
             labels = labels_for_export(filters=filters)
             if export_format == "stepwise":
@@ -247,5 +263,7 @@ class QualitySettingsAdmin(admin.ModelAdmin):
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied  # a redirect would tell anyone that the page exists
         row = quality_settings_get()
         return redirect(reverse("admin:labeling_qualitysettings_change", args=[row.pk]))

@@ -238,6 +238,9 @@ class Label(models.Model):
 
     class Meta:
         ordering = ["id"]
+        # Exports hold every annotator's labels, QC and screening (the gold answers) included:
+        # their own permission, not implied by viewing labels in the admin.
+        permissions = [("export_labels", "Can export labels")]
         constraints = [
             models.UniqueConstraint(fields=["task", "labeler"], name="label_unique_per_labeler"),
             models.UniqueConstraint(
@@ -271,6 +274,11 @@ class AnnotatorProfile(models.Model):
     labeler = models.UUIDField(default=uuid.uuid4, unique=True)
     screening_passed = models.BooleanField(null=True, blank=True)  # None: not yet decided
     is_paused = models.BooleanField(default=False)
+
+    class Meta:
+        # The dashboard is a view over annotators' quality (and progress); pausing and
+        # resuming from it needs change_annotatorprofile, like the admin actions.
+        permissions = [("view_dashboard", "Can view the progress and quality dashboard")]
 
     def __str__(self) -> str:
         return f"profile of {self.user}"

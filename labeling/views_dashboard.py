@@ -1,12 +1,17 @@
-"""The staff dashboard: one page of progress and quality, plots as PNGs, pause/resume."""
+"""The staff dashboard: one page of progress and quality, plots as PNGs, pause/resume.
+
+Staff status gets a user to the admin's sign-in; the pages themselves need model permissions
+(``labeling.permissions``), so staff without them get 403.
+"""
 
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth.decorators import permission_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from labeling import dashboard
+from labeling import dashboard, permissions
 from labeling.services.quality_reports import (
     annotators_pause_set,
     quality_report_build,
@@ -15,6 +20,7 @@ from labeling.services.quality_reports import (
 
 
 @staff_member_required
+@permission_required(permissions.VIEW_DASHBOARD, raise_exception=True)
 def dashboard_view(request: HttpRequest) -> HttpResponse:
     report = quality_report_build()
     metric_names, versions = dashboard.selector_metrics()
@@ -34,6 +40,7 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
 
 
 @staff_member_required
+@permission_required(permissions.VIEW_DASHBOARD, raise_exception=True)
 def dashboard_plot(request: HttpRequest, name: str) -> HttpResponse:
     plot = dashboard.PLOTS.get(name)
     if plot is None:
@@ -44,6 +51,7 @@ def dashboard_plot(request: HttpRequest, name: str) -> HttpResponse:
 
 
 @staff_member_required
+@permission_required(permissions.PAUSE_ANNOTATORS, raise_exception=True)
 @require_POST
 def annotator_pause(request: HttpRequest, profile_id: int) -> HttpResponse:
     paused = request.POST.get("paused") == "1"

@@ -6,9 +6,13 @@ With nothing set this is the *embedded default*: SQLite and a filesystem Celery 
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from stepwise.secret_key import SecretKeyMissing, secret_key_resolve
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("STEPWISE_VAR_DIR", BASE_DIR / "var"))
@@ -27,11 +31,19 @@ def env_list(name: str, default: str) -> list[str]:
 
 
 DEBUG = env_bool("DEBUG", False)
-# The embedded default gets a fixed key so `make run` works out of the box; anything that sets
-# DEBUG=0 and a real DATABASE_URL is expected to set SECRET_KEY too (see `check --deploy`).
-SECRET_KEY = os.environ.get(
-    "SECRET_KEY", "stepwise-embedded-default-not-for-production-use-0123456789"
-)
+
+# --- Secret key -----------------------------------------------------------------------------
+# From the environment; the embedded default (and DEBUG=1) make one once under var/ instead.
+# DEBUG=0 with a database or broker server and no SECRET_KEY refuses to start, and
+# `check --deploy` flags a generated key (stepwise.W001).
+try:
+    SECRET_KEY, SECRET_KEY_GENERATED = secret_key_resolve(
+        environ=dict(os.environ), debug=DEBUG, var_dir=VAR_DIR
+    )
+except SecretKeyMissing as error:
+    raise ImproperlyConfigured(str(error)) from None
+# --- end secret key ---
+
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
 
@@ -47,12 +59,16 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
+    "stepwise",
     "labeling",
     "selector",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Outside whitenoise, so static files and error pages get the header too.
+    "stepwise.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -60,6 +76,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: turns a locked-out sign-in into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "stepwise.urls"
@@ -102,6 +120,23 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
+# --- Login throttling (django-axes) ----------------------------------------------------------
+# Both sign-in forms (annotators' /accounts/login/ and the admin's) authenticate through Django,
+# where axes' backend refuses a locked-out username+address before the password is checked.
+# Counts live in the database, so every web process sees them. `manage.py axes_reset_username`
+# unlocks early. Behind a proxy REMOTE_ADDR is the proxy: the lock is then per username.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = int(os.environ.get("STEPWISE_LOGIN_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = timedelta(minutes=int(os.environ.get("STEPWISE_LOGIN_COOLOFF_MINUTES", "15")))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_VERBOSE = False
+# --- end login throttling ---
+
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/label/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
@@ -208,4 +243,6 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    # django-axes logs every successful sign-in at INFO; lockouts are WARNING.
+    "loggers": {"axes": {"level": "WARNING"}},
 }

@@ -5,7 +5,7 @@ from typing import Any
 
 import factory
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, Permission
 
 from labeling.models import (
     AnnotatorProfile,
@@ -32,6 +32,17 @@ class UserFactory(factory.django.DjangoModelFactory):
     def groups(self, create, extracted, **kwargs):
         for name in extracted or ():
             self.groups.add(Group.objects.get_or_create(name=name)[0])
+
+
+def staff_with(*perms: str, username: str = "", **kwargs) -> Any:
+    """A staff user holding exactly ``perms`` ("app_label.codename"), granted directly."""
+    user: Any = UserFactory(is_staff=True, **({"username": username} if username else {}), **kwargs)
+    for perm in perms:
+        app_label, codename = perm.split(".")
+        user.user_permissions.add(
+            Permission.objects.get(content_type__app_label=app_label, codename=codename)
+        )
+    return user
 
 
 def annotator(username: str = "", **kwargs) -> Any:

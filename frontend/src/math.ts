@@ -118,6 +118,12 @@ export function escapeHtml(s: string): string {
   return s.replace(/[&<>"']/g, (c) => HTML_ESCAPES[c] ?? c);
 }
 
+// Imported text decides what KaTeX draws, so it gets limits: every size it writes (\rule,
+// \kern, \hspace, …) is capped at MAX_SIZE_EM, and macro expansion stops after MAX_EXPAND
+// steps, so neither `\rule{100000em}{100000em}` nor a self-expanding \def can take the page.
+export const MAX_SIZE_EM = 10;
+export const MAX_EXPAND = 1000;
+
 function renderTex(tex: string, display: boolean): string {
   try {
     return katex.renderToString(tex, {
@@ -127,6 +133,8 @@ function renderTex(tex: string, display: boolean): string {
       trust: false,
       strict: "ignore",
       output: "htmlAndMathml",
+      maxSize: MAX_SIZE_EM,
+      maxExpand: MAX_EXPAND,
     });
   } catch {
     // Show the source rather than a red KaTeX error: the annotator can still read it.

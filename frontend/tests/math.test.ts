@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { escapeHtml, renderMathText, splitMath } from "../src/math";
+import { escapeHtml, MAX_SIZE_EM, renderMathText, splitMath } from "../src/math";
 
 describe("splitMath", () => {
   it("keeps plain text as one segment", () => {
@@ -105,6 +105,23 @@ describe("renderMathText", () => {
     // The source may appear as annotation text, never as a link target.
     expect(html).not.toContain("href=");
     expect(html).not.toContain("<a ");
+  });
+
+  it("caps every size a \\rule or \\kern asks for, so a huge rule stays small", () => {
+    const html = renderMathText("$\\rule{100000em}{100000em}$ and $\\kern{5000em}x$");
+    expect(html).not.toContain("math-error"); // rendered (capped), not refused
+    // Sizes KaTeX writes into the page: style attributes (HTML) and width/height/depth (MathML).
+    // The TeX source itself stays readable in the MathML annotation.
+    const written = [...html.matchAll(/(?:style|width|height|depth)="([^"]*)"/g)].map((m) => m[1]);
+    const sizes = written.flatMap((v) => [...v.matchAll(/(-?\d+(?:\.\d+)?)em/g)].map((m) => Math.abs(Number(m[1]))));
+    expect(sizes).toContain(MAX_SIZE_EM);
+    expect(Math.max(...sizes)).toBeLessThanOrEqual(MAX_SIZE_EM);
+  });
+
+  it("stops a self-expanding macro with an error shown as source", () => {
+    const html = renderMathText("$\\def\\a{\\a\\a}\\a$");
+    expect(html).toContain("math-error");
+    expect(html).toContain("\\def\\a");
   });
 
   it("escapeHtml covers quotes", () => {

@@ -1,4 +1,4 @@
-"""Staff-only export endpoints: streamed downloads and background export jobs."""
+"""Export endpoints (the ``labeling.export_labels`` permission): streamed downloads and jobs."""
 
 from collections.abc import Iterator
 from typing import Any
@@ -8,13 +8,16 @@ from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
-from rest_framework.permissions import IsAdminUser
+from rest_framework.exceptions import APIException
+from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from labeling import permissions
 from labeling.services.export import (
     ExportFilters,
+    ExportJobBusy,
     export_job_create,
     export_path,
     labels_for_export,
@@ -23,6 +26,19 @@ from labeling.services.export import (
     stepwise_chunks,
 )
 from selector.models import Job, JobKind, JobStatus
+
+
+class CanExportLabels(BasePermission):
+    message = "Exporting labels needs the “Can export labels” permission (labeling.export_labels)."
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        user = request.user
+        return bool(user.is_authenticated and user.has_perm(permissions.EXPORT_LABELS))
+
+
+class ExportJobConflict(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "export_job_running"
 
 
 class ExportFiltersSerializer(serializers.Serializer):
@@ -104,7 +120,7 @@ def _jsonl_response(chunks: Iterator[tuple[str, int, int]], filename: str) -> An
 class Prm800kExportView(APIView):
     """The labels as PRM800K JSONL, streamed; QC and screening labels only when asked."""
 
-    permission_classes = [IsAdminUser]
+    permission_classes = [CanExportLabels]
 
     def get(self, request: Request) -> Any:
         params = ExportFiltersSerializer(data=request.query_params)
@@ -120,7 +136,7 @@ class Prm800kExportView(APIView):
 class StepwiseExportView(APIView):
     """The labels in TRL's stepwise-supervision format, streamed."""
 
-    permission_classes = [IsAdminUser]
+    permission_classes = [CanExportLabels]
 
     def get(self, request: Request) -> Any:
         params = StepwiseExportSerializer(data=request.query_params)
@@ -133,28 +149,37 @@ class StepwiseExportView(APIView):
 class ExportJobListView(APIView):
     """Start a background export (for sets too large to wait on), or list recent ones."""
 
-    permission_classes = [IsAdminUser]
+    permission_classes = [CanExportLabels]
 
     @extend_schema(responses=ExportJobSerializer(many=True))
     def get(self, request: Request) -> Response:
         jobs = Job.objects.filter(kind=JobKind.EXPORT).order_by("-created_at")[:50]
         return Response(ExportJobSerializer(jobs, many=True).data)
 
-    @extend_schema(request=ExportJobCreateSerializer, responses={202: ExportJobSerializer})
+    @extend_schema(
+        request=ExportJobCreateSerializer,
+        responses={
+            202: ExportJobSerializer,
+            409: OpenApiResponse(description="You already have an export job queued or running."),
+        },
+    )
     def post(self, request: Request) -> Response:
         params = ExportJobCreateSerializer(data=request.data)
         params.is_valid(raise_exception=True)
-        job = export_job_create(
-            created_by=request.user,  # type: ignore[arg-type]
-            filters=params.filters(),
-            export_format=params.validated_data["format"],
-            neutral=params.validated_data["neutral"],
-        )
+        try:
+            job = export_job_create(
+                created_by=request.user,  # type: ignore[arg-type]
+                filters=params.filters(),
+                export_format=params.validated_data["format"],
+                neutral=params.validated_data["neutral"],
+            )
+        except ExportJobBusy as busy:
+            raise ExportJobConflict(str(busy)) from None
         return Response(ExportJobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
 
 class ExportJobDetailView(APIView):
-    permission_classes = [IsAdminUser]
+    permission_classes = [CanExportLabels]
 
     @extend_schema(responses=ExportJobSerializer)
     def get(self, request: Request, job_id: int) -> Response:
@@ -168,7 +193,7 @@ class ExportJobDetailView(APIView):
 class ExportJobDownloadView(APIView):
     """The finished file of an export job (the admin links here too)."""
 
-    permission_classes = [IsAdminUser]
+    permission_classes = [CanExportLabels]
 
     def get(self, request: Request, job_id: int) -> Any:
         job = Job.objects.filter(kind=JobKind.EXPORT, pk=job_id, status=JobStatus.SUCCEEDED).first()

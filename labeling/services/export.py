@@ -546,6 +546,17 @@ def stepwise_export(
 # --- Background export jobs -------------------------------------------------------------------
 
 
+class ExportJobBusy(Exception):
+    """The user already has an export job queued or running."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        super().__init__(
+            f"Export job #{job.pk} is still {job.get_status_display().lower()}: one export job "
+            "per user at a time. Wait for it to finish, then start the next."
+        )
+
+
 def export_job_create(
     *,
     created_by: User | None,
@@ -553,10 +564,28 @@ def export_job_create(
     export_format: ExportFormat = "prm800k",
     neutral: Neutral = "positive",
 ) -> Job:
-    """Queue an export that a Celery worker writes under ``settings.EXPORT_DIR``."""
+    """Queue an export that a Celery worker writes under ``settings.EXPORT_DIR``.
+
+    Raises ExportJobBusy while ``created_by`` has one queued or running: each job reads the
+    whole label table, so an unbounded number of them is a way to starve the workers.
+    """
     if export_format not in ("prm800k", "stepwise"):
         raise ValueError(f"format: {export_format!r} is not one of prm800k, stepwise")
     with transaction.atomic():
+        if created_by is not None:
+            # The user's row is the lock: two simultaneous requests cannot both see no job.
+            list(User.objects.select_for_update().filter(pk=created_by.pk).values_list("pk"))
+            busy = (
+                Job.objects.filter(
+                    kind=JobKind.EXPORT,
+                    created_by=created_by,
+                    status__in=[JobStatus.QUEUED, JobStatus.RUNNING],
+                )
+                .order_by("id")
+                .first()
+            )
+            if busy is not None:
+                raise ExportJobBusy(busy)
         job = Job.objects.create(
             kind=JobKind.EXPORT,
             created_by=created_by,

@@ -9,10 +9,10 @@ from django.test import Client
 from django.utils import timezone
 from PIL import Image
 
-from labeling import dashboard
+from labeling import dashboard, permissions
 from labeling.models import AnnotatorProfile, Task, TaskKind
 from selector.models import SelectorVersion
-from tests.factories import LabelFactory, TaskFactory, UserFactory, annotator
+from tests.factories import LabelFactory, TaskFactory, UserFactory, annotator, staff_with
 
 pytestmark = pytest.mark.django_db
 
@@ -20,7 +20,9 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def staff() -> Client:
     client = Client()
-    client.force_login(UserFactory(username="boss", is_staff=True))
+    client.force_login(
+        staff_with(permissions.VIEW_DASHBOARD, permissions.PAUSE_ANNOTATORS, username="boss")
+    )
     return client
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 from django.core.management import call_command
+from django.http import HttpRequest
 from django.test import Client
 
 from labeling.demo_data import (
@@ -153,7 +154,7 @@ def test_demo_logins_work_and_carry_their_roles() -> None:
     output = seed()
     for username, password, _role in DEMO_LOGINS:
         assert password in output  # printed for whoever ran the command
-        assert Client().login(username=username, password=password), username
+        assert Client().login(request=HttpRequest(), username=username, password=password), username
 
     admin = User.objects.get(username="admin")
     assert admin.is_superuser and admin.is_staff
@@ -193,7 +194,7 @@ def test_rerun_keeps_a_password_that_was_changed() -> None:
     admin.set_password("a-new-secret-password")
     admin.save(update_fields=["password"])
     seed()
-    assert Client().login(username="admin", password="a-new-secret-password")
+    assert Client().login(request=HttpRequest(), username="admin", password="a-new-secret-password")
 
 
 def test_rerun_restores_deleted_demo_rows() -> None:

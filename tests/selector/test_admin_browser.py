@@ -27,7 +27,8 @@ def test_progress_bar_follows_the_job_and_shows_results_when_done(page):
     assert page.eval_on_selector("#job-progress-bar", "el => el.value") == 0
 
     Job.objects.filter(pk=job.pk).update(progress_done=5)
-    page.wait_for_function("document.getElementById('job-progress-bar').value === 50")
+    # Predicates as functions: Playwright evals a bare expression, which the page's CSP refuses.
+    page.wait_for_function("() => document.getElementById('job-progress-bar').value === 50")
     assert "5 / 10" in page.inner_text("#job-progress-text")
 
     SelectorVersion.objects.filter(pk=version.pk).update(metrics=METRICS)
@@ -36,7 +37,7 @@ def test_progress_bar_follows_the_job_and_shows_results_when_done(page):
     page.wait_for_selector("table.selector-metrics")
     assert "0.810" in page.inner_text("table.selector-metrics")
     page.wait_for_function(
-        "[...document.querySelectorAll('.selector-plots img')]"
+        "() => [...document.querySelectorAll('.selector-plots img')]"
         ".every(img => img.complete && img.naturalWidth === 500)"
     )
     assert page.eval_on_selector("#job-progress", "el => el.dataset.finished") == "1"

@@ -1,16 +1,26 @@
-"""Export API: staff only, streamed, filters validated, background jobs with a download."""
+"""Export API: export_labels permission, streamed, filters validated, background jobs."""
 
 import json
+import threading
+import time
 from typing import Any
 
 import pytest
+from django.db import connection, transaction
 from django.urls import reverse
 from rest_framework.test import APIClient
 
+from labeling import permissions
 from labeling.models import TaskKind
-from labeling.services.export import ExportFilters, export_job_create, export_job_run
+from labeling.services import export as export_service
+from labeling.services.export import (
+    ExportFilters,
+    ExportJobBusy,
+    export_job_create,
+    export_job_run,
+)
 from selector.models import Job, JobStatus
-from tests.factories import LabelFactory, TaskFactory, UserFactory, annotator
+from tests.factories import LabelFactory, TaskFactory, UserFactory, annotator, staff_with
 
 pytestmark = pytest.mark.django_db
 
@@ -34,7 +44,7 @@ ENDPOINTS = [
 @pytest.fixture
 def staff_client() -> APIClient:
     client = APIClient()
-    client.force_authenticate(UserFactory(username="boss", is_staff=True))
+    client.force_authenticate(staff_with(permissions.EXPORT_LABELS, username="boss"))
     return client
 
 
@@ -48,6 +58,9 @@ def test_anonymous_and_annotators_are_refused(method: str, url: str) -> None:
     client = APIClient()
     assert getattr(client, method)(url).status_code == 403
     client.force_authenticate(annotator("worker"))
+    assert getattr(client, method)(url).status_code == 403
+    # Staff status alone is not enough: exporting is its own permission.
+    client.force_authenticate(UserFactory(username="bare", is_staff=True))
     assert getattr(client, method)(url).status_code == 403
 
 
@@ -79,7 +92,8 @@ def test_prm800k_export_query_count_does_not_grow_with_rows(
 ) -> None:
     for _ in range(30):
         LabelFactory()
-    with django_assert_num_queries(1):
+    # Two to load the user's permissions (direct and through groups), one for the export.
+    with django_assert_num_queries(3):
         response = staff_client.get("/api/export/prm800k/")
         assert len(body_lines(response)) == 30
 
@@ -157,3 +171,85 @@ def test_failed_export_job_records_the_error_and_leaves_no_file(staff_client: AP
     assert not export_path(job).exists()
     assert not export_path(job).with_suffix(".partial").exists()
     assert staff_client.get(f"/api/export/jobs/{job.pk}/download/").status_code == 404
+
+
+def test_one_queued_or_running_export_job_per_user(
+    staff_client: APIClient, django_capture_on_commit_callbacks: Any
+) -> None:
+    LabelFactory()
+    with django_capture_on_commit_callbacks(execute=False):
+        first = staff_client.post("/api/export/jobs/", {}, format="json")
+        second = staff_client.post("/api/export/jobs/", {"format": "stepwise"}, format="json")
+    assert first.status_code == 202
+    assert second.status_code == 409
+    assert f"Export job #{first.json()['id']} is still queued" in second.json()["detail"]
+    assert "one export job per user" in second.json()["detail"]
+    assert Job.objects.count() == 1
+
+    # Another exporter is not held up by it.
+    other = APIClient()
+    other.force_authenticate(staff_with(permissions.EXPORT_LABELS, username="other"))
+    with django_capture_on_commit_callbacks(execute=False):
+        assert other.post("/api/export/jobs/", {}, format="json").status_code == 202
+
+    Job.objects.filter(pk=first.json()["id"]).update(status=JobStatus.RUNNING)
+    with django_capture_on_commit_callbacks(execute=False):
+        assert staff_client.post("/api/export/jobs/", {}, format="json").status_code == 409
+
+    export_job_run(job_id=first.json()["id"])  # finished: the next one may start
+    with django_capture_on_commit_callbacks(execute=False):
+        assert staff_client.post("/api/export/jobs/", {}, format="json").status_code == 202
+
+
+def test_the_admin_export_page_refuses_a_second_background_job(
+    client: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    client.force_login(staff_with(permissions.EXPORT_LABELS, "labeling.view_label", username="b"))
+    form = {"format": "prm800k", "neutral": "positive", "background": "1"}
+    with django_capture_on_commit_callbacks(execute=False):
+        client.post("/admin/labeling/label/export/", form)
+        response = client.post("/admin/labeling/label/export/", form, follow=True)
+    assert Job.objects.count() == 1
+    assert "one export job per user at a time" in response.content.decode()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_simultaneous_export_requests_start_one_job(monkeypatch: Any) -> None:
+    """The second request waits on the first one's lock, then sees its job (PostgreSQL)."""
+    user = staff_with(permissions.EXPORT_LABELS, username="racer")
+    # Committed jobs would be sent to the broker, where a later test's worker would find them.
+    sent: list[int] = []
+    monkeypatch.setattr(export_service.export_run, "delay", sent.append)
+    first_holds_lock = threading.Event()
+    outcomes: list[str] = []
+
+    def first() -> None:
+        try:
+            with transaction.atomic():
+                export_job_create(created_by=user, filters=ExportFilters())
+                first_holds_lock.set()
+                time.sleep(1.0)  # the job row is not committed yet
+            outcomes.append("created")
+        finally:
+            first_holds_lock.set()
+            connection.close()
+
+    def second() -> None:
+        first_holds_lock.wait(10)
+        try:
+            export_job_create(created_by=user, filters=ExportFilters())
+            outcomes.append("created")
+        except ExportJobBusy:
+            outcomes.append("busy")
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(outcomes) == ["busy", "created"]
+    assert Job.objects.filter(created_by=user).count() == 1
+    assert len(sent) == 1
