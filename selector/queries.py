@@ -66,6 +66,6 @@ def job_progress(job: Job) -> dict[str, Any]:
         "done": job.progress_done,
         "total": job.progress_total,
         "percent": job.progress_percent,
-        "finished": job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED),
+        "finished": job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED),
         "error": job.error,
     }

@@ -10,7 +10,13 @@ from django.db import transaction
 from django.utils import timezone
 
 from selector.models import Job, JobKind, JobStatus, SelectorVersion
-from selector.services.common import JobProgress, Progress, SelectorError, jsonable
+from selector.services.common import (
+    JobCancelled,
+    JobProgress,
+    Progress,
+    SelectorError,
+    jsonable,
+)
 from selector.services.evaluation import selector_evaluate
 from selector.services.promotion import selector_promote
 from selector.services.queue_fill import queue_fill
@@ -103,7 +109,7 @@ def _job_run_kind(job: Job, progress: JobProgress) -> dict[str, Any]:
         return selector_evaluate(version=job.version, progress=progress)
     if job.kind == JobKind.PROMOTE:
         assert job.version is not None
-        return selector_promote(version=job.version, progress=progress)
+        return selector_promote(version=job.version, job=job, progress=progress)
     if job.kind == JobKind.SCORE:
         scoring = job.version or selector_active()
         if scoring is None:
@@ -111,7 +117,7 @@ def _job_run_kind(job: Job, progress: JobProgress) -> dict[str, Any]:
         if job.version is None:
             job.version = scoring
             job.save(update_fields=["version"])
-        return {"scored": candidates_score(version=scoring, progress=progress)}
+        return {"scored": candidates_score(version=scoring, job=job, progress=progress)}
     if job.kind == JobKind.FILL:
         report = queue_fill(
             per_problem=params.get("per_problem"),
@@ -124,6 +130,20 @@ def _job_run_kind(job: Job, progress: JobProgress) -> dict[str, Any]:
     raise SelectorError(f"kind {job.kind!r}: not a background selector job")
 
 
+def job_cancel(*, job: Job) -> bool:
+    """Ask a queued or running job to stop; returns whether it was still cancellable. A queued
+    job never starts; a running one stops at its loop's next check (scoring and promotion
+    check between chunks), keeping what it stored so far."""
+    with transaction.atomic():
+        locked = Job.objects.select_for_update().get(pk=job.pk)
+        if locked.status not in (JobStatus.QUEUED, JobStatus.RUNNING):
+            return False
+        locked.status = JobStatus.CANCELLED
+        locked.save(update_fields=["status"])
+    job.status = JobStatus.CANCELLED
+    return True
+
+
 def job_execute(*, job_id: int, echo: Progress | None = None) -> Job:
     """Run a Job in this process: queued/running → succeeded or failed (with the error).
 
@@ -132,7 +152,7 @@ def job_execute(*, job_id: int, echo: Progress | None = None) -> Job:
     """
     with transaction.atomic():
         job = Job.objects.select_for_update().get(pk=job_id)
-        if job.status == JobStatus.SUCCEEDED:
+        if job.status in (JobStatus.SUCCEEDED, JobStatus.CANCELLED):
             return job
         job.status = JobStatus.RUNNING
         job.started_at = timezone.now()
@@ -142,6 +162,12 @@ def job_execute(*, job_id: int, echo: Progress | None = None) -> Job:
     progress = JobProgress(job, echo=echo)
     try:
         result = _job_run_kind(job, progress)
+    except JobCancelled as exc:
+        job.status = JobStatus.CANCELLED
+        job.error = str(exc)
+        job.finished_at = timezone.now()
+        job.save(update_fields=["status", "error", "finished_at"])
+        return job
     except Exception as exc:
         logger.exception("job %s failed", job_id)
         job.status = JobStatus.FAILED
