@@ -21,8 +21,9 @@ from django.http import (
 from django.shortcuts import get_object_or_404
 from django.urls import URLPattern, path, reverse
 
-from selector import plots, queries, services
-from selector.models import Job, JobKind, SelectorVersion, SolutionScore
+from selector import metric_rows, plots, queries, services
+from selector.models import Job, JobKind, JobStatus, SelectorVersion, SolutionScore
+from selector.services.jobs import job_cancel
 
 VERSION_JOBS = [JobKind.EVALUATE, JobKind.PROMOTE, JobKind.SCORE]
 GLOBAL_JOBS = [JobKind.TRAIN, JobKind.SCORE, JobKind.FILL]
@@ -90,11 +91,11 @@ class SelectorVersionAdmin(admin.ModelAdmin):
 
     @admin.display(description="step AUROC")
     def step_auroc(self, obj: SelectorVersion) -> str:
-        return queries._fmt(queries._get(obj.metrics, "step", "auroc"))
+        return queries._fmt(metric_rows.metric_value(obj.metrics, "step.auroc"))
 
     @admin.display(description="first-error F1")
     def first_error_f1(self, obj: SelectorVersion) -> str:
-        return queries._fmt(queries._get(obj.metrics, "first_error", "f1"))
+        return queries._fmt(metric_rows.metric_value(obj.metrics, "first_error.f1"))
 
     @admin.action(description="Evaluate the selected versions", permissions=["add_job"])
     def evaluate_selected(self, request: HttpRequest, queryset: Any) -> None:
@@ -180,6 +181,7 @@ class SelectorVersionAdmin(admin.ModelAdmin):
             "can_start_jobs": self.has_add_job_permission(request),
             "metrics_rows": queries.metrics_table(metrics=version.metrics, other=other),
             "other_name": other_name,
+            "comparison_warning": metric_rows.comparison_warning(version.metrics),
             "has_metrics": bool(version.metrics),
             "plots": [
                 reverse("admin:selector_selectorversion_plot", args=[version.pk, which])
@@ -263,6 +265,11 @@ class JobAdmin(admin.ModelAdmin):
                 self.admin_site.admin_view(self.progress_view),
                 name="selector_job_progress",
             ),
+            path(
+                "<path:object_id>/cancel/",
+                self.admin_site.admin_view(self.cancel_view),
+                name="selector_job_cancel",
+            ),
             *super().get_urls(),
         ]
 
@@ -271,6 +278,18 @@ class JobAdmin(admin.ModelAdmin):
             raise PermissionDenied
         job = get_object_or_404(Job, pk=object_id)
         return JsonResponse(queries.job_progress(job))
+
+    def cancel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not request.user.has_perm("selector.add_job"):
+            raise PermissionDenied
+        job = get_object_or_404(Job, pk=object_id)
+        if job_cancel(job=job):
+            self.message_user(request, f"Cancelling {job}: it stops at its next check.")
+        else:
+            self.message_user(request, f"{job} has already ended.", messages.WARNING)
+        return HttpResponseRedirect(reverse("admin:selector_job_change", args=[job.pk]))
 
     def change_view(
         self,
@@ -293,6 +312,12 @@ class JobAdmin(admin.ModelAdmin):
                 else []
             ),
             "other_name": other.get("version") if other else None,
+            "comparison_warning": (
+                metric_rows.comparison_warning(version.metrics) if show_eval and version else None
+            ),
+            "can_cancel": request.user.has_perm("selector.add_job")
+            and job.status in (JobStatus.QUEUED, JobStatus.RUNNING),
+            "cancel_url": reverse("admin:selector_job_cancel", args=[job.pk]),
             "plots": (
                 [
                     reverse("admin:selector_selectorversion_plot", args=[version.pk, which])

@@ -28,9 +28,9 @@ class Command(SelectorJobCommand):
                 return
             other = version.metrics.get("compared_with")
             other_name = other["version"] if other else "-"
-            self.stdout.write(f"{'metric':40} {version.name:>12} {other_name:>12}")
-            for label, mine, theirs in metrics_table(metrics=version.metrics, other=other):
-                self.stdout.write(f"{label:40} {mine:>12} {theirs:>12}")
+            self.stdout.write(f"{'metric':40} {version.name:>12} {other_name:>12}  difference")
+            for label, mine, theirs, diff in metrics_table(metrics=version.metrics, other=other):
+                self.stdout.write(f"{label:40} {mine:>12} {theirs:>12}  {diff}")
 
     def summary(self, job: Job) -> str:
         return f"version {job.version}"
