@@ -23,6 +23,7 @@ from django.urls import URLPattern, path, reverse
 
 from selector import metric_rows, plots, queries, services
 from selector.models import Job, JobKind, JobStatus, SelectorVersion, SolutionScore
+from selector.services.benchmark import benchmark_upload
 from selector.services.jobs import job_cancel
 
 VERSION_JOBS = [JobKind.EVALUATE, JobKind.PROMOTE, JobKind.SCORE]
@@ -128,6 +129,11 @@ class SelectorVersionAdmin(admin.ModelAdmin):
                 name="selector_selectorversion_start_for",
             ),
             path(
+                "<path:object_id>/benchmark/",
+                wrap(self.benchmark_view),
+                name="selector_selectorversion_benchmark",
+            ),
+            path(
                 "<path:object_id>/plot/<str:which>.png",
                 wrap(self.plot_view),
                 name="selector_selectorversion_plot",
@@ -139,6 +145,36 @@ class SelectorVersionAdmin(admin.ModelAdmin):
         self, request: HttpRequest, kind: str, object_id: str | None = None
     ) -> HttpResponse:
         return _start_job(self, request, kind, object_id)
+
+    def benchmark_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Upload a ProcessBench / PRM800K file: checked here, scored by a background job."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_add_job_permission(request):
+            raise PermissionDenied
+        version = get_object_or_404(SelectorVersion, pk=object_id)
+        back = reverse("admin:selector_selectorversion_change", args=[version.pk])
+        upload = request.FILES.get("file")
+        if upload is None:
+            self.message_user(request, "Choose a benchmark file to upload.", messages.ERROR)
+            return HttpResponseRedirect(back)
+        try:
+            threshold = float(request.POST.get("threshold") or 0.5)
+            job = benchmark_upload(
+                version=version,
+                stream=upload,
+                filename=upload.name or "benchmark.jsonl",
+                threshold=threshold,
+                user=request.user,
+            )
+        except ValueError:
+            self.message_user(request, "threshold: expected a number in 0..1", messages.ERROR)
+            return HttpResponseRedirect(back)
+        except services.SelectorError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return HttpResponseRedirect(back)
+        self.message_user(request, f"Started {job}.", messages.SUCCESS)
+        return HttpResponseRedirect(reverse("admin:selector_job_change", args=[job.pk]))
 
     def plot_view(self, request: HttpRequest, object_id: str, which: str) -> HttpResponse:
         if not self.has_view_permission(request):
@@ -188,6 +224,13 @@ class SelectorVersionAdmin(admin.ModelAdmin):
                 for which in plots.PLOTS
             ],
             "recent_jobs": version.jobs.order_by("-created_at")[:10],
+            "benchmarks": [
+                job.result
+                for job in version.jobs.filter(
+                    kind=JobKind.BENCHMARK, status=JobStatus.SUCCEEDED
+                ).order_by("-finished_at")[:10]
+            ],
+            "benchmark_url": reverse("admin:selector_selectorversion_benchmark", args=[version.pk]),
             "scored": SolutionScore.objects.filter(version=version).count(),
         }
         return super().change_view(request, object_id, form_url, {**extra, **(extra_context or {})})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -10,6 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from selector.models import Job, JobKind, JobStatus, SelectorVersion
+from selector.services.benchmark import benchmark_evaluate
 from selector.services.common import (
     JobCancelled,
     JobProgress,
@@ -37,8 +39,9 @@ _TASK_NAMES = {
     JobKind.PROMOTE: "selector.promote",
     JobKind.SCORE: "selector.score_candidates",
     JobKind.FILL: "selector.fill_queue",
+    JobKind.BENCHMARK: "selector.benchmark",
 }
-_NEEDS_VERSION = {JobKind.EVALUATE, JobKind.PROMOTE}
+_NEEDS_VERSION = {JobKind.EVALUATE, JobKind.PROMOTE, JobKind.BENCHMARK}
 
 
 def job_start(
@@ -78,6 +81,7 @@ def _enqueue(task_name: str, job_id: int) -> None:
         "selector.promote": tasks.promote,
         "selector.score_candidates": tasks.score_candidates,
         "selector.fill_queue": tasks.fill_queue,
+        "selector.benchmark": tasks.benchmark,
     }[task_name]
     task.delay(job_id)
 
@@ -118,6 +122,16 @@ def _job_run_kind(job: Job, progress: JobProgress) -> dict[str, Any]:
             job.version = scoring
             job.save(update_fields=["version"])
         return {"scored": candidates_score(version=scoring, job=job, progress=progress)}
+    if job.kind == JobKind.BENCHMARK:
+        assert job.version is not None
+        return benchmark_evaluate(
+            version=job.version,
+            path=Path(params["path"]),
+            threshold=float(params.get("threshold", 0.5)),
+            name=params.get("name"),
+            job=job,
+            progress=progress,
+        )
     if job.kind == JobKind.FILL:
         report = queue_fill(
             per_problem=params.get("per_problem"),
