@@ -9,6 +9,7 @@ from selector.models import Job, JobKind
 from selector.queries import metrics_table
 from selector.services import SelectorError
 from selector.services.benchmark import benchmark_evaluate
+from selector.services.eval_set import eval_set_freeze
 
 
 class Command(SelectorJobCommand):
@@ -31,6 +32,12 @@ class Command(SelectorJobCommand):
         )
         parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
         parser.add_argument(
+            "--new-eval-set",
+            action="store_true",
+            help="freeze a new version of the evaluation set (every evaluation label so far) "
+            "first; metrics compare only within one set",
+        )
+        parser.add_argument(
             "--benchmark", type=Path, help="a ProcessBench or PRM800K JSONL file (runs here)"
         )
         parser.add_argument(
@@ -51,6 +58,9 @@ class Command(SelectorJobCommand):
             return
         if options["predictions"] is not None:
             raise CommandError("--predictions needs --benchmark FILE")
+        if options["new_eval_set"]:
+            frozen = eval_set_freeze()
+            self.stdout.write(f"froze {frozen} on {frozen.problems} problems")
         self.run_job(options, params={}, version=version)
         if options["sync"] or options["wait"]:
             version.refresh_from_db()
