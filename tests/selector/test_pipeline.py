@@ -141,6 +141,8 @@ def test_train_evaluate_promote_rescore_fill(db, selector_settings):
     bon = metrics["best_of_n"]
     assert bon["n"][0] == 1 and len(bon["selector"]) == len(bon["n"])
     assert metrics["compared_with"]["version"] == base.name
+    assert metrics["eval_set"]["id"] == metrics["compared_with"]["eval_set_id"] is not None
+    assert metrics["best_of_n"]["problems"][0] == metrics["best_of_n_problems"]
     assert metrics["roc"]["fpr"][0] == 0.0 and metrics["roc"]["tpr"][-1] == 1.0
     auroc = metrics["comparison"]["intervals"]["step.auroc"]
     assert auroc["diff"] == pytest.approx(
