@@ -168,16 +168,11 @@ def _outcomes(
     return out
 
 
-def _weighted_ranking(y: Any, risk: Any, w: Any) -> tuple[float, float] | None:
-    """(AUROC, average precision) of ``risk`` for the positive class ``y`` with sample weights,
-    as sklearn defines them (ties averaged / one threshold per distinct score). Written out
-    in numpy because the bootstrap calls it thousands of times and sklearn's input checks
-    cost more than the sums."""
+def _ranking_from_counts(pos: Any, neg: Any) -> tuple[float, float] | None:
+    """(AUROC, average precision) from the positive and negative weight at each distinct
+    score, scores ascending; sklearn's definitions (ties averaged, one threshold per score)."""
     import numpy as np
 
-    values, inverse = np.unique(risk, return_inverse=True)  # ascending distinct scores
-    pos = np.bincount(inverse, weights=w * y, minlength=len(values))
-    neg = np.bincount(inverse, weights=w * ~y, minlength=len(values))
     p_total, n_total = pos.sum(), neg.sum()
     if p_total <= 0 or n_total <= 0:
         return None
@@ -186,52 +181,76 @@ def _weighted_ranking(y: Any, risk: Any, w: Any) -> tuple[float, float] | None:
     tp = np.cumsum(pos[::-1])  # thresholds from the highest score down
     fp = np.cumsum(neg[::-1])
     precision = tp / np.maximum(tp + fp, 1e-300)
-    recall_step = pos[::-1] / p_total
-    return auroc, float((recall_step * precision).sum())
+    return auroc, float((pos[::-1] / p_total * precision).sum())
 
 
-def _weighted_metrics(o: Outcomes, weight: dict[str, float], ns: list[int]) -> dict[str, Any]:
-    """Every metric with each problem counted ``weight[problem]`` times (1 for all: the point
-    estimate; bootstrap counts: one resample). Keys are the metric rows' dotted keys."""
+def _weighted_ranking(y: Any, risk: Any, w: Any) -> tuple[float, float] | None:
+    """(AUROC, average precision) of ``risk`` for the positive class ``y`` with weights ``w``.
+    Written out in numpy because the bootstrap needs thousands of them and sklearn's input
+    checks cost more than the sums (the tests compare the two)."""
     import numpy as np
 
-    from selector.ml.metrics import predicted_first_error
+    values, inverse = np.unique(risk, return_inverse=True)
+    pos = np.bincount(inverse, weights=w * y, minlength=len(values))
+    neg = np.bincount(inverse, weights=w * ~y, minlength=len(values))
+    return _ranking_from_counts(pos, neg)
 
-    out: dict[str, Any] = {}
-    w = np.asarray([weight.get(u, 0.0) for u in o.step_units], dtype=float)
-    y = np.asarray([r == -1 for r in o.step_ratings], dtype=bool)
-    risk = 1.0 - np.asarray(o.step_scores, dtype=float)
-    keep = w > 0
-    ranking = _weighted_ranking(y[keep], risk[keep], w[keep]) if keep.any() else None
-    out["step.auroc"], out["step.auprc"] = ranking if ranking else (None, None)
-    hit_err = n_err = hit_ok = n_ok = 0.0
-    for unit, (scores, true_index) in zip(o.fe_units, o.fe_items, strict=True):
-        wt = weight.get(unit, 0.0)
-        if not wt:
-            continue
-        predicted = predicted_first_error(scores, 0.5)
-        if true_index is None:
-            n_ok += wt
-            hit_ok += wt * (predicted is None)
-        else:
-            n_err += wt
-            hit_err += wt * (predicted == true_index)
-    acc_err = hit_err / n_err if n_err else None
-    acc_ok = hit_ok / n_ok if n_ok else None
-    out["first_error.acc_erroneous"] = acc_err
-    out["first_error.acc_correct"] = acc_ok
-    out["first_error.f1"] = (
-        None
-        if acc_err is None or acc_ok is None
-        else (0.0 if acc_err + acc_ok == 0 else 2 * acc_err * acc_ok / (acc_err + acc_ok))
-    )
-    for n in ns:
-        values = [
-            (weight.get(k, 0.0), v["selector"][n]) for k, v in o.bon.items() if n in v["selector"]
-        ]
-        total = sum(wt for wt, _ in values)
-        out[f"best_of_n.selector@{n}"] = sum(wt * v for wt, v in values) / total if total else None
-    return out
+
+class _Arrays:
+    """One version's outcomes as arrays indexed by problem, so a resample is a vector of
+    problem counts and every metric a few weighted sums (no per-step Python)."""
+
+    def __init__(self, o: Outcomes, index: dict[str, int], ns: list[int]) -> None:
+        import numpy as np
+
+        from selector.ml.metrics import predicted_first_error
+
+        self.step_unit = np.asarray([index[u] for u in o.step_units], dtype=np.int64)
+        y = np.asarray([r == -1 for r in o.step_ratings], dtype=bool)
+        risk = 1.0 - np.asarray(o.step_scores, dtype=float)
+        # Scores never change between resamples: sort once, reuse the ranks.
+        values, self.rank = np.unique(risk, return_inverse=True)
+        self.n_values = len(values)
+        self.y = y.astype(float)
+        self.fe_unit = np.asarray([index[u] for u in o.fe_units], dtype=np.int64)
+        self.fe_err = np.asarray([t is not None for _, t in o.fe_items], dtype=float)
+        predicted = [predicted_first_error(s, 0.5) for s, _ in o.fe_items]
+        self.fe_hit = np.asarray(
+            [p == t for p, (_, t) in zip(predicted, o.fe_items, strict=True)], dtype=float
+        )
+        self.bon: dict[int, tuple[Any, Any]] = {}
+        for n in ns:
+            pairs = [(index[k], v["selector"][n]) for k, v in o.bon.items() if n in v["selector"]]
+            self.bon[n] = (
+                np.asarray([i for i, _ in pairs], dtype=np.int64),
+                np.asarray([v for _, v in pairs], dtype=float),
+            )
+
+    def metrics(self, counts: Any) -> dict[str, float | None]:
+        import numpy as np
+
+        out: dict[str, float | None] = {}
+        w = counts[self.step_unit]
+        pos = np.bincount(self.rank, weights=w * self.y, minlength=self.n_values)
+        neg = np.bincount(self.rank, weights=w * (1.0 - self.y), minlength=self.n_values)
+        ranking = _ranking_from_counts(pos, neg)
+        out["step.auroc"], out["step.auprc"] = ranking if ranking else (None, None)
+        w = counts[self.fe_unit]
+        n_err, n_ok = (w * self.fe_err).sum(), (w * (1 - self.fe_err)).sum()
+        acc_err = float((w * self.fe_err * self.fe_hit).sum() / n_err) if n_err else None
+        acc_ok = float((w * (1 - self.fe_err) * self.fe_hit).sum() / n_ok) if n_ok else None
+        out["first_error.acc_erroneous"] = acc_err
+        out["first_error.acc_correct"] = acc_ok
+        out["first_error.f1"] = (
+            None
+            if acc_err is None or acc_ok is None
+            else (0.0 if acc_err + acc_ok == 0 else 2 * acc_err * acc_ok / (acc_err + acc_ok))
+        )
+        for n, (units, values) in self.bon.items():
+            w = counts[units]
+            total = w.sum()
+            out[f"best_of_n.selector@{n}"] = float((w * values).sum() / total) if total else None
+        return out
 
 
 def paired_bootstrap(
@@ -247,19 +266,20 @@ def paired_bootstrap(
     held-out problems with replacement; both versions get the same resampled problems."""
     import numpy as np
 
-    ones = dict.fromkeys(units, 1.0)
-    point_a = _weighted_metrics(challenger, ones, ns)
-    point_b = _weighted_metrics(incumbent, ones, ns)
+    index = {u: i for i, u in enumerate(units)}
+    a_arrays, b_arrays = _Arrays(challenger, index, ns), _Arrays(incumbent, index, ns)
+    ones = np.ones(len(units))
+    point_a, point_b = a_arrays.metrics(ones), b_arrays.metrics(ones)
     rng = np.random.default_rng(seed)
     diffs: dict[str, list[float]] = {key: [] for key in point_a}
     for _ in range(resamples if units else 0):
         counts = np.bincount(rng.integers(0, len(units), len(units)), minlength=len(units))
-        weight = {u: float(c) for u, c in zip(units, counts, strict=True) if c}
-        a = _weighted_metrics(challenger, weight, ns)
-        b = _weighted_metrics(incumbent, weight, ns)
-        for key in diffs:
-            if a[key] is not None and b[key] is not None:
-                diffs[key].append(a[key] - b[key])
+        counts = counts.astype(float)
+        a, b = a_arrays.metrics(counts), b_arrays.metrics(counts)
+        for key, values in diffs.items():
+            a_val, b_val = a[key], b[key]
+            if a_val is not None and b_val is not None:
+                values.append(a_val - b_val)
     intervals: dict[str, dict[str, float | None]] = {}
     for key, values in diffs.items():
         a_val, b_val = point_a[key], point_b[key]
