@@ -211,6 +211,9 @@ class SelectorVersionAdmin(admin.ModelAdmin):
         other_name = other.get("version") if other else None
         if other is None and active is not None and active.pk != version.pk:
             other, other_name = active.metrics or None, active.name
+            mine_set = metric_rows.metric_value(version.metrics, "eval_set.id")
+            if other and metric_rows.metric_value(other, "eval_set.id") != mine_set:
+                other_name = f"{active.name} (another evaluation set: not comparable)"
         extra = {
             "version": version,
             "job_buttons": [(k.value, k.label) for k in VERSION_JOBS],

@@ -134,3 +134,25 @@ def test_bootstrap_ranking_metrics_match_sklearn_with_weights_and_ties():
         auroc, ap = _weighted_ranking(y, risk, w)
         assert auroc == pytest.approx(roc_auc_score(y, risk, sample_weight=w))
         assert ap == pytest.approx(average_precision_score(y, risk, sample_weight=w))
+
+
+@pytest.mark.django_db
+def test_numbers_from_another_evaluation_set_are_marked_not_comparable(client):
+    from tests.factories import UserFactory
+
+    SelectorVersion.objects.create(
+        name="base",
+        base_model="-",
+        status=VersionStatus.READY,
+        is_active=True,
+        metrics={"step": {"auroc": 0.6}, "eval_set": {"id": 1}},
+    )
+    v2 = SelectorVersion.objects.create(
+        name="v2",
+        base_model="-",
+        status=VersionStatus.READY,
+        metrics={"step": {"auroc": 0.7}, "eval_set": {"id": 2}},
+    )
+    client.force_login(UserFactory(username="root", is_staff=True, is_superuser=True))
+    body = client.get(reverse("admin:selector_selectorversion_change", args=[v2.pk])).content
+    assert "base (another evaluation set: not comparable)" in body.decode()
