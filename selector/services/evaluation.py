@@ -298,7 +298,7 @@ def paired_bootstrap(
 def _summary(o: Outcomes, ns: list[int]) -> dict[str, Any]:
     from selector.ml.metrics import first_error_metrics, step_metrics
 
-    problems = [v for v in o.bon.values()]
+    problems = list(o.bon.values())
     curve: dict[str, list[Any]] = {"n": [], "selector": [], "majority": [], "random": [],
                                    "problems": []}  # fmt: skip
     for n in ns:
