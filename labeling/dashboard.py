@@ -19,18 +19,9 @@ from django.db.models.functions import TruncHour
 from django.utils import timezone
 
 from labeling.models import Label, Task, TaskKind
+from selector.metric_rows import HEADLINE_ROWS, metric_value
 from selector.models import SelectorVersion
 
-# Metrics a selector evaluation may report; shown first when present, anything else after.
-PREFERRED_METRICS = (
-    "step_auroc",
-    "auroc",
-    "first_error_accuracy",
-    "best_of_n_accuracy",
-    "majority_vote_accuracy",
-    "loss",
-    "eval_loss",
-)
 RATING_NAMES = {"1": "positive (+1)", "0": "neutral (0)", "-1": "negative (-1)", "null": "unrated"}
 
 
@@ -121,40 +112,21 @@ def finish_reasons() -> list[dict[str, Any]]:
     return [dict(row) for row in rows]
 
 
-def _flatten(metrics: Any, prefix: str = "") -> dict[str, float]:
-    """Numeric leaves of a metrics dict, nested keys joined with dots; other values skipped."""
-    flat: dict[str, float] = {}
-    if not isinstance(metrics, dict):
-        return flat
-    for key, value in metrics.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, bool):
-            continue
-        if isinstance(value, numbers.Real):
-            flat[name] = float(value)
-        elif isinstance(value, dict):
-            flat.update(_flatten(value, f"{name}."))
-    return flat
-
-
 def selector_metrics() -> tuple[list[str], list[dict[str, Any]]]:
-    """(metric names, one row per version oldest first) from whatever each version recorded."""
+    """(metric names, one row per version oldest first): the selector admin's headline rows
+    (``selector.metric_rows``), read from what the evaluator stored, plus the evaluation set
+    each was measured on (numbers compare only within one set)."""
     versions: list[dict[str, Any]] = [
         dict(row)
         for row in SelectorVersion.objects.order_by("created_at", "id").values(
             "id", "name", "status", "is_active", "metrics", "created_at"
         )
     ]
-    seen: dict[str, None] = {}
     for version in versions:
-        version["flat"] = _flatten(version["metrics"])
-        seen.update(dict.fromkeys(version["flat"]))
-    names = [m for m in PREFERRED_METRICS if m in seen] + sorted(
-        m for m in seen if m not in PREFERRED_METRICS
-    )
-    for version in versions:
-        version["values"] = [version["flat"].get(name) for name in names]
-    return names, versions
+        values = [row.value(version["metrics"]) for row in HEADLINE_ROWS]
+        version["values"] = [v if isinstance(v, numbers.Real) else None for v in values]
+        version["eval_set"] = metric_value(version["metrics"], "eval_set.id")
+    return [row.label for row in HEADLINE_ROWS], versions
 
 
 # --- Plots ------------------------------------------------------------------------------------

@@ -26,6 +26,10 @@ class Problem(models.Model):
     answer = models.TextField()
     subject = models.CharField(max_length=100, blank=True)
     level = models.PositiveSmallIntegerField(null=True, blank=True)
+    # In the frozen evaluation set (selector.services.eval_set): its candidates are queued
+    # uniformly, never by a selector, and its labels are never trained on. Decided once from
+    # a hash of unique_id; null until then.
+    eval_reserved = models.BooleanField(null=True, blank=True, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -111,6 +115,15 @@ class Task(models.Model):
     generation = models.IntegerField(null=True, blank=True)  # active-learning round
     priority = models.FloatField(default=0.0)  # higher is served first
     queued_score = models.FloatField(null=True, blank=True)  # selector score when queued
+    # The selector version whose 80/20 pick queued this task; null when no selector chose it
+    # (imports, uniform evaluation-set tasks, QC and screening items).
+    selector_version = models.ForeignKey(
+        "selector.SelectorVersion",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="queued_tasks",
+    )
     required_labels = models.PositiveSmallIntegerField(default=1)  # overlap
     label_count = models.PositiveSmallIntegerField(default=0)
     lease_count = models.PositiveSmallIntegerField(default=0)

@@ -21,8 +21,10 @@ from django.http import (
 from django.shortcuts import get_object_or_404
 from django.urls import URLPattern, path, reverse
 
-from selector import plots, queries, services
-from selector.models import Job, JobKind, SelectorVersion, SolutionScore
+from selector import metric_rows, plots, queries, services
+from selector.models import Job, JobKind, JobStatus, SelectorVersion, SolutionScore
+from selector.services.benchmark import benchmark_upload
+from selector.services.jobs import job_cancel
 
 VERSION_JOBS = [JobKind.EVALUATE, JobKind.PROMOTE, JobKind.SCORE]
 GLOBAL_JOBS = [JobKind.TRAIN, JobKind.SCORE, JobKind.FILL]
@@ -90,11 +92,11 @@ class SelectorVersionAdmin(admin.ModelAdmin):
 
     @admin.display(description="step AUROC")
     def step_auroc(self, obj: SelectorVersion) -> str:
-        return queries._fmt(queries._get(obj.metrics, "step", "auroc"))
+        return queries._fmt(metric_rows.metric_value(obj.metrics, "step.auroc"))
 
     @admin.display(description="first-error F1")
     def first_error_f1(self, obj: SelectorVersion) -> str:
-        return queries._fmt(queries._get(obj.metrics, "first_error", "f1"))
+        return queries._fmt(metric_rows.metric_value(obj.metrics, "first_error.f1"))
 
     @admin.action(description="Evaluate the selected versions", permissions=["add_job"])
     def evaluate_selected(self, request: HttpRequest, queryset: Any) -> None:
@@ -127,6 +129,11 @@ class SelectorVersionAdmin(admin.ModelAdmin):
                 name="selector_selectorversion_start_for",
             ),
             path(
+                "<path:object_id>/benchmark/",
+                wrap(self.benchmark_view),
+                name="selector_selectorversion_benchmark",
+            ),
+            path(
                 "<path:object_id>/plot/<str:which>.png",
                 wrap(self.plot_view),
                 name="selector_selectorversion_plot",
@@ -138,6 +145,36 @@ class SelectorVersionAdmin(admin.ModelAdmin):
         self, request: HttpRequest, kind: str, object_id: str | None = None
     ) -> HttpResponse:
         return _start_job(self, request, kind, object_id)
+
+    def benchmark_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Upload a ProcessBench / PRM800K file: checked here, scored by a background job."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_add_job_permission(request):
+            raise PermissionDenied
+        version = get_object_or_404(SelectorVersion, pk=object_id)
+        back = reverse("admin:selector_selectorversion_change", args=[version.pk])
+        upload = request.FILES.get("file")
+        if upload is None:
+            self.message_user(request, "Choose a benchmark file to upload.", messages.ERROR)
+            return HttpResponseRedirect(back)
+        try:
+            threshold = float(request.POST.get("threshold") or 0.5)
+            job = benchmark_upload(
+                version=version,
+                stream=upload,
+                filename=upload.name or "benchmark.jsonl",
+                threshold=threshold,
+                user=request.user,
+            )
+        except ValueError:
+            self.message_user(request, "threshold: expected a number in 0..1", messages.ERROR)
+            return HttpResponseRedirect(back)
+        except services.SelectorError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return HttpResponseRedirect(back)
+        self.message_user(request, f"Started {job}.", messages.SUCCESS)
+        return HttpResponseRedirect(reverse("admin:selector_job_change", args=[job.pk]))
 
     def plot_view(self, request: HttpRequest, object_id: str, which: str) -> HttpResponse:
         if not self.has_view_permission(request):
@@ -174,18 +211,29 @@ class SelectorVersionAdmin(admin.ModelAdmin):
         other_name = other.get("version") if other else None
         if other is None and active is not None and active.pk != version.pk:
             other, other_name = active.metrics or None, active.name
+            mine_set = metric_rows.metric_value(version.metrics, "eval_set.id")
+            if other and metric_rows.metric_value(other, "eval_set.id") != mine_set:
+                other_name = f"{active.name} (another evaluation set: not comparable)"
         extra = {
             "version": version,
             "job_buttons": [(k.value, k.label) for k in VERSION_JOBS],
             "can_start_jobs": self.has_add_job_permission(request),
             "metrics_rows": queries.metrics_table(metrics=version.metrics, other=other),
             "other_name": other_name,
+            "comparison_warning": metric_rows.comparison_warning(version.metrics),
             "has_metrics": bool(version.metrics),
             "plots": [
                 reverse("admin:selector_selectorversion_plot", args=[version.pk, which])
                 for which in plots.PLOTS
             ],
             "recent_jobs": version.jobs.order_by("-created_at")[:10],
+            "benchmarks": [
+                job.result
+                for job in version.jobs.filter(
+                    kind=JobKind.BENCHMARK, status=JobStatus.SUCCEEDED
+                ).order_by("-finished_at")[:10]
+            ],
+            "benchmark_url": reverse("admin:selector_selectorversion_benchmark", args=[version.pk]),
             "scored": SolutionScore.objects.filter(version=version).count(),
         }
         return super().change_view(request, object_id, form_url, {**extra, **(extra_context or {})})
@@ -263,6 +311,11 @@ class JobAdmin(admin.ModelAdmin):
                 self.admin_site.admin_view(self.progress_view),
                 name="selector_job_progress",
             ),
+            path(
+                "<path:object_id>/cancel/",
+                self.admin_site.admin_view(self.cancel_view),
+                name="selector_job_cancel",
+            ),
             *super().get_urls(),
         ]
 
@@ -271,6 +324,18 @@ class JobAdmin(admin.ModelAdmin):
             raise PermissionDenied
         job = get_object_or_404(Job, pk=object_id)
         return JsonResponse(queries.job_progress(job))
+
+    def cancel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not request.user.has_perm("selector.add_job"):
+            raise PermissionDenied
+        job = get_object_or_404(Job, pk=object_id)
+        if job_cancel(job=job):
+            self.message_user(request, f"Cancelling {job}: it stops at its next check.")
+        else:
+            self.message_user(request, f"{job} has already ended.", messages.WARNING)
+        return HttpResponseRedirect(reverse("admin:selector_job_change", args=[job.pk]))
 
     def change_view(
         self,
@@ -293,6 +358,12 @@ class JobAdmin(admin.ModelAdmin):
                 else []
             ),
             "other_name": other.get("version") if other else None,
+            "comparison_warning": (
+                metric_rows.comparison_warning(version.metrics) if show_eval and version else None
+            ),
+            "can_cancel": request.user.has_perm("selector.add_job")
+            and job.status in (JobStatus.QUEUED, JobStatus.RUNNING),
+            "cancel_url": reverse("admin:selector_job_cancel", args=[job.pk]),
             "plots": (
                 [
                     reverse("admin:selector_selectorversion_plot", args=[version.pk, which])

@@ -66,6 +66,27 @@ class SolutionScore(models.Model):
         return f"{self.version_id}: {self.score:.3f} for solution {self.solution_id}"
 
 
+class EvalSet(models.Model):
+    """One frozen version of the evaluation set: the labels on reserved problems (queued
+    uniformly, never by a selector) that existed when it was frozen. Metrics name the set they
+    were computed on, so two versions' numbers compare only when the set ids match."""
+
+    label_ids = models.JSONField(default=list)  # sorted Label ids
+    problems = models.PositiveIntegerField(default=0)
+    # Best-of-N reads graded candidates of reserved problems up to this id, so a later import
+    # does not move the numbers of this set.
+    max_solution_id = models.BigIntegerField(default=0)
+    fraction = models.FloatField()  # SELECTOR_EVAL_FRACTION when frozen
+    seed = models.IntegerField()  # SELECTOR_EVAL_SEED when frozen
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"evaluation set {self.pk} ({len(self.label_ids)} labels)"
+
+
 class JobKind(models.TextChoices):
     TRAIN = "train", "Train new selector"
     EVALUATE = "evaluate", "Evaluate"
@@ -73,6 +94,7 @@ class JobKind(models.TextChoices):
     SCORE = "score", "Score pool"
     FILL = "fill", "Fill queue"
     EXPORT = "export", "Export"
+    BENCHMARK = "benchmark", "Benchmark"
 
 
 class JobStatus(models.TextChoices):
@@ -80,6 +102,8 @@ class JobStatus(models.TextChoices):
     RUNNING = "running", "Running"
     SUCCEEDED = "succeeded", "Succeeded"
     FAILED = "failed", "Failed"
+    # Asked to stop: the running loop checks between chunks and ends without its last step.
+    CANCELLED = "cancelled", "Cancelled"
 
 
 class Job(models.Model):

@@ -4,21 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from selector import metric_rows
 from selector.models import Job, JobStatus
-
-
-def _get(metrics: dict[str, Any] | None, *path: str) -> Any:
-    value: Any = metrics or {}
-    for key in path:
-        if not isinstance(value, dict):
-            return None
-        value = value.get(key)
-    return value
-
-
-def _last(metrics: dict[str, Any] | None, series: str) -> Any:
-    values = _get(metrics, "best_of_n", series)
-    return values[-1] if values else None
 
 
 def _fmt(value: Any) -> str:
@@ -29,31 +16,30 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-METRIC_ROWS: list[tuple[str, Any]] = [
-    ("Step AUROC (negative vs not)", lambda m: _get(m, "step", "auroc")),
-    ("Step AUPRC", lambda m: _get(m, "step", "auprc")),
-    ("Held-out steps", lambda m: _get(m, "step", "n_steps")),
-    ("… of which negative", lambda m: _get(m, "step", "n_negative")),
-    ("First-error accuracy (erroneous)", lambda m: _get(m, "first_error", "acc_erroneous")),
-    ("First-error accuracy (correct)", lambda m: _get(m, "first_error", "acc_correct")),
-    ("First-error F1", lambda m: _get(m, "first_error", "f1")),
-    ("Best-of-N problems", lambda m: _get(m, "best_of_n_problems")),
-    ("Largest N", lambda m: _last(m, "n")),
-    ("Best-of-N: selector", lambda m: _last(m, "selector")),
-    ("Best-of-N: majority vote", lambda m: _last(m, "majority")),
-    ("Best-of-N: random pick", lambda m: _last(m, "random")),
-]
+def _fmt_interval(span: dict[str, Any] | None) -> str:
+    if not span or span.get("diff") is None:
+        return "—"
+    text = f"{span['diff']:+.3f}"
+    if span.get("low") is not None and span.get("high") is not None:
+        text += f" [{span['low']:+.3f}, {span['high']:+.3f}] {metric_rows.verdict(span)}"
+    return text
 
 
 def metrics_table(
     *, metrics: dict[str, Any] | None, other: dict[str, Any] | None = None
-) -> list[tuple[str, str, str]]:
-    """(metric, this version, the other version) rows, formatted for a template."""
+) -> list[tuple[str, str, str, str]]:
+    """(metric, this version, the other version, difference with its 95% interval) rows,
+    formatted for a template; the rows are ``selector.metric_rows``'s."""
     if not metrics:
         return []
     return [
-        (label, _fmt(get(metrics)), _fmt(get(other)) if other else "—")
-        for label, get in METRIC_ROWS
+        (
+            row.label,
+            _fmt(row.value(metrics)),
+            _fmt(row.value(other)) if other else "—",
+            _fmt_interval(metric_rows.interval(metrics, row.key)) if row.higher_is_better else "",
+        )
+        for row in metric_rows.metric_rows(metrics)
     ]
 
 
@@ -66,6 +52,6 @@ def job_progress(job: Job) -> dict[str, Any]:
         "done": job.progress_done,
         "total": job.progress_total,
         "percent": job.progress_percent,
-        "finished": job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED),
+        "finished": job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED),
         "error": job.error,
     }

@@ -35,6 +35,11 @@ def score_candidates(self, job_id: int) -> str:
     return services.job_execute(job_id=job_id).status
 
 
+@shared_task(name="selector.benchmark", bind=True, acks_late=True, **_LONG)
+def benchmark(self, job_id: int) -> str:
+    return services.job_execute(job_id=job_id).status
+
+
 @shared_task(name="selector.fill_queue", bind=True, acks_late=True, **_SHORT)
 def fill_queue(self, job_id: int) -> str:
     return services.job_execute(job_id=job_id).status

@@ -225,6 +225,10 @@ SELECTOR_TOKEN_BUDGET = int(os.environ.get("SELECTOR_TOKEN_BUDGET", "16384"))
 SELECTOR_PER_PROBLEM = int(os.environ.get("SELECTOR_PER_PROBLEM", "5"))  # 4 wrong + 1 rest
 SELECTOR_WRONG_FRACTION = float(os.environ.get("SELECTOR_WRONG_FRACTION", "0.8"))
 SELECTOR_LOW_WATER = int(os.environ.get("SELECTOR_LOW_WATER", "20"))
+# The frozen evaluation set: this share of problems (chosen by a hash of unique_id and the
+# seed, once per problem) is queued uniformly, never by the selector, and never trained on.
+SELECTOR_EVAL_FRACTION = float(os.environ.get("SELECTOR_EVAL_FRACTION", "0.1"))
+SELECTOR_EVAL_SEED = int(os.environ.get("SELECTOR_EVAL_SEED", "0"))
 
 # --- Production hardening (anything with DEBUG off) -----------------------------------------
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

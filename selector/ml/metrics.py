@@ -140,3 +140,40 @@ def best_of_n(
         out["random"].append(float(np.mean(rnd_acc)))
         out["problems"].append(len(sel_acc))
     return out
+
+
+def processbench_f1(
+    step_scores: Sequence[Sequence[float]], labels: Sequence[int], *, threshold: float = 0.5
+) -> tuple[list[int], dict[str, Any]]:
+    """ProcessBench's metric. ``labels[i]`` is the 0-based index of item i's first wrong step,
+    or -1 when every step is right. The predicted first error is the first step scoring below
+    ``threshold`` (-1 when none). Accuracy is taken separately on erroneous items (prediction
+    == label) and correct ones (prediction == -1); ``f1`` is their harmonic mean (None when a
+    side has no items). Returns (predictions, metrics)."""
+    if len(step_scores) != len(labels):
+        raise ValueError(f"{len(step_scores)} score lists for {len(labels)} labels")
+    predictions: list[int] = []
+    hits_err = n_err = hits_ok = n_ok = 0
+    for scores, label in zip(step_scores, labels, strict=True):
+        found = predicted_first_error(scores, threshold)
+        predicted = -1 if found is None else found
+        predictions.append(predicted)
+        if label == -1:
+            n_ok += 1
+            hits_ok += predicted == -1
+        else:
+            n_err += 1
+            hits_err += predicted == label
+    acc_err = hits_err / n_err if n_err else None
+    acc_ok = hits_ok / n_ok if n_ok else None
+    f1: float | None = None
+    if acc_err is not None and acc_ok is not None:
+        f1 = 0.0 if acc_err + acc_ok == 0 else 2 * acc_err * acc_ok / (acc_err + acc_ok)
+    return predictions, {
+        "f1": f1,
+        "acc_erroneous": acc_err,
+        "acc_correct": acc_ok,
+        "n_erroneous": n_err,
+        "n_correct": n_ok,
+        "threshold": threshold,
+    }

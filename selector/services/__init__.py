@@ -5,9 +5,16 @@ Heavy imports (torch, transformers, sklearn) happen inside the functions that ne
 ``selector.ml``, so importing this package from the web process stays cheap.
 """
 
-from selector.services.common import JobProgress, Progress, SelectorError
+from selector.services.benchmark import BenchmarkError, benchmark_evaluate, benchmark_upload
+from selector.services.common import JobCancelled, JobProgress, Progress, SelectorError
+from selector.services.eval_set import (
+    eval_queue_fill,
+    eval_set_current,
+    eval_set_freeze,
+    eval_set_reserve,
+)
 from selector.services.evaluation import selector_evaluate
-from selector.services.jobs import job_execute, job_start
+from selector.services.jobs import job_cancel, job_execute, job_start
 from selector.services.promotion import selector_promote
 from selector.services.queue_fill import FillReport, queue_fill, queue_open_slots, queue_top_up
 from selector.services.scoring import candidates_score
@@ -30,13 +37,22 @@ from selector.services.versions import (
 __all__ = [
     "EVAL_FRACTION",
     "EVAL_SEED",
+    "BenchmarkError",
     "FillReport",
+    "JobCancelled",
     "JobProgress",
     "LabelHygiene",
     "LabeledTrajectory",
     "Progress",
     "SelectorError",
+    "benchmark_evaluate",
+    "benchmark_upload",
     "candidates_score",
+    "eval_queue_fill",
+    "eval_set_current",
+    "eval_set_freeze",
+    "eval_set_reserve",
+    "job_cancel",
     "job_execute",
     "job_start",
     "labeled_trajectories",

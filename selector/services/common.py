@@ -7,13 +7,24 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from selector.models import Job
+from selector.models import Job, JobStatus
 
 Progress = Callable[[int, int], None]
 
 
 class SelectorError(Exception):
     """A selector operation cannot proceed; the message says why, for the admin and the CLI."""
+
+
+class JobCancelled(SelectorError):
+    """The job was cancelled; raised by the loop that noticed, between two chunks of work."""
+
+
+def job_cancel_check(job: Job | None) -> None:
+    """Raise ``JobCancelled`` when someone cancelled ``job`` (one indexed read per call:
+    long loops call it between chunks, not per item)."""
+    if job is not None and Job.objects.filter(pk=job.pk, status=JobStatus.CANCELLED).exists():
+        raise JobCancelled(f"{job} was cancelled")
 
 
 class JobProgress:

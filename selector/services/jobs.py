@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -10,7 +11,14 @@ from django.db import transaction
 from django.utils import timezone
 
 from selector.models import Job, JobKind, JobStatus, SelectorVersion
-from selector.services.common import JobProgress, Progress, SelectorError, jsonable
+from selector.services.benchmark import benchmark_evaluate
+from selector.services.common import (
+    JobCancelled,
+    JobProgress,
+    Progress,
+    SelectorError,
+    jsonable,
+)
 from selector.services.evaluation import selector_evaluate
 from selector.services.promotion import selector_promote
 from selector.services.queue_fill import queue_fill
@@ -31,8 +39,9 @@ _TASK_NAMES = {
     JobKind.PROMOTE: "selector.promote",
     JobKind.SCORE: "selector.score_candidates",
     JobKind.FILL: "selector.fill_queue",
+    JobKind.BENCHMARK: "selector.benchmark",
 }
-_NEEDS_VERSION = {JobKind.EVALUATE, JobKind.PROMOTE}
+_NEEDS_VERSION = {JobKind.EVALUATE, JobKind.PROMOTE, JobKind.BENCHMARK}
 
 
 def job_start(
@@ -72,6 +81,7 @@ def _enqueue(task_name: str, job_id: int) -> None:
         "selector.promote": tasks.promote,
         "selector.score_candidates": tasks.score_candidates,
         "selector.fill_queue": tasks.fill_queue,
+        "selector.benchmark": tasks.benchmark,
     }[task_name]
     task.delay(job_id)
 
@@ -108,7 +118,7 @@ def _job_run_kind(job: Job, progress: JobProgress) -> dict[str, Any]:
         return selector_evaluate(version=job.version, progress=progress)
     if job.kind == JobKind.PROMOTE:
         assert job.version is not None
-        return selector_promote(version=job.version, progress=progress)
+        return selector_promote(version=job.version, job=job, progress=progress)
     if job.kind == JobKind.SCORE:
         scoring = job.version or selector_active()
         if scoring is None:
@@ -116,7 +126,17 @@ def _job_run_kind(job: Job, progress: JobProgress) -> dict[str, Any]:
         if job.version is None:
             job.version = scoring
             job.save(update_fields=["version"])
-        return {"scored": candidates_score(version=scoring, progress=progress)}
+        return {"scored": candidates_score(version=scoring, job=job, progress=progress)}
+    if job.kind == JobKind.BENCHMARK:
+        assert job.version is not None
+        return benchmark_evaluate(
+            version=job.version,
+            path=Path(params["path"]),
+            threshold=float(params.get("threshold", 0.5)),
+            name=params.get("name"),
+            job=job,
+            progress=progress,
+        )
     if job.kind == JobKind.FILL:
         report = queue_fill(
             per_problem=params.get("per_problem"),
@@ -129,6 +149,20 @@ def _job_run_kind(job: Job, progress: JobProgress) -> dict[str, Any]:
     raise SelectorError(f"kind {job.kind!r}: not a background selector job")
 
 
+def job_cancel(*, job: Job) -> bool:
+    """Ask a queued or running job to stop; returns whether it was still cancellable. A queued
+    job never starts; a running one stops at its loop's next check (scoring and promotion
+    check between chunks), keeping what it stored so far."""
+    with transaction.atomic():
+        locked = Job.objects.select_for_update().get(pk=job.pk)
+        if locked.status not in (JobStatus.QUEUED, JobStatus.RUNNING):
+            return False
+        locked.status = JobStatus.CANCELLED
+        locked.save(update_fields=["status"])
+    job.status = JobStatus.CANCELLED
+    return True
+
+
 def job_execute(*, job_id: int, echo: Progress | None = None) -> Job:
     """Run a Job in this process: queued/running → succeeded or failed (with the error).
 
@@ -137,7 +171,7 @@ def job_execute(*, job_id: int, echo: Progress | None = None) -> Job:
     """
     with transaction.atomic():
         job = Job.objects.select_for_update().get(pk=job_id)
-        if job.status == JobStatus.SUCCEEDED:
+        if job.status in (JobStatus.SUCCEEDED, JobStatus.CANCELLED):
             return job
         job.status = JobStatus.RUNNING
         job.started_at = timezone.now()
@@ -147,6 +181,12 @@ def job_execute(*, job_id: int, echo: Progress | None = None) -> Job:
     progress = JobProgress(job, echo=echo)
     try:
         result = _job_run_kind(job, progress)
+    except JobCancelled as exc:
+        job.status = JobStatus.CANCELLED
+        job.error = str(exc)
+        job.finished_at = timezone.now()
+        job.save(update_fields=["status", "error", "finished_at"])
+        return job
     except Exception as exc:
         logger.exception("job %s failed", job_id)
         job.status = JobStatus.FAILED

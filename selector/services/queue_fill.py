@@ -12,9 +12,10 @@ from django.db import connection, transaction
 from django.db.models import Count, F, Max, Q, Sum
 from django.utils import timezone
 
-from labeling.models import Grade, Solution, Task, TaskKind
+from labeling.models import Grade, Problem, Solution, Task, TaskKind
 from selector.models import Job, SelectorVersion, SolutionScore
 from selector.services.common import SelectorError, progress_for
+from selector.services.eval_set import eval_queue_fill, eval_set_reserve
 from selector.services.versions import selector_active
 
 logger = logging.getLogger(__name__)
@@ -28,6 +29,8 @@ class FillReport:
     wrong: int = 0
     problems: int = 0
     seconds: float = 0.0
+    # Uniform tasks on the reserved evaluation problems, queued beside the 80/20 picks.
+    eval_created: int = 0
 
     @property
     def wrong_share(self) -> float | None:
@@ -56,6 +59,7 @@ def _fill_sql(*, per_problem: int, wrong_fraction: float) -> str:
     """
     task = Task._meta.db_table
     solution = Solution._meta.db_table
+    problem = Problem._meta.db_table
     score = SolutionScore._meta.db_table
     targets = ", ".join(
         f"({k}, {_wrong_target(k, wrong_fraction)})" for k in range(0, per_problem + 1)
@@ -73,6 +77,8 @@ cand AS (
            CASE WHEN s.grade = %s THEN 1 ELSE 0 END AS is_wrong
     FROM {solution} s
     JOIN {score} sc ON sc.solution_id = s.id AND sc.version_id = %s
+    -- Reserved (evaluation) problems are queued uniformly elsewhere, never by a selector.
+    JOIN {problem} p ON p.id = s.problem_id AND p.eval_reserved = %s
     WHERE NOT EXISTS (SELECT 1 FROM {task} t WHERE t.solution_id = s.id)
 ),
 ranked AS (
@@ -110,8 +116,8 @@ decided AS (
     WHERE b.pick_wrong = 1 OR b.rest_rank <= b.k
 )
 INSERT INTO {task} (solution_id, kind, generation, priority, queued_score, required_labels,
-                    label_count, lease_count, gold_label_id, created_at)
-SELECT d.id, %s, %s, d.score, d.score, %s, 0, 0, NULL, %s
+                    label_count, lease_count, gold_label_id, selector_version_id, created_at)
+SELECT d.id, %s, %s, d.score, d.score, %s, 0, 0, NULL, %s, %s
 FROM decided d
 WHERE d.pick_wrong = 1 OR d.rest_rank <= d.rest_budget
 """
@@ -137,7 +143,10 @@ def queue_fill(
     part. Too few wrong answers leave more room for the rest. Ties: score desc, then id asc.
 
     ``generation=None`` starts a new generation (the highest so far + 1). Tasks get
-    ``priority = queued_score = score``. Runs as one set-based INSERT … SELECT.
+    ``priority = queued_score = score`` and ``selector_version = version``. Problems reserved
+    for the evaluation set are skipped by the selection; the same call queues them uniformly
+    (``eval_queue_fill``, counted in ``eval_created``). The selection is one set-based
+    INSERT … SELECT.
     """
     k = settings.SELECTOR_PER_PROBLEM if per_problem is None else per_problem
     fraction = settings.SELECTOR_WRONG_FRACTION if wrong_fraction is None else wrong_fraction
@@ -151,6 +160,7 @@ def queue_fill(
     if version is None:
         raise SelectorError("no active selector version: create or promote one first")
     started = time.perf_counter()
+    eval_set_reserve()  # every problem's side is decided before the selection reads it
     with transaction.atomic():
         if connection.vendor == "postgresql":
             # Two fills at once would both see the same candidates as unqueued.
@@ -168,6 +178,7 @@ def queue_fill(
                 generation,
                 Grade.INCORRECT.value,
                 version.pk,
+                False,
                 _wrong_target(k, fraction),
                 k + _wrong_target(k, fraction),
                 k,
@@ -175,6 +186,7 @@ def queue_fill(
                 TaskKind.NORMAL.value,
                 generation,
                 required_labels,
+                version.pk,
                 connection.ops.adapt_datetimefield_value(now),
             ]
             with connection.cursor() as cursor:
@@ -190,6 +202,9 @@ def queue_fill(
             report.created = counts["created"]
             report.wrong = counts["wrong"]
             report.problems = counts["problems"]
+            report.eval_created = eval_queue_fill(
+                generation=generation, per_problem=k, required_labels=required_labels
+            )["eval_created"]
     report.seconds = time.perf_counter() - started
     if job is not None:
         progress_for(job, None)(report.created, report.created)
@@ -222,6 +237,6 @@ def queue_top_up() -> FillReport | None:
         return None
     current = generation_current()
     report = queue_fill(generation=current or 1)
-    if report.created == 0 and current is not None:
+    if report.created + report.eval_created == 0 and current is not None:
         report = queue_fill(generation=current + 1)
     return report

@@ -8,7 +8,7 @@ from django.db.models import Exists, OuterRef
 
 from labeling.models import Solution
 from selector.models import Job, SelectorVersion, SolutionScore
-from selector.services.common import Progress, progress_for
+from selector.services.common import Progress, job_cancel_check, progress_for
 from selector.services.versions import scorer_load, version_require_ready
 
 
@@ -23,7 +23,8 @@ def candidates_score(
     """Score every solution ``version`` has not scored yet; returns how many were scored.
 
     Works in chunks of ``batch`` solutions in id order, so an interrupted run resumes where it
-    stopped (the NOT EXISTS filter skips what is stored) and memory stays flat.
+    stopped (the NOT EXISTS filter skips what is stored) and memory stays flat. A cancelled
+    ``job`` stops between chunks (``JobCancelled``), keeping the chunks already stored.
     """
     version_require_ready(version)
     report = progress_for(job, progress)
@@ -40,6 +41,7 @@ def candidates_score(
     done = 0
     last_id = 0
     while True:
+        job_cancel_check(job)
         chunk = list(
             pending.filter(pk__gt=last_id)
             .order_by("pk")

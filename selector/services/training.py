@@ -11,7 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.db.models import Q
 
-from labeling.models import AnnotatorProfile, FinishReason, Label, TaskKind
+from labeling.models import AnnotatorProfile, FinishReason, Label, Problem, TaskKind
 from labeling.prm800k import (
     Branch,
     ChosenStep,
@@ -101,14 +101,18 @@ def labeled_trajectories() -> Iterable[LabeledTrajectory]:
 
 
 def held_out_keys(keys: Iterable[str]) -> set[str]:
-    from selector.ml.training import split_by_problem
+    """The keys (problem unique_ids) reserved for the frozen evaluation set."""
+    from selector.services.eval_set import eval_set_reserve
 
-    _, held_out = split_by_problem(sorted(set(keys)), eval_fraction=EVAL_FRACTION, seed=EVAL_SEED)
-    return held_out
+    eval_set_reserve()
+    wanted = set(keys)
+    reserved = Problem.objects.filter(eval_reserved=True).values_list("unique_id", flat=True)
+    return {key for key in reserved.iterator(chunk_size=5000) if key in wanted}
 
 
 def trajectories_split() -> tuple[list[LabeledTrajectory], list[LabeledTrajectory]]:
-    """(train, held_out), split by problem on a hash of its unique_id: a frozen held-out set."""
+    """(train, held_out), split by problem: every label on a problem reserved for the frozen
+    evaluation set is held out, whoever queued it, so no version ever trains on one."""
     items = list(labeled_trajectories())
     held_out = held_out_keys(t.problem_key for t in items)
     train = [t for t in items if t.problem_key not in held_out]

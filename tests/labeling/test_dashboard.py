@@ -12,7 +12,15 @@ from PIL import Image
 from labeling import dashboard, permissions
 from labeling.models import AnnotatorProfile, Task, TaskKind
 from selector.models import SelectorVersion
-from tests.factories import LabelFactory, TaskFactory, UserFactory, annotator, staff_with
+from tests.factories import (
+    LabelFactory,
+    ProblemFactory,
+    SolutionFactory,
+    TaskFactory,
+    UserFactory,
+    annotator,
+    staff_with,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -79,21 +87,40 @@ def test_rating_distribution_unnests_ratings_in_sql() -> None:
     assert dashboard.rating_distribution() == {"1": 3, "0": 1, "-1": 1, "null": 1}
 
 
-def test_selector_metrics_read_whatever_keys_exist() -> None:
-    SelectorVersion.objects.create(name="v1", base_model="m", metrics={"auroc": 0.7})
-    SelectorVersion.objects.create(
-        name="v2",
-        base_model="m",
-        metrics={"step_auroc": 0.8, "eval": {"loss": 0.5}, "note": "text", "flag": True},
-    )
-    SelectorVersion.objects.create(name="v3", base_model="m", metrics=[])  # malformed: ignored
+@pytest.mark.slow
+def test_selector_metrics_show_what_the_evaluator_really_wrote(settings, tmp_path) -> None:
+    """Real evaluator output (a tiny CPU model), not hand-written keys: the dashboard's
+    numbers are the ones the selector admin shows for the same rows."""
+    from selector import metric_rows
+    from selector.services import selector_create_base, selector_evaluate
+    from tests.selector.conftest import tiny_bert_dir
+
+    settings.SELECTOR_BASE_MODEL = str(tiny_bert_dir(tmp_path))
+    settings.SELECTOR_CHECKPOINT_DIR = tmp_path / "selectors"
+    settings.SELECTOR_DEVICE = "cpu"
+    settings.SELECTOR_EVAL_FRACTION = 1.0  # every problem is in the evaluation set
+    for p in range(4):
+        problem = ProblemFactory(unique_id=f"test/dash/{p}.json")
+        for wrong in (False, True):
+            steps = [f"We add {p} and {p}.", f"# Answer\n\n{2 * p + wrong}"]
+            task = TaskFactory(
+                solution=SolutionFactory(problem=problem, steps=steps), selector_version=None
+            )
+            LabelFactory(
+                task=task,
+                ratings=[1, -1] if wrong else [1, 1],
+                finish_reason="found_error" if wrong else "solution",
+            )
+    version = selector_create_base(name="dash-base")
+    metrics = selector_evaluate(version=version, resamples=10)
+    assert metrics["step"]["auroc"] is not None and metrics["first_error"]["f1"] is not None
     names, versions = dashboard.selector_metrics()
-    assert names == ["step_auroc", "auroc", "eval.loss"]
-    assert [v["values"] for v in versions] == [
-        [None, 0.7, None],
-        [0.8, None, 0.5],
-        [None, None, None],
-    ]
+    assert names == [row.label for row in metric_rows.HEADLINE_ROWS]
+    (row,) = versions
+    assert row["eval_set"] == metrics["eval_set"]["id"]
+    assert row["values"][names.index("Step AUROC (negative vs not)")] == metrics["step"]["auroc"]
+    assert row["values"][names.index("First-error F1")] == metrics["first_error"]["f1"]
+    assert None not in row["values"]
 
 
 def test_dashboard_page_renders_every_section(
@@ -102,13 +129,15 @@ def test_dashboard_page_renders_every_section(
     user = annotator("ada")
     profile = AnnotatorProfile.objects.get(user=user)
     LabelFactory(annotator=user, labeler=profile.labeler, created_at=timezone.now())
-    SelectorVersion.objects.create(name="v1", base_model="m", metrics={"step_auroc": 0.81})
+    SelectorVersion.objects.create(
+        name="v1", base_model="m", metrics={"step": {"auroc": 0.81}, "eval_set": {"id": 3}}
+    )
     with django_assert_max_num_queries(20):
         response = staff.get("/admin/dashboard/")
     assert response.status_code == 200
     body = response.content.decode()
     for marker in ['id="progress"', 'id="ratings"', 'id="finish-reasons"', 'id="annotators"',
-                   'id="selector-metrics"', "ada", "step_auroc", "0.8100"]:  # fmt: skip
+                   'id="selector-metrics"', "ada", "Step AUROC", "0.8100"]:  # fmt: skip
         assert marker in body, marker
 
 

@@ -242,3 +242,26 @@ def test_ml_staff_group_cannot_delete_history(ml_staff):
     assert ml_staff.has_perm("labeling.view_label")
     assert not ml_staff.has_perm("selector.delete_selectorversion")
     assert not ml_staff.has_perm("labeling.change_label")
+
+
+def test_cancel_button_cancels_a_queued_job_once(staff_client, versions):
+    _, v1 = versions
+    job = Job.objects.create(kind=JobKind.PROMOTE, version=v1)
+    page = reverse("admin:selector_job_change", args=[job.pk])
+    assert 'id="job-cancel"' in staff_client.get(page).content.decode()
+    url = reverse("admin:selector_job_cancel", args=[job.pk])
+    assert staff_client.get(url).status_code == 405
+    staff_client.post(url)
+    job.refresh_from_db()
+    assert job.status == JobStatus.CANCELLED
+    body = staff_client.post(url, follow=True).content.decode()
+    assert "has already ended" in body and 'id="job-cancel"' not in body
+
+
+def test_cancel_needs_the_job_permission(client, versions):
+    _, v1 = versions
+    client.force_login(UserFactory(username="viewer", is_staff=True))
+    job = Job.objects.create(kind=JobKind.PROMOTE, version=v1)
+    client.post(reverse("admin:selector_job_cancel", args=[job.pk]))
+    job.refresh_from_db()
+    assert job.status == JobStatus.QUEUED

@@ -11,7 +11,8 @@ from tests.factories import ProblemFactory, SolutionFactory
 
 
 @pytest.fixture
-def scored_pool(db):
+def scored_pool(db, settings):
+    settings.SELECTOR_EVAL_FRACTION = 0.0  # every problem is the selector's to fill
     version = SelectorVersion.objects.create(
         name="hand", base_model="-", status=VersionStatus.READY, is_active=True
     )

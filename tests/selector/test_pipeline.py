@@ -2,7 +2,7 @@
 
 import pytest
 
-from labeling.models import Grade, Label, Lease, Task, TaskKind
+from labeling.models import Grade, Label, Lease, Problem, Task, TaskKind
 from selector.ml.training import split_by_problem
 from selector.models import SelectorVersion, SolutionScore, VersionStatus
 from selector.services import (
@@ -113,7 +113,10 @@ def test_train_evaluate_promote_rescore_fill(db, selector_settings):
     assert all(0.0 <= s.score <= 1.0 and len(s.step_scores) == 3 for s in scores)
 
     first = queue_fill(per_problem=2)
-    assert first.generation == 1 and first.created == 24 * 2
+    reserved = Problem.objects.filter(eval_reserved=True).count()
+    assert reserved >= 1  # test/algebra/{0..23}.json under the default fraction and seed
+    assert first.generation == 1
+    assert (first.created, first.eval_created) == (2 * (24 - reserved), 2 * reserved)
     gen1 = Task.objects.filter(kind=TaskKind.NORMAL, generation=1)
     touched = gen1.order_by("pk").first()
     assert touched is not None
@@ -138,7 +141,14 @@ def test_train_evaluate_promote_rescore_fill(db, selector_settings):
     bon = metrics["best_of_n"]
     assert bon["n"][0] == 1 and len(bon["selector"]) == len(bon["n"])
     assert metrics["compared_with"]["version"] == base.name
+    assert metrics["eval_set"]["id"] == metrics["compared_with"]["eval_set_id"] is not None
+    assert metrics["best_of_n"]["problems"][0] == metrics["best_of_n_problems"]
     assert metrics["roc"]["fpr"][0] == 0.0 and metrics["roc"]["tpr"][-1] == 1.0
+    auroc = metrics["comparison"]["intervals"]["step.auroc"]
+    assert auroc["diff"] == pytest.approx(
+        metrics["step"]["auroc"] - metrics["compared_with"]["step"]["auroc"]
+    )
+    assert auroc["low"] <= auroc["diff"] <= auroc["high"]
 
     untouched_before = {t.pk: (t.priority, t.queued_score) for t in gen1}
     result = selector_promote(version=new)
@@ -146,17 +156,17 @@ def test_train_evaluate_promote_rescore_fill(db, selector_settings):
     base.refresh_from_db()
     assert new.is_active and not base.is_active and new.promoted_at is not None
     assert SolutionScore.objects.filter(version=new).count() == n_solutions
-    assert result["reprioritized"] == 24 * 2 - 1
-    for t in gen1.select_related("solution"):
+    assert result["reprioritized"] == first.created - 1
+    for t in gen1.select_related("solution__problem"):
         priority, queued_score = untouched_before[t.pk]
         assert t.queued_score == queued_score  # the score when queued never changes
-        if t.pk == touched.pk:
-            assert t.priority == priority  # someone is working on it
+        if t.pk == touched.pk or t.solution.problem.eval_reserved:
+            assert t.priority == priority  # someone is working on it / no selector ranks it
         else:
             assert t.priority == SolutionScore.objects.get(version=new, solution=t.solution).score
 
     second = queue_fill(per_problem=2)
-    assert second.generation == 2 and second.created == 24 * 2
+    assert second.generation == 2 and second.created == first.created
     assert second.version_id == new.pk
 
 

@@ -1,0 +1,256 @@
+"""Standard step-labeled benchmarks (ProcessBench, PRM800K records): read, score, F1.
+
+The whole file is read and checked before anything is scored or written, so bad input
+fails with every ``FILE:LINE: field: problem`` at once and leaves no partial predictions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from django.conf import settings
+
+from selector.models import Job, JobKind, SelectorVersion
+from selector.services.common import Progress, SelectorError, job_cancel_check, progress_for
+from selector.services.versions import scorer_load, version_require_ready
+
+MAX_REPORTED_ERRORS = 20
+
+
+class BenchmarkError(SelectorError):
+    """The benchmark file is malformed; the message lists FILE:LINE: field errors."""
+
+
+@dataclass
+class BenchmarkItem:
+    id: str
+    problem: str
+    steps: list[str]
+    label: int  # index of the first wrong step, -1 when every step is right
+
+
+class _Bad(Exception):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+
+
+def _str(record: dict[str, Any], field: str) -> str:
+    value = record.get(field)
+    if not isinstance(value, str) or not value.strip():
+        raise _Bad(field, "must be a non-empty string")
+    return value
+
+
+def _processbench_item(record: dict[str, Any]) -> BenchmarkItem:
+    raw_id = record.get("id")
+    if not isinstance(raw_id, str | int) or isinstance(raw_id, bool) or raw_id == "":
+        raise _Bad("id", "must be a non-empty string or an integer")
+    steps = record.get("steps")
+    if not isinstance(steps, list) or not steps or not all(isinstance(s, str) for s in steps):
+        raise _Bad("steps", "must be a non-empty list of strings")
+    label = record.get("label")
+    if not isinstance(label, int) or isinstance(label, bool) or not -1 <= label < len(steps):
+        raise _Bad("label", f"must be -1 or a step index 0..{len(steps) - 1}, got {label!r}")
+    correct = record.get("final_answer_correct")
+    if correct is not None and not isinstance(correct, bool):
+        raise _Bad("final_answer_correct", f"must be true or false, got {correct!r}")
+    return BenchmarkItem(id=str(raw_id), problem=_str(record, "problem"), steps=steps, label=label)
+
+
+def _prm800k_item(record: dict[str, Any], line: int) -> BenchmarkItem | None:
+    """A PRM800K label record as a benchmark item, or None when it has no first-error answer
+    (gave up, bad problem). Kept small and separate: a shared PRM800K reader can replace it.
+
+    Steps are the pre-generated solution (phase 2) or the rated trajectory (phase 1); a
+    step's rating is its chosen completion's, else its first completion's (in phase 2 the
+    pre-generated step, rated before any human rewrite)."""
+    question = record.get("question")
+    label = record.get("label")
+    if not isinstance(question, dict):
+        raise _Bad("question", "must be an object")
+    if not isinstance(label, dict) or not isinstance(label.get("steps"), list):
+        raise _Bad("label.steps", "must be a list")
+    problem = question.get("problem")
+    if not isinstance(problem, str) or not problem.strip():
+        raise _Bad("question.problem", "must be a non-empty string")
+    ratings: list[int | None] = []
+    texts: list[str] = []
+    for i, step in enumerate(label["steps"]):
+        if not isinstance(step, dict):
+            raise _Bad(f"label.steps[{i}]", "must be an object")
+        completions = step.get("completions") or []
+        chosen = step.get("chosen_completion")
+        pick = (
+            completions[chosen] if isinstance(chosen, int) and chosen < len(completions) else None
+        )
+        first = pick or (completions[0] if completions else None)
+        ratings.append(first.get("rating") if isinstance(first, dict) else None)
+        human = step.get("human_completion")
+        text = (pick or {}).get("text") or (human or {}).get("text") or (first or {}).get("text")
+        texts.append(text if isinstance(text, str) else "")
+    steps = question.get("pre_generated_steps") or texts
+    if not isinstance(steps, list) or not all(isinstance(s, str) for s in steps):
+        raise _Bad("question.pre_generated_steps", "must be a list of strings")
+    first_error = next((i for i, r in enumerate(ratings) if r == -1), None)
+    if first_error is None and label.get("finish_reason") != "solution":
+        return None  # gave up or bad problem: no first-error answer
+    if first_error is not None and first_error >= len(steps):
+        raise _Bad("label.steps", f"first error at step {first_error} of {len(steps)} steps")
+    return BenchmarkItem(
+        id=str(record.get("id") or f"line-{line}"),
+        problem=problem,
+        steps=list(steps),
+        label=-1 if first_error is None else first_error,
+    )
+
+
+def benchmark_read(*, path: Path) -> tuple[list[BenchmarkItem], dict[str, Any]]:
+    """(items, {"format", "skipped"}) from a ProcessBench or PRM800K JSONL file; every
+    problem in the file raises one ``BenchmarkError`` naming FILE:LINE: field."""
+    items: list[BenchmarkItem] = []
+    errors: list[str] = []
+    formats: set[str] = set()
+    skipped = 0
+    seen: dict[str, int] = {}
+    try:
+        handle = path.open(encoding="utf-8")
+    except OSError as exc:
+        raise BenchmarkError(f"{path}: cannot read: {exc.strerror}") from exc
+    with handle:
+        for line_no, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise _Bad("json", exc.msg) from None
+                if not isinstance(record, dict):
+                    raise _Bad("json", "each line must be a JSON object")
+                is_prm800k = isinstance(record.get("question"), dict)
+                formats.add("prm800k" if is_prm800k else "processbench")
+                item = _prm800k_item(record, line_no) if is_prm800k else _processbench_item(record)
+                if item is None:
+                    skipped += 1
+                    continue
+                if item.id in seen:
+                    raise _Bad("id", f"{item.id!r} repeats line {seen[item.id]}")
+                seen[item.id] = line_no
+                items.append(item)
+            except _Bad as exc:
+                errors.append(f"{path}:{line_no}: {exc}")
+                if len(errors) >= MAX_REPORTED_ERRORS:
+                    errors.append(f"{path}: stopped after {MAX_REPORTED_ERRORS} errors")
+                    break
+    if len(formats) > 1:
+        errors.append(f"{path}: mixes ProcessBench and PRM800K records")
+    if not errors and not items:
+        errors.append(f"{path}: no items to evaluate")
+    if errors:
+        raise BenchmarkError("\n".join(errors))
+    return items, {"format": formats.pop(), "skipped": skipped}
+
+
+def _predictions_write(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Written beside the target and renamed into place: never a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            for row in rows:
+                out.write(json.dumps(row) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def benchmark_evaluate(
+    *,
+    version: SelectorVersion,
+    path: Path,
+    threshold: float = 0.5,
+    predictions: Path | None = None,
+    job: Job | None = None,
+    progress: Progress | None = None,
+    name: str | None = None,
+) -> dict[str, Any]:
+    """ProcessBench F1 of ``version`` on a benchmark file (ProcessBench's metric: the first
+    step scoring below ``threshold`` is the predicted first error). ``predictions`` gets one
+    JSON line per item: ``{"id", "first_error", "step_scores"}``. A solution longer than the
+    scorer's window has its cut steps unscored; they are counted in ``truncated``."""
+    from selector.ml.metrics import processbench_f1
+
+    version_require_ready(version)
+    if not 0.0 <= threshold <= 1.0:
+        raise SelectorError(f"threshold must be within 0..1, got {threshold!r}")
+    items, info = benchmark_read(path=path)
+    report = progress_for(job, progress)
+    job_cancel_check(job)
+    scorer = scorer_load(version)
+    results = scorer.score([(item.problem, item.steps) for item in items], progress=report)
+    scores = [[float(s) for s in r.step_scores] for r in results]
+    predicted, metrics = processbench_f1(
+        scores, [item.label for item in items], threshold=threshold
+    )
+    if predictions is not None:
+        _predictions_write(
+            predictions,
+            [
+                {"id": item.id, "first_error": first, "step_scores": s}
+                for item, first, s in zip(items, predicted, scores, strict=True)
+            ],
+        )
+    return {
+        "benchmark": name or path.name,
+        "format": info["format"],
+        "version": version.name,
+        "version_id": version.pk,
+        **metrics,
+        "items": len(items),
+        "skipped": info["skipped"],
+        "truncated": sum(1 for r in results if r.truncated_steps),
+    }
+
+
+def benchmark_upload(
+    *,
+    version: SelectorVersion,
+    stream: IO[bytes],
+    filename: str,
+    threshold: float = 0.5,
+    user: Any = None,
+) -> Job:
+    """Keep an uploaded benchmark file where the workers read it, check it whole (bad input is
+    refused here, with its FILE:LINE errors, and not kept), then start a benchmark Job."""
+    from selector.services.jobs import job_start
+
+    version_require_ready(version)
+    if not 0.0 <= threshold <= 1.0:
+        raise SelectorError(f"threshold must be within 0..1, got {threshold!r}")
+    folder = Path(settings.VAR_DIR) / "benchmarks"
+    folder.mkdir(parents=True, exist_ok=True)
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(filename).name)[:80] or "benchmark.jsonl"
+    path = folder / f"{uuid.uuid4().hex}-{safe}"
+    with path.open("wb") as out:
+        shutil.copyfileobj(stream, out)
+    try:
+        benchmark_read(path=path)
+    except BenchmarkError as exc:
+        path.unlink(missing_ok=True)
+        # Name the file as the user knows it, not our stored copy.
+        raise BenchmarkError(str(exc).replace(str(path), safe)) from None
+    return job_start(
+        kind=JobKind.BENCHMARK,
+        params={"path": str(path), "name": safe, "threshold": threshold},
+        user=user,
+        version=version,
+    )

@@ -1,0 +1,148 @@
+"""The frozen evaluation set: reserved problems, queued uniformly, snapshotted into versions.
+
+A share of problems (``SELECTOR_EVAL_FRACTION``) is reserved once per problem from a hash of
+its unique_id and ``SELECTOR_EVAL_SEED`` — the same problems the held-out split always used,
+so existing metrics keep their meaning. A reserved problem's candidates are never picked by a
+selector's 80/20 rule (``queue_fill`` skips them); ``eval_queue_fill`` queues them by a seeded
+uniform draw instead, so the evaluation labels do not favour the version that chose them.
+``eval_set_freeze`` snapshots the usable labels into an ``EvalSet`` row: metrics name that row,
+and two versions' numbers compare only on the same one.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count, Exists, OuterRef
+
+from labeling.models import FinishReason, Label, Problem, Solution, Task, TaskKind
+from selector.models import EvalSet
+from selector.services.common import SelectorError
+
+
+def eval_set_reserve() -> int:
+    """Decide ``eval_reserved`` for every problem not decided yet; returns how many were
+    reserved. The decision depends only on (seed, unique_id), so it is the same whenever it is
+    made, and it never changes afterwards (a later change of the fraction affects new problems
+    only: the set stays frozen)."""
+    from selector.ml.training import split_by_problem
+
+    undecided = dict(
+        Problem.objects.filter(eval_reserved__isnull=True).values_list("unique_id", "id")
+    )
+    if not undecided:
+        return 0
+    _, reserved = split_by_problem(
+        list(undecided),
+        eval_fraction=settings.SELECTOR_EVAL_FRACTION,
+        seed=settings.SELECTOR_EVAL_SEED,
+    )
+    reserved_ids = [undecided[key] for key in reserved]
+    with transaction.atomic():
+        Problem.objects.filter(pk__in=reserved_ids, eval_reserved__isnull=True).update(
+            eval_reserved=True
+        )
+        Problem.objects.filter(pk__in=list(undecided.values()), eval_reserved__isnull=True).update(
+            eval_reserved=False
+        )
+    return len(reserved_ids)
+
+
+def eval_labels() -> Any:
+    """Labels usable for evaluation: normal tasks on reserved problems that no selector
+    queued (imported labels and uniform evaluation tasks), minus broken problems."""
+    return (
+        Label.objects.filter(
+            task__kind=TaskKind.NORMAL,
+            task__selector_version__isnull=True,
+            task__solution__problem__eval_reserved=True,
+        )
+        .exclude(finish_reason=FinishReason.BAD_PROBLEM)
+        .order_by("pk")
+    )
+
+
+@transaction.atomic
+def eval_set_freeze() -> EvalSet:
+    """A new version of the evaluation set: every evaluation label that exists now."""
+    eval_set_reserve()
+    rows = list(eval_labels().values_list("pk", "task__solution__problem_id"))
+    last_solution = Solution.objects.order_by("-pk").values_list("pk", flat=True).first()
+    return EvalSet.objects.create(
+        label_ids=[pk for pk, _ in rows],
+        max_solution_id=last_solution or 0,
+        problems=len({problem for _, problem in rows}),
+        fraction=settings.SELECTOR_EVAL_FRACTION,
+        seed=settings.SELECTOR_EVAL_SEED,
+    )
+
+
+def eval_set_current(*, freeze: bool = False) -> EvalSet:
+    """The newest evaluation set; a first one is frozen when there is none (or on ``freeze``)."""
+    current = EvalSet.objects.order_by("-pk").first()
+    if current is None or freeze:
+        return eval_set_freeze()
+    return current
+
+
+def eval_queue_fill(
+    *,
+    generation: int,
+    per_problem: int | None = None,
+    seed: int | None = None,
+    required_labels: int = 1,
+) -> dict[str, int]:
+    """Queue up to K candidates per reserved problem, drawn uniformly at random (seeded by
+    problem and generation, so a rerun picks the same ones), minus what the problem already
+    has in ``generation``. Candidates are solutions with no task of any kind yet. Tasks carry
+    no selector version and no queued score; their priority is a uniform draw too, so they
+    are served interleaved with the selector's picks rather than all first or all last."""
+    k = settings.SELECTOR_PER_PROBLEM if per_problem is None else per_problem
+    if not isinstance(k, int) or k < 0 or k > 1000:
+        raise SelectorError(f"per_problem must be an integer in 0..1000, got {k!r}")
+    seed = settings.SELECTOR_EVAL_SEED if seed is None else seed
+    eval_set_reserve()
+    with transaction.atomic():
+        queued = dict(
+            Task.objects.filter(
+                kind=TaskKind.NORMAL,
+                generation=generation,
+                solution__problem__eval_reserved=True,
+            )
+            .values_list("solution__problem_id")
+            .annotate(n=Count("id"))
+            .order_by()
+        )
+        free = (
+            Solution.objects.filter(problem__eval_reserved=True)
+            .filter(~Exists(Task.objects.filter(solution=OuterRef("pk"))))
+            .order_by("problem_id", "pk")
+            .values_list("problem_id", "pk")
+        )
+        by_problem: dict[int, list[int]] = {}
+        for problem_id, solution_id in free.iterator(chunk_size=5000):
+            by_problem.setdefault(problem_id, []).append(solution_id)
+        tasks: list[Task] = []
+        problems: set[int] = set()
+        for problem_id, ids in by_problem.items():
+            budget = k - queued.get(problem_id, 0)
+            if budget <= 0:
+                continue
+            rng = random.Random(f"{seed}:{problem_id}:{generation}")
+            problems.add(problem_id)
+            for solution_id in rng.sample(ids, min(budget, len(ids))):
+                tasks.append(
+                    Task(
+                        solution_id=solution_id,
+                        kind=TaskKind.NORMAL,
+                        generation=generation,
+                        priority=rng.random(),
+                        queued_score=None,
+                        required_labels=required_labels,
+                    )
+                )
+        Task.objects.bulk_create(tasks, batch_size=1000)
+    return {"eval_created": len(tasks), "eval_problems": len(problems)}
