@@ -101,14 +101,15 @@ class LabelFactory(factory.django.DjangoModelFactory):
     task = factory.SubFactory(TaskFactory)
     annotator = None
     labeler = factory.LazyFunction(uuid.uuid4)
+    # The stored steps carry the same ratings as ``ratings`` (readers derive them from steps).
     steps = factory.LazyAttribute(
         lambda o: [
             {
-                "completions": [{"text": text, "rating": 1, "flagged": False}],
+                "completions": [{"text": text, "rating": rating, "flagged": False}],
                 "human_completion": None,
                 "chosen_completion": 0,
             }
-            for text in o.task.solution.steps
+            for text, rating in zip(o.task.solution.steps, o.ratings, strict=False)
         ]
     )
     ratings = factory.LazyAttribute(lambda o: [1] * len(o.task.solution.steps))
