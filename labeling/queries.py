@@ -22,12 +22,30 @@ def user_is_annotator(user: User | AnonymousUser) -> bool:
         return False
     if user.is_staff:
         return True
+    # Set by labeling.auth, which reads it with the user in one query.
+    known = getattr(user, "in_annotators_group", None)
+    if known is not None:
+        return bool(known)
     return user.groups.filter(name=ANNOTATORS_GROUP).exists()
 
 
 def annotator_profile_get(*, user: User) -> AnnotatorProfile:
-    profile, _ = AnnotatorProfile.objects.get_or_create(user=user)
-    return profile
+    """The user's profile: the one authentication loaded with the user, else from the table."""
+    try:
+        return user.annotator_profile
+    except AnnotatorProfile.DoesNotExist:
+        profile, _ = AnnotatorProfile.objects.get_or_create(user=user)
+        user.annotator_profile = profile
+        return profile
+
+
+def user_may_author_gold(user: User) -> bool:
+    """Staff allowed to edit tasks (and so set gold labels) are served gold-less questions."""
+    return user.is_staff and user.has_perm("labeling.change_task")
+
+
+def user_authored_gold(user: User) -> bool:
+    return Label.objects.filter(annotator=user, is_gold=True).exists()
 
 
 def screening_tasks_required(*, quality: QualitySettings) -> list[int]:

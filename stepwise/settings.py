@@ -177,6 +177,18 @@ CELERY_BEAT_SCHEDULE = {
 
 # --- Labeling -------------------------------------------------------------------------------
 LEASE_MINUTES = int(os.environ.get("STEPWISE_LEASE_MINUTES", "30"))
+# How long the holder of a lease that expired and was taken back may still submit (while a
+# slot is free).
+RELEASED_LEASE_HOURS = int(os.environ.get("STEPWISE_RELEASED_LEASE_HOURS", "24"))
+# The annotator API: nesting-limited JSON, JSON errors (503 + Retry-After on a busy database),
+# and authentication that loads the annotator's profile with the user in one query.
+REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"] = ["labeling.api.parsers.NestingLimitedJSONParser"]
+REST_FRAMEWORK["EXCEPTION_HANDLER"] = "labeling.api.errors.api_exception_handler"
+REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"] = [
+    "rest_framework.authentication.SessionAuthentication",
+    "labeling.auth.AnnotatorTokenAuthentication",
+]
+AUTHENTICATION_BACKENDS = ["labeling.auth.AnnotatorModelBackend"]
 GRADING_TIMEOUT_SECONDS = float(os.environ.get("STEPWISE_GRADING_TIMEOUT", "5"))
 
 # --- Selector -------------------------------------------------------------------------------
