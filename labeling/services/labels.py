@@ -23,7 +23,12 @@ from labeling.models import (
     TaskKind,
 )
 from labeling.services.quality import annotator_screening_update
-from labeling.services.queue import AnnotatorIneligible, TaskNotLeased, TaskUnavailable
+from labeling.services.queue import (
+    AnnotatorIneligible,
+    TaskNotLeased,
+    TaskUnavailable,
+    one_statement,
+)
 
 MAX_TOTAL_TIME_MS = 2**31 - 1  # the column is a PositiveIntegerField
 
@@ -239,23 +244,55 @@ def _eligibility_check(*, profile: AnnotatorProfile, task: Task) -> None:
         raise AnnotatorIneligible("screening questions are only for annotators being screened")
 
 
-@transaction.atomic
 def _label_create(*, annotator: User, key: str, submission: dict[str, Any]) -> SubmitResult:
+    if connection.vendor == "postgresql":
+        # Two round trips and no transaction: an unlocked read to validate against, then
+        # one statement that re-checks the lease under the task's row lock and writes.
+        prepared = _submit_prepare(annotator=annotator, key=key, submission=submission, lock=False)
+        if isinstance(prepared, SubmitResult):
+            return prepared
+        if not _label_write_one_statement(label=prepared.label, task=prepared.task):
+            return _lost_race(annotator=annotator, key=key, submission=submission)
+    else:
+        with transaction.atomic():
+            prepared = _submit_prepare(
+                annotator=annotator, key=key, submission=submission, lock=True
+            )
+            if isinstance(prepared, SubmitResult):
+                return prepared
+            _label_write(label=prepared.label, task=prepared.task, holds_lease=prepared.holds_lease)
+    # The same change the write made to the row, on the copy this request goes on using.
+    profile = prepared.profile
+    if prepared.task.kind == TaskKind.QUALITY_CONTROL:
+        profile.labels_since_qc = 0
+    elif prepared.task.kind == TaskKind.NORMAL:
+        profile.labels_since_qc += 1
+    return SubmitResult(label=prepared.label, created=True)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    task: Task
+    label: Label  # not saved yet
+    profile: AnnotatorProfile
+    holds_lease: bool
+
+
+def _submit_prepare(
+    *, annotator: User, key: str, submission: dict[str, Any], lock: bool
+) -> _Prepared | SubmitResult:
+    """Read the task with this annotator's label, lease and released lease on it (one query),
+    check them, validate the ratings, and build the label; or the earlier label of a retry."""
     task_id = submission["task_id"]
     mine = {"task": OuterRef("pk"), "annotator": annotator}
-    # One query: the locked task, its steps, and this annotator's label, lease and released
-    # lease on it.
-    task = (
-        Task.objects.select_for_update(of=("self",))
-        .select_related("solution")
-        .annotate(
-            my_label_id=Subquery(Label.objects.filter(**mine).values("id")[:1]),
-            my_lease=Exists(Lease.objects.filter(**mine)),
-            my_released_lease=Exists(ReleasedLease.objects.filter(**mine)),
-        )
-        .filter(pk=task_id)
-        .first()
+    tasks = Task.objects.select_related("solution").annotate(
+        my_label_id=Subquery(Label.objects.filter(**mine).values("id")[:1]),
+        my_lease=Exists(Lease.objects.filter(**mine)),
+        my_released_lease=Exists(ReleasedLease.objects.filter(**mine)),
     )
+    if lock:
+        tasks = tasks.select_for_update(of=("self",))
+    task = tasks.filter(pk=task_id).first()
     if task is None:
         raise TaskNotLeased(f"task {task_id} does not exist")
     # Under the task lock a twin request has either committed its label or not started.
@@ -269,11 +306,7 @@ def _label_create(*, annotator: User, key: str, submission: dict[str, Any]) -> S
     if not holds_lease:
         if not task.my_released_lease:  # type: ignore[attr-defined]
             raise TaskNotLeased(f"task {task_id} is not leased to you")
-        if task.kind == TaskKind.NORMAL:
-            if task.label_count >= task.required_labels:
-                raise TaskUnavailable(f"task {task_id} already has all its labels")
-            if task.label_count + task.lease_count >= task.required_labels:
-                raise TaskUnavailable(f"your lease on task {task_id} expired; others hold it now")
+        _free_slot_check(task)
     _eligibility_check(profile=profile, task=task)
     steps = task.solution.steps
     label_validate(
@@ -303,16 +336,25 @@ def _label_create(*, annotator: User, key: str, submission: dict[str, Any]) -> S
         created_at=timezone.now(),
         idempotency_key=key,
     )
-    if connection.vendor == "postgresql":
-        _label_write_one_statement(label=label, task=task)
-    else:
-        _label_write(label=label, task=task, holds_lease=holds_lease)
-    # The same change the write made to the row, on the copy this request goes on using.
-    if task.kind == TaskKind.QUALITY_CONTROL:
-        profile.labels_since_qc = 0
-    elif task.kind == TaskKind.NORMAL:
-        profile.labels_since_qc += 1
-    return SubmitResult(label=label, created=True)
+    return _Prepared(task=task, label=label, profile=profile, holds_lease=holds_lease)
+
+
+def _free_slot_check(task: Task) -> None:
+    """A lease that expired and was taken back still counts while nobody needs its slot."""
+    if task.kind != TaskKind.NORMAL:
+        return  # one per annotator: no slot limit
+    if task.label_count >= task.required_labels:
+        raise TaskUnavailable(f"task {task.pk} already has all its labels")
+    if task.label_count + task.lease_count >= task.required_labels:
+        raise TaskUnavailable(f"your lease on task {task.pk} expired; others hold it now")
+
+
+def _lost_race(*, annotator: User, key: str, submission: dict[str, Any]) -> SubmitResult:
+    """The write found the lease gone since the read: a twin request, the sweep, or others."""
+    prepared = _submit_prepare(annotator=annotator, key=key, submission=submission, lock=False)
+    if isinstance(prepared, SubmitResult):
+        return prepared  # the twin's label
+    raise TaskUnavailable(f"task {prepared.task.pk} can take no more labels from you")
 
 
 def _label_write(*, label: Label, task: Task, holds_lease: bool) -> None:
@@ -328,40 +370,56 @@ def _label_write(*, label: Label, task: Task, holds_lease: bool) -> None:
     if task.kind == TaskKind.QUALITY_CONTROL:
         profiles.update(labels_since_qc=0)
     elif task.kind == TaskKind.NORMAL:
-        profiles.update(
-            labels_since_qc=F("labels_since_qc") + 1
-        )
+        profiles.update(labels_since_qc=F("labels_since_qc") + 1)
 
 
+# Lock order as everywhere in the queue: the task row (``locked``), then the lease rows. Each
+# sub-statement reads the one before it, which fixes the order they run in.
 _SUBMIT_SQL = """
-WITH gone AS (
-    DELETE FROM labeling_lease WHERE task_id = %(task)s AND annotator_id = %(user)s RETURNING id
+WITH locked AS (
+    SELECT id FROM labeling_task WHERE id = %(task)s FOR UPDATE
 ),
-forgotten AS (
-    DELETE FROM labeling_releasedlease WHERE task_id = %(task)s AND annotator_id = %(user)s
+gone AS (
+    DELETE FROM labeling_lease
+    WHERE task_id = (SELECT id FROM locked) AND annotator_id = %(user)s RETURNING id
 ),
 counted AS (
     UPDATE labeling_task SET label_count = label_count + 1,
         lease_count = lease_count - (SELECT count(*) FROM gone)
-    WHERE id = %(task)s
+    WHERE id = (SELECT id FROM locked) AND (
+        EXISTS (SELECT 1 FROM gone)
+        OR (EXISTS (SELECT 1 FROM labeling_releasedlease
+                    WHERE task_id = %(task)s AND annotator_id = %(user)s)
+            AND (kind <> 'normal' OR label_count + lease_count < required_labels)))
+    RETURNING id
+),
+labeled AS (
+    INSERT INTO labeling_label (task_id, annotator_id, labeler, steps, ratings, finish_reason,
+        finish_note, total_time_ms, started_at, created_at, idempotency_key, is_gold)
+    SELECT id, %(user)s, %(labeler)s, %(steps)s::jsonb, %(ratings)s::jsonb, %(finish_reason)s,
+        %(finish_note)s, %(total_time_ms)s, %(started_at)s, %(created_at)s, %(key)s, false
+    FROM counted
+    RETURNING id
+),
+forgotten AS (
+    DELETE FROM labeling_releasedlease
+    WHERE task_id = %(task)s AND annotator_id = %(user)s AND EXISTS (SELECT 1 FROM labeled)
 ),
 spaced AS (
     UPDATE labeling_annotatorprofile SET labels_since_qc = CASE %(kind)s
         WHEN 'quality_control' THEN 0 WHEN 'normal' THEN labels_since_qc + 1
         ELSE labels_since_qc END
-    WHERE user_id = %(user)s
+    WHERE user_id = %(user)s AND EXISTS (SELECT 1 FROM labeled)
 )
-INSERT INTO labeling_label (task_id, annotator_id, labeler, steps, ratings, finish_reason,
-    finish_note, total_time_ms, started_at, created_at, idempotency_key, is_gold)
-VALUES (%(task)s, %(user)s, %(labeler)s, %(steps)s::jsonb, %(ratings)s::jsonb, %(finish_reason)s,
-    %(finish_note)s, %(total_time_ms)s, %(started_at)s, %(created_at)s, %(key)s, false)
-RETURNING id
+SELECT (SELECT id FROM labeled)
 """
 
 
-def _label_write_one_statement(*, label: Label, task: Task) -> None:
-    """PostgreSQL: what :func:`_label_write` does, in one round trip (a data-modifying CTE)."""
-    with connection.cursor() as cursor:
+def _label_write_one_statement(*, label: Label, task: Task) -> bool:
+    """PostgreSQL: what :func:`_label_write` does, as one statement that also re-checks that
+    the annotator still holds the lease (or a released one with a free slot). False when not:
+    nothing was written."""
+    with one_statement(), connection.cursor() as cursor:
         cursor.execute(
             _SUBMIT_SQL,
             {
@@ -379,5 +437,9 @@ def _label_write_one_statement(*, label: Label, task: Task) -> None:
                 "key": label.idempotency_key,
             },
         )
-        label.pk = cursor.fetchone()[0]
+        label_id = cursor.fetchone()[0]
+    if label_id is None:
+        return False
+    label.pk = label_id
     label._state.adding = False
+    return True

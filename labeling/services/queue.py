@@ -15,6 +15,7 @@ annotator's live leases; on PostgreSQL one statement then picks, locks, counts a
 next normal task (a data-modifying CTE), so a claim is four queries with session auth.
 """
 
+import contextlib
 import datetime
 import json
 import logging
@@ -116,6 +117,7 @@ class _ClaimState:
     live: int  # live leases the annotator holds
     resumable: int | None  # the oldest of them not in ``exclude``
     holds_qc: bool
+    screening_open: bool  # some screening question has a gold label
 
 
 def _claim_state(*, annotator: User, exclude: set[int], now: datetime.datetime) -> _ClaimState:
@@ -132,6 +134,9 @@ def _claim_state(*, annotator: User, exclude: set[int], now: datetime.datetime) 
                 live.exclude(task_id__in=exclude).order_by("created_at", "id").values("task_id")[:1]
             ),
             holds_qc=Exists(live.filter(task__kind=TaskKind.QUALITY_CONTROL)),
+            screening_open=Exists(
+                Task.objects.filter(kind=TaskKind.SCREENING, gold_label__isnull=False)
+            ),
         )
         .first()
     )
@@ -143,6 +148,7 @@ def _claim_state(*, annotator: User, exclude: set[int], now: datetime.datetime) 
         live=row.live_count,  # type: ignore[attr-defined]
         resumable=row.resumable,  # type: ignore[attr-defined]
         holds_qc=row.holds_qc,  # type: ignore[attr-defined]
+        screening_open=row.screening_open,  # type: ignore[attr-defined]
     )
 
 
@@ -178,7 +184,7 @@ def _claim_next(*, annotator: User, exclude: set[int]) -> Claim | None:
 
     quality = state.quality
     passed = profile.screening_passed
-    if passed is None:
+    if passed is None and state.screening_open:
         required = queries.screening_tasks_required(quality=quality)
         if required:
             # Authors of gold labels are exempt (they wrote the answer key); decided here.
@@ -272,8 +278,15 @@ CROSS JOIN relaxed
 """
 
 
+def one_statement() -> Any:
+    """No transaction for a single statement (it is atomic by itself): a BEGIN and a COMMIT
+    are two round trips. Inside an outer transaction (tests, callers) a savepoint keeps a
+    failed statement from poisoning it."""
+    return transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
+
+
 def _claim_normal_one_statement(*, annotator: User, exclude: set[int]) -> Claim | None:
-    """PostgreSQL: pick (``FOR UPDATE SKIP LOCKED``), count, lease and read in one round trip.
+    """PostgreSQL: pick (``FOR UPDATE SKIP LOCKED``), count, lease and read in one statement.
 
     The same rows and locks as :func:`_claim_normal`, which SQLite uses (it has no
     data-modifying CTEs).
@@ -281,23 +294,21 @@ def _claim_normal_one_statement(*, annotator: User, exclude: set[int]) -> Claim 
     candidates = Task.objects.filter(OPEN_NORMAL).filter(_not_seen_by(annotator))
     if exclude:
         candidates = candidates.exclude(pk__in=exclude)
-    pick = (
-        candidates.select_for_update(skip_locked=True, of=("self",))
-        .order_by("-priority", "id")
-        .values("id")[:1]
+    pick = candidates.order_by("-priority", "id").values("id")[:1]
+    pick_sql, pick_params = pick.query.sql_with_params()
+    # Written out rather than select_for_update(), which Django only compiles inside a
+    # transaction; the statement is its own transaction here.
+    pick_sql += ' FOR UPDATE OF "labeling_task" SKIP LOCKED'
+    sql = _CLAIM_SQL.format(
+        pick=pick_sql,
+        task_columns=", ".join(_TASK_COLUMNS),
+        bumped_columns=", ".join(f"bumped.{column}" for column in _TASK_COLUMNS),
     )
     now = timezone.now()
-    expires_at = lease_expiry(now)
     for _ in range(CLAIM_ATTEMPTS):
         try:
-            with transaction.atomic(), connection.cursor() as cursor:
-                pick_sql, pick_params = pick.query.sql_with_params()
-                sql = _CLAIM_SQL.format(
-                    pick=pick_sql,
-                    task_columns=", ".join(_TASK_COLUMNS),
-                    bumped_columns=", ".join(f"bumped.{column}" for column in _TASK_COLUMNS),
-                )
-                cursor.execute(sql, [*pick_params, annotator.pk, now, expires_at])
+            with one_statement(), connection.cursor() as cursor:
+                cursor.execute(sql, [*pick_params, annotator.pk, now, lease_expiry(now)])
                 row = cursor.fetchone()
         except IntegrityError:
             continue  # the same annotator's twin request leased this task first
