@@ -118,6 +118,7 @@ class _ClaimState:
     resumable: int | None  # the oldest of them not in ``exclude``
     holds_qc: bool
     screening_open: bool  # some screening question has a gold label
+    qc_open: bool  # some QC question has a gold label
 
 
 def _claim_state(*, annotator: User, exclude: set[int], now: datetime.datetime) -> _ClaimState:
@@ -137,6 +138,9 @@ def _claim_state(*, annotator: User, exclude: set[int], now: datetime.datetime) 
             screening_open=Exists(
                 Task.objects.filter(kind=TaskKind.SCREENING, gold_label__isnull=False)
             ),
+            qc_open=Exists(
+                Task.objects.filter(kind=TaskKind.QUALITY_CONTROL, gold_label__isnull=False)
+            ),
         )
         .first()
     )
@@ -149,6 +153,7 @@ def _claim_state(*, annotator: User, exclude: set[int], now: datetime.datetime) 
         resumable=row.resumable,  # type: ignore[attr-defined]
         holds_qc=row.holds_qc,  # type: ignore[attr-defined]
         screening_open=row.screening_open,  # type: ignore[attr-defined]
+        qc_open=row.qc_open,  # type: ignore[attr-defined]
     )
 
 
@@ -210,7 +215,12 @@ def _claim_next(*, annotator: User, exclude: set[int]) -> Claim | None:
         return None
 
     interval = qc_interval(quality.qc_rate)
-    if interval is not None and not state.holds_qc and profile.labels_since_qc >= interval:
+    if (
+        interval is not None
+        and state.qc_open
+        and not state.holds_qc
+        and profile.labels_since_qc >= interval
+    ):
         claim = _claim_per_annotator(
             annotator=annotator,
             candidates=Task.objects.filter(kind=TaskKind.QUALITY_CONTROL, gold_label__isnull=False),
