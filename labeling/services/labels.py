@@ -9,16 +9,17 @@ from typing import Any
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Exists, F, OuterRef, Subquery
+from django.db.models import F
 from django.utils import timezone
 
-from labeling import queries
+from labeling import queries, rawsql
 from labeling.models import (
     AnnotatorProfile,
     FinishReason,
     Label,
     Lease,
     ReleasedLease,
+    Solution,
     Task,
     TaskKind,
 )
@@ -248,16 +249,14 @@ def _label_create(*, annotator: User, key: str, submission: dict[str, Any]) -> S
     if connection.vendor == "postgresql":
         # Two round trips and no transaction: an unlocked read to validate against, then
         # one statement that re-checks the lease under the task's row lock and writes.
-        prepared = _submit_prepare(annotator=annotator, key=key, submission=submission, lock=False)
+        prepared = _submit_prepare(annotator=annotator, key=key, submission=submission)
         if isinstance(prepared, SubmitResult):
             return prepared
         if not _label_write_one_statement(label=prepared.label, task=prepared.task):
             return _lost_race(annotator=annotator, key=key, submission=submission)
     else:
         with transaction.atomic():
-            prepared = _submit_prepare(
-                annotator=annotator, key=key, submission=submission, lock=True
-            )
+            prepared = _submit_prepare(annotator=annotator, key=key, submission=submission)
             if isinstance(prepared, SubmitResult):
                 return prepared
             _label_write(label=prepared.label, task=prepared.task, holds_lease=prepared.holds_lease)
@@ -278,24 +277,51 @@ class _Prepared:
     holds_lease: bool
 
 
+_TASK_FOR_SUBMIT_SQL = f"""
+SELECT {rawsql.columns(Task, "t")}, s.steps,
+    (SELECT id FROM labeling_label WHERE task_id = t.id AND annotator_id = %s),
+    EXISTS (SELECT 1 FROM labeling_lease WHERE task_id = t.id AND annotator_id = %s),
+    EXISTS (SELECT 1 FROM labeling_releasedlease WHERE task_id = t.id AND annotator_id = %s)
+FROM labeling_task t JOIN labeling_solution s ON s.id = t.solution_id
+WHERE t.id = %s
+"""
+
+
+def _task_for_submit(*, task_id: int, annotator: User) -> Task | None:
+    """The task with its steps and this annotator's label id, lease and released lease on it
+    (hand-written: see labeling.rawsql). Not locked: the write re-checks under the lock
+    (PostgreSQL) or runs in the same IMMEDIATE transaction (SQLite)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_TASK_FOR_SUBMIT_SQL, [annotator.pk, annotator.pk, annotator.pk, task_id])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    width = rawsql.width(Task)
+    task = rawsql.instance(Task, row[:width])
+    steps, label_id, lease, released = row[width:]
+    steps_field: Any = Solution._meta.get_field("steps")
+    task.solution = Solution.from_db(
+        connection.alias,
+        ["id", "problem_id", "steps"],
+        [task.solution_id, None, steps_field.from_db_value(steps, None, connection)],
+    )
+    task.my_label_id = label_id  # type: ignore[attr-defined]
+    task.my_lease = bool(lease)  # type: ignore[attr-defined]
+    task.my_released_lease = bool(released)  # type: ignore[attr-defined]
+    return task
+
+
 def _submit_prepare(
-    *, annotator: User, key: str, submission: dict[str, Any], lock: bool
+    *, annotator: User, key: str, submission: dict[str, Any]
 ) -> _Prepared | SubmitResult:
     """Read the task with this annotator's label, lease and released lease on it (one query),
     check them, validate the ratings, and build the label; or the earlier label of a retry."""
     task_id = submission["task_id"]
-    mine = {"task": OuterRef("pk"), "annotator": annotator}
-    tasks = Task.objects.select_related("solution").annotate(
-        my_label_id=Subquery(Label.objects.filter(**mine).values("id")[:1]),
-        my_lease=Exists(Lease.objects.filter(**mine)),
-        my_released_lease=Exists(ReleasedLease.objects.filter(**mine)),
-    )
-    if lock:
-        tasks = tasks.select_for_update(of=("self",))
-    task = tasks.filter(pk=task_id).first()
+    task = _task_for_submit(task_id=task_id, annotator=annotator)
     if task is None:
         raise TaskNotLeased(f"task {task_id} does not exist")
-    # Under the task lock a twin request has either committed its label or not started.
+    # A twin request's committed label shows here; one still in flight meets the write's
+    # checks (SQLite: the same IMMEDIATE transaction; PostgreSQL: the task lock and lease).
     if task.my_label_id is not None:  # type: ignore[attr-defined]
         label = Label.objects.get(pk=task.my_label_id)  # type: ignore[attr-defined]
         if label.idempotency_key != key:
@@ -351,7 +377,7 @@ def _free_slot_check(task: Task) -> None:
 
 def _lost_race(*, annotator: User, key: str, submission: dict[str, Any]) -> SubmitResult:
     """The write found the lease gone since the read: a twin request, the sweep, or others."""
-    prepared = _submit_prepare(annotator=annotator, key=key, submission=submission, lock=False)
+    prepared = _submit_prepare(annotator=annotator, key=key, submission=submission)
     if isinstance(prepared, SubmitResult):
         return prepared  # the twin's label
     raise TaskUnavailable(f"task {prepared.task.pk} can take no more labels from you")

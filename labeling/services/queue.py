@@ -27,11 +27,10 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery
-from django.db.models.functions import Coalesce
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from labeling import queries
+from labeling import queries, rawsql
 from labeling.models import (
     Label,
     Lease,
@@ -121,39 +120,52 @@ class _ClaimState:
     qc_open: bool  # some QC question has a gold label
 
 
+_CLAIM_STATE_SQL = """
+SELECT {quality_columns},
+    (SELECT count(*) FROM labeling_lease WHERE annotator_id = %s AND expires_at > %s),
+    (SELECT task_id FROM labeling_lease WHERE annotator_id = %s AND expires_at > %s {not_excluded}
+     ORDER BY created_at, id LIMIT 1),
+    EXISTS (SELECT 1 FROM labeling_lease l JOIN labeling_task t ON t.id = l.task_id
+            WHERE l.annotator_id = %s AND l.expires_at > %s AND t.kind = 'quality_control'),
+    EXISTS (SELECT 1 FROM labeling_task
+            WHERE kind = 'screening' AND gold_label_id IS NOT NULL),
+    EXISTS (SELECT 1 FROM labeling_task
+            WHERE kind = 'quality_control' AND gold_label_id IS NOT NULL)
+FROM labeling_qualitysettings q WHERE q.id = 1
+"""
+
+
+def _placeholders(values: list[int]) -> str:
+    return ", ".join(["%s"] * len(values))
+
+
 def _claim_state(*, annotator: User, exclude: set[int], now: datetime.datetime) -> _ClaimState:
-    """The quality settings and the annotator's live leases, in one query."""
-    live = Lease.objects.filter(annotator=annotator, expires_at__gt=now)
-    row = (
-        QualitySettings.objects.filter(pk=1)
-        .annotate(
-            live_count=Coalesce(
-                Subquery(live.values("annotator_id").annotate(n=Count("id")).values("n")[:1]),
-                0,
-            ),
-            resumable=Subquery(
-                live.exclude(task_id__in=exclude).order_by("created_at", "id").values("task_id")[:1]
-            ),
-            holds_qc=Exists(live.filter(task__kind=TaskKind.QUALITY_CONTROL)),
-            screening_open=Exists(
-                Task.objects.filter(kind=TaskKind.SCREENING, gold_label__isnull=False)
-            ),
-            qc_open=Exists(
-                Task.objects.filter(kind=TaskKind.QUALITY_CONTROL, gold_label__isnull=False)
-            ),
-        )
-        .first()
+    """The quality settings and the annotator's live leases, in one query (hand-written: see
+    labeling.rawsql)."""
+    excluded = sorted(exclude)
+    sql = _CLAIM_STATE_SQL.format(
+        quality_columns=rawsql.columns(QualitySettings, "q"),
+        not_excluded=f"AND task_id NOT IN ({', '.join(['%s'] * len(excluded))})"
+        if excluded
+        else "",
     )
+    at = rawsql.datetime_param(now)
+    params = [annotator.pk, at, annotator.pk, at, *excluded, annotator.pk, at]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
     if row is None:  # the singleton is created on first use
         QualitySettings.objects.get_or_create(pk=1)
         return _claim_state(annotator=annotator, exclude=exclude, now=now)
+    width = rawsql.width(QualitySettings)
+    live, resumable, holds_qc, screening_open, qc_open = row[width:]
     return _ClaimState(
-        quality=row,
-        live=row.live_count,  # type: ignore[attr-defined]
-        resumable=row.resumable,  # type: ignore[attr-defined]
-        holds_qc=row.holds_qc,  # type: ignore[attr-defined]
-        screening_open=row.screening_open,  # type: ignore[attr-defined]
-        qc_open=row.qc_open,  # type: ignore[attr-defined]
+        quality=rawsql.instance(QualitySettings, row[:width]),
+        live=int(live),
+        resumable=resumable,
+        holds_qc=bool(holds_qc),
+        screening_open=bool(screening_open),
+        qc_open=bool(qc_open),
     )
 
 
@@ -295,30 +307,43 @@ def one_statement() -> Any:
     return transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
 
 
+# OPEN_NORMAL and _not_seen_by as SQL; the first two conditions are the partial index's
+# predicate, written the same way so PostgreSQL uses task_open_normal.
+_PICK_SQL = """
+SELECT t.id FROM labeling_task t
+WHERE t.kind = 'normal' AND t.label_count < (t.required_labels - t.lease_count)
+  AND NOT EXISTS (SELECT 1 FROM labeling_label WHERE task_id = t.id AND annotator_id = %s)
+  AND NOT EXISTS (SELECT 1 FROM labeling_lease WHERE task_id = t.id AND annotator_id = %s)
+  AND NOT EXISTS (SELECT 1 FROM labeling_skip WHERE task_id = t.id AND annotator_id = %s)
+  {not_excluded}
+ORDER BY t.priority DESC, t.id
+LIMIT 1
+FOR UPDATE OF t SKIP LOCKED
+"""
+
+
 def _claim_normal_one_statement(*, annotator: User, exclude: set[int]) -> Claim | None:
-    """PostgreSQL: pick (``FOR UPDATE SKIP LOCKED``), count, lease and read in one statement.
+    """PostgreSQL: pick (``FOR UPDATE SKIP LOCKED``), count, lease and read in one statement,
+    with no transaction around it (it is atomic by itself).
 
     The same rows and locks as :func:`_claim_normal`, which SQLite uses (it has no
     data-modifying CTEs).
     """
-    candidates = Task.objects.filter(OPEN_NORMAL).filter(_not_seen_by(annotator))
-    if exclude:
-        candidates = candidates.exclude(pk__in=exclude)
-    pick = candidates.order_by("-priority", "id").values("id")[:1]
-    pick_sql, pick_params = pick.query.sql_with_params()
-    # Written out rather than select_for_update(), which Django only compiles inside a
-    # transaction; the statement is its own transaction here.
-    pick_sql += ' FOR UPDATE OF "labeling_task" SKIP LOCKED'
+    excluded = sorted(exclude)
+    pick = _PICK_SQL.format(
+        not_excluded=f"AND t.id NOT IN ({_placeholders(excluded)})" if excluded else ""
+    )
     sql = _CLAIM_SQL.format(
-        pick=pick_sql,
+        pick=pick,
         task_columns=", ".join(_TASK_COLUMNS),
         bumped_columns=", ".join(f"bumped.{column}" for column in _TASK_COLUMNS),
     )
     now = timezone.now()
+    params = [annotator.pk, annotator.pk, annotator.pk, *excluded]
     for _ in range(CLAIM_ATTEMPTS):
         try:
             with one_statement(), connection.cursor() as cursor:
-                cursor.execute(sql, [*pick_params, annotator.pk, now, lease_expiry(now)])
+                cursor.execute(sql, [*params, annotator.pk, now, lease_expiry(now)])
                 row = cursor.fetchone()
         except IntegrityError:
             continue  # the same annotator's twin request leased this task first
