@@ -43,6 +43,7 @@ def _user_from_row(row: tuple[Any, ...]) -> User:
     if profile_values[0] is not None:  # no profile yet: annotator_profile_get creates it
         user.annotator_profile = rawsql.instance(AnnotatorProfile, profile_values)
     user.in_annotators_group = bool(row[-1])  # type: ignore[attr-defined]
+    user.annotator_state_loaded = True  # type: ignore[attr-defined]  # see annotator_profile_get
     return user
 
 

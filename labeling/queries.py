@@ -30,13 +30,15 @@ def user_is_annotator(user: User | AnonymousUser) -> bool:
 
 
 def annotator_profile_get(*, user: User) -> AnnotatorProfile:
-    """The user's profile: the one authentication loaded with the user, else from the table."""
-    try:
-        return user.annotator_profile
-    except AnnotatorProfile.DoesNotExist:
-        profile, _ = AnnotatorProfile.objects.get_or_create(user=user)
-        user.annotator_profile = profile
-        return profile
+    """The user's profile: the one labeling.auth read with this request's user, else a fresh
+    read (a User object kept around elsewhere may hold an outdated copy)."""
+    if getattr(user, "annotator_state_loaded", False):
+        try:
+            return user.annotator_profile
+        except AnnotatorProfile.DoesNotExist:
+            pass
+    profile, _ = AnnotatorProfile.objects.get_or_create(user=user)
+    return profile
 
 
 def user_may_author_gold(user: User) -> bool:
