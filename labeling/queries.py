@@ -83,27 +83,6 @@ def gold_rating_pairs(
     ]
 
 
-def labels_since_last_qc(*, annotator: User, limit: int) -> int:
-    """How many normal labels the annotator made after their latest QC label, capped at limit.
-
-    Reads at most ``limit`` of their newest labels (index ``label_annotator_recent``), so
-    the cost does not grow with how long they have been labeling.
-    """
-    recent = (
-        Label.objects.filter(
-            annotator=annotator, task__kind__in=(TaskKind.NORMAL, TaskKind.QUALITY_CONTROL)
-        )
-        .order_by("-id")
-        .values_list("task__kind", flat=True)[:limit]
-    )
-    count = 0
-    for kind in recent:
-        if kind == TaskKind.QUALITY_CONTROL:
-            break
-        count += 1
-    return min(count, limit)
-
-
 def screening_state(*, profile: AnnotatorProfile, quality: QualitySettings) -> ScreeningState:
     if profile.screening_passed is True:
         return "passed"
