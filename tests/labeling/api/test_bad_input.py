@@ -191,3 +191,16 @@ def test_admin_import_page_reports_a_nested_line(client):
     shown = [str(m) for m in response.context["messages"]]
     assert f"p.jsonl:2: line: invalid JSON: nested deeper than {JSON_MAX_DEPTH} levels" in shown
     assert not Problem.objects.exists()
+
+
+def test_a_400_raised_before_an_api_view_is_json_elsewhere_django_s_page(rf):
+    from django.core.exceptions import RequestDataTooBig
+
+    from labeling.api.errors import bad_request_json_for_api
+
+    error = RequestDataTooBig("Request body exceeded settings.DATA_UPLOAD_MAX_MEMORY_SIZE.")
+    api = bad_request_json_for_api(rf.post("/api/tasks/1/submit/"), error)
+    assert (api.status_code, api["Content-Type"]) == (400, "application/json")
+    assert json.loads(api.content)["detail"] == str(error)
+    page = bad_request_json_for_api(rf.post("/admin/"), error)
+    assert page.status_code == 400 and page["Content-Type"].startswith("text/html")
