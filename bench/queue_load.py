@@ -5,7 +5,10 @@ Fills its own PostgreSQL database (``stepwise_queuebench`` unless ``--database-u
 on a free loopback port, and for each concurrency level C runs C annotators (distinct users,
 token auth) in one asyncio process with httpx: each loops claim (``POST /api/queue/next/``) ->
 submit (``POST /api/tasks/{id}/submit/``) until ``--seconds`` pass. Prints p50/p95/p99/max
-latency of claim and submit, tasks labeled per second, then checks the database for double
+latency of claim and submit, tasks labeled per second and the CPU time spent per labeled task
+by the server (gunicorn master and workers) and by PostgreSQL (the backends serving this
+database), read from /proc, so the figure holds on a busy shared machine where latencies do
+not. Then it checks the database for double
 assignments (labels or leases beyond a task's overlap, one annotator twice on a task, counters
 that disagree with rows) and prints the plan PostgreSQL uses for the claim query.
 
@@ -25,6 +28,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -170,6 +174,98 @@ def stop(proc: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """utime + stime of one process from /proc (None once it has exited)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # fields 14 and 15 of stat
+
+
+def _process_tree(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, ()))
+    return found
+
+
+def _backends_of(database: str, exclude: set[int]) -> list[int]:
+    """PostgreSQL backend processes serving ``database`` (their titles name it)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) in exclude:
+            continue
+        try:
+            title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        if title.startswith("postgres:") and f" {database} " in title:
+            pids.append(int(entry.name))
+    return pids
+
+
+class CpuMeter:
+    """CPU seconds used by the server's process tree and by PostgreSQL backends over a run.
+
+    Sampled every 0.5 s, keeping each process's latest reading, so a worker or backend that
+    exits mid-run still counts up to its last sample. Readings taken before the run starts
+    are the baseline; processes that appear later start from zero (their start-up is real
+    cost too).
+    """
+
+    def __init__(self, *, server_pid: int, database: str, exclude: set[int]) -> None:
+        self.server_pid, self.database, self.exclude = server_pid, database, exclude
+        self.baseline: dict[str, dict[int, float]] = {"server": {}, "postgres": {}}
+        self.latest: dict[str, dict[int, float]] = {"server": {}, "postgres": {}}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _sample(self) -> None:
+        groups = {
+            "server": _process_tree(self.server_pid),
+            "postgres": _backends_of(self.database, self.exclude),
+        }
+        for name, pids in groups.items():
+            for pid in pids:
+                seconds = _cpu_seconds(pid)
+                if seconds is not None:
+                    self.latest[name][pid] = seconds
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.5):
+            self._sample()
+
+    def __enter__(self) -> CpuMeter:
+        self._sample()
+        self.baseline = {name: dict(readings) for name, readings in self.latest.items()}
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+    def used(self, name: str) -> float:
+        base = self.baseline[name]
+        return sum(now - base.get(pid, 0.0) for pid, now in self.latest[name].items())
 
 
 @dataclass
@@ -396,20 +492,34 @@ def main() -> None:
         token=tokens[0],
     )
     verdicts: list[str] = []
+    database = args.database_url.rsplit("/", 1)[1]
+    from django.db import connection
+
+    with connection.cursor() as cursor:  # this process's own backend is not the server's
+        cursor.execute("SELECT pg_backend_pid()")
+        own_backend = {int(cursor.fetchone()[0])}
     try:
         for level in levels:
-            result = asyncio.run(
-                run_level(
-                    base_url=f"http://127.0.0.1:{port}",
-                    tokens=tokens[:level],
-                    seconds=args.seconds,
-                    think=args.think_ms / 1000,
+            with CpuMeter(server_pid=server.pid, database=database, exclude=own_backend) as cpu:
+                result = asyncio.run(
+                    run_level(
+                        base_url=f"http://127.0.0.1:{port}",
+                        tokens=tokens[:level],
+                        seconds=args.seconds,
+                        think=args.think_ms / 1000,
+                    )
                 )
-            )
             rate = len(result.submits) / args.seconds
             print(f"\nC={level:<3} tasks labeled/s {rate:7.1f}")
             print(f"  claim   {percentiles(result.claims)}")
             print(f"  submit  {percentiles(result.submits)}")
+            labeled = max(1, len(result.submits))
+            server_ms = 1000 * cpu.used("server") / labeled
+            postgres_ms = 1000 * cpu.used("postgres") / labeled
+            print(
+                f"  CPU per labeled task: server {server_ms:5.1f} ms + PostgreSQL"
+                f" {postgres_ms:5.1f} ms = {server_ms + postgres_ms:5.1f} ms"
+            )
             if result.errors:
                 print(f"  errors: {len(result.errors)}, first: {result.errors[0]}")
             if level == 50:

@@ -194,6 +194,30 @@ class Lease(models.Model):
         return f"lease on task {self.task_id} for user {self.annotator_id}"
 
 
+class ReleasedLease(models.Model):
+    """An expired lease that was taken back: its holder may still submit while a slot is free.
+
+    Only the lease-expiry sweep writes these; a submit consumes one, and the sweep forgets
+    them after ``settings.RELEASED_LEASE_HOURS``. An explicit skip leaves none.
+    """
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="+")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    released_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["task", "annotator"], name="released_lease_unique_per_annotator"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"released lease on task {self.task_id} for user {self.annotator_id}"
+
+
 class Skip(models.Model):
     """An annotator passed on a task; the claim never offers it to them again."""
 
@@ -287,6 +311,8 @@ class AnnotatorProfile(models.Model):
     labeler = models.UUIDField(default=uuid.uuid4, unique=True)
     screening_passed = models.BooleanField(null=True, blank=True)  # None: not yet decided
     is_paused = models.BooleanField(default=False)
+    # Normal labels since the last QC label: the claim decides "QC due?" from this row alone.
+    labels_since_qc = models.PositiveIntegerField(default=0)
 
     class Meta:
         # The dashboard is a view over annotators' quality (and progress); pausing and

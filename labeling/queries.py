@@ -22,12 +22,32 @@ def user_is_annotator(user: User | AnonymousUser) -> bool:
         return False
     if user.is_staff:
         return True
+    # Set by labeling.auth, which reads it with the user in one query.
+    known = getattr(user, "in_annotators_group", None)
+    if known is not None:
+        return bool(known)
     return user.groups.filter(name=ANNOTATORS_GROUP).exists()
 
 
 def annotator_profile_get(*, user: User) -> AnnotatorProfile:
+    """The user's profile: the one labeling.auth read with this request's user, else a fresh
+    read (a User object kept around elsewhere may hold an outdated copy)."""
+    if getattr(user, "annotator_state_loaded", False):
+        try:
+            return user.annotator_profile
+        except AnnotatorProfile.DoesNotExist:
+            pass
     profile, _ = AnnotatorProfile.objects.get_or_create(user=user)
     return profile
+
+
+def user_may_author_gold(user: User) -> bool:
+    """Staff allowed to edit tasks (and so set gold labels) are served gold-less questions."""
+    return user.is_staff and user.has_perm("labeling.change_task")
+
+
+def user_authored_gold(user: User) -> bool:
+    return Label.objects.filter(annotator=user, is_gold=True).exists()
 
 
 def screening_tasks_required(*, quality: QualitySettings) -> list[int]:
@@ -61,27 +81,6 @@ def gold_rating_pairs(
         (list(mine), list(gold))
         for mine, gold in labels.values_list("ratings", "task__gold_label__ratings")
     ]
-
-
-def labels_since_last_qc(*, annotator: User, limit: int) -> int:
-    """How many normal labels the annotator made after their latest QC label, capped at limit.
-
-    Reads at most ``limit`` of their newest labels (index ``label_annotator_recent``), so
-    the cost does not grow with how long they have been labeling.
-    """
-    recent = (
-        Label.objects.filter(
-            annotator=annotator, task__kind__in=(TaskKind.NORMAL, TaskKind.QUALITY_CONTROL)
-        )
-        .order_by("-id")
-        .values_list("task__kind", flat=True)[:limit]
-    )
-    count = 0
-    for kind in recent:
-        if kind == TaskKind.QUALITY_CONTROL:
-            break
-        count += 1
-    return min(count, limit)
 
 
 def screening_state(*, profile: AnnotatorProfile, quality: QualitySettings) -> ScreeningState:

@@ -115,6 +115,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "NAME": os.environ.get("STEPWISE_TEST_DB", str(VAR_DIR / "test.sqlite3"))
     }
 IS_POSTGRES = DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+if IS_POSTGRES and env_bool("STEPWISE_PG_PREPARED", True):
+    # Bind parameters on the server and prepare statements run 5+ times on a connection, so
+    # PostgreSQL stops re-planning the queue's hot statements (decision 0009). Turn off
+    # behind a pooler that cannot keep prepared statements.
+    DATABASES["default"]["OPTIONS"] = {"server_side_binding": True, "prepare_threshold": 5}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -212,6 +217,18 @@ CELERY_BEAT_SCHEDULE = {
 
 # --- Labeling -------------------------------------------------------------------------------
 LEASE_MINUTES = int(os.environ.get("STEPWISE_LEASE_MINUTES", "30"))
+# How long the holder of a lease that expired and was taken back may still submit (while a
+# slot is free).
+RELEASED_LEASE_HOURS = int(os.environ.get("STEPWISE_RELEASED_LEASE_HOURS", "24"))
+# The annotator API: nesting-limited JSON, JSON errors (503 + Retry-After on a busy database),
+# and authentication that loads the annotator's profile with the user in one query.
+REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"] = ["labeling.api.parsers.NestingLimitedJSONParser"]
+REST_FRAMEWORK["EXCEPTION_HANDLER"] = "labeling.api.errors.api_exception_handler"
+REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"] = [
+    "rest_framework.authentication.SessionAuthentication",
+    "labeling.auth.AnnotatorTokenAuthentication",
+]
+AUTHENTICATION_BACKENDS = ["labeling.auth.AnnotatorModelBackend"]
 GRADING_TIMEOUT_SECONDS = float(os.environ.get("STEPWISE_GRADING_TIMEOUT", "5"))
 
 # --- Selector -------------------------------------------------------------------------------

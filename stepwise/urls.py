@@ -17,3 +17,6 @@ urlpatterns = [
     path("api/", include("labeling.api.urls")),
     path("", include("labeling.urls")),
 ]
+
+# API paths answer a 400 raised before their view (e.g. a body over the size limit) in JSON.
+handler400 = "labeling.api.errors.bad_request_json_for_api"

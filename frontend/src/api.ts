@@ -1,12 +1,9 @@
 // A small typed client for the annotator API (labeling/api). Session auth + CSRF header.
 import type { FinishReason, Rating } from "./session";
 
-export type TaskKind = "normal" | "quality_control" | "screening";
-
 export interface QueueTask {
   id: number;
-  kind: TaskKind;
-  generation: number | null;
+  screening: boolean; // quality-control questions look like any other task
   mode: string;
   problem: string;
   ground_truth_answer: string;

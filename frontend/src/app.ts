@@ -357,8 +357,7 @@ export class App {
       { class: "task-meta" },
       el("span", {}, `Task ${task.id}`),
       // Screening questions are announced; quality-control questions are not (they would stand out).
-      task.kind === "screening" ? el("span", { class: "badge" }, "Screening question") : "",
-      task.generation !== null ? el("span", {}, `Generation ${task.generation}`) : "",
+      task.screening ? el("span", { class: "badge" }, "Screening question") : "",
       progress,
       timer,
       skip,

@@ -140,8 +140,7 @@ describe("backoffDelay", () => {
 describe("DraftStore", () => {
   const task = (id: number) => ({
     id,
-    kind: "normal" as const,
-    generation: 1,
+    screening: false,
     mode: "phase2",
     problem: "p",
     ground_truth_answer: "4",

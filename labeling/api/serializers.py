@@ -1,5 +1,7 @@
 """Request and response shapes of the annotator API (types only; the rules live in services)."""
 
+from typing import Any
+
 from rest_framework import serializers
 
 from labeling.models import FinishReason, TaskKind
@@ -17,17 +19,22 @@ class ClaimRequestSerializer(serializers.Serializer):
 
 
 class TaskOutSerializer(serializers.Serializer):
-    """A claimed task as the page shows it. The reference solution is never sent."""
+    """A claimed task as the page shows it. The reference solution is never sent, and nothing
+    tells a quality-control question from a normal one (no kind, no generation: QC questions
+    sit in rounds of their own)."""
 
     id = serializers.IntegerField(source="task.id")
-    kind = serializers.ChoiceField(choices=TaskKind.choices, source="task.kind")
-    generation = serializers.IntegerField(source="task.generation", allow_null=True)
+    screening = serializers.SerializerMethodField()
     mode = serializers.SerializerMethodField()
     problem = serializers.CharField(source="task.solution.problem.problem")
     ground_truth_answer = serializers.CharField(source="task.solution.problem.answer")
     steps = serializers.ListField(child=serializers.CharField(), source="task.solution.steps")
     lease_expires_at = serializers.DateTimeField(source="lease.expires_at")
     resumed = serializers.BooleanField()
+
+    def get_screening(self, claim: Any) -> bool:
+        # Annotators know they are being screened (the page says so); QC stays blind.
+        return bool(claim.task.kind == TaskKind.SCREENING)
 
     def get_mode(self, claim: object) -> str:
         # Every queued task is rated with phase-2 semantics (stop at the first negative step).

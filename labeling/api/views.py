@@ -4,7 +4,7 @@ from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import APIException, NotFound, ValidationError
+from rest_framework.exceptions import APIException, NotFound, PermissionDenied, ValidationError
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -19,8 +19,9 @@ from labeling.api.serializers import (
     SubmitRequestSerializer,
     TaskOutSerializer,
 )
-from labeling.services.labels import label_submit
+from labeling.services.labels import IdempotencyKeyReused, label_submit
 from labeling.services.queue import (
+    AnnotatorIneligible,
     TaskNotLeased,
     TaskUnavailable,
     lease_heartbeat,
@@ -40,6 +41,12 @@ class Conflict(APIException):
     status_code = status.HTTP_409_CONFLICT
     default_detail = "The task can take no more labels."
     default_code = "conflict"
+
+
+class KeyReused(APIException):
+    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+    default_detail = "The idempotency key was already used for a different submission."
+    default_code = "idempotency_key_reused"
 
 
 def _as_drf(error: DjangoValidationError) -> ValidationError:
@@ -102,8 +109,11 @@ class TaskSubmitView(AnnotatorView):
             201: SubmitOutSerializer,
             200: OpenApiResponse(SubmitOutSerializer, description="A retry of an earlier submit."),
             400: OpenApiResponse(description="Invalid field; the body names it."),
-            404: OpenApiResponse(description="No such task, or it is held by others."),
+            403: OpenApiResponse(description="Paused, failed screening, or not being screened."),
+            404: OpenApiResponse(description="No such task, or it is not leased to you."),
             409: OpenApiResponse(description="The task already has all its labels."),
+            422: OpenApiResponse(description="The key was used for a different submission."),
+            503: OpenApiResponse(description="The database is busy; retry after Retry-After."),
         },
     )
     def post(self, request: Request, task_id: int) -> Response:
@@ -119,6 +129,10 @@ class TaskSubmitView(AnnotatorView):
             raise NotFound(str(error)) from error
         except TaskUnavailable as error:
             raise Conflict(str(error)) from error
+        except AnnotatorIneligible as error:
+            raise PermissionDenied(str(error)) from error
+        except IdempotencyKeyReused as error:
+            raise KeyReused(str(error)) from error
         code = status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
         return Response(SubmitOutSerializer(result).data, status=code)
 

@@ -13,6 +13,7 @@ or enqueue ``labeling.grade_solutions`` on commit (the admin upload).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import queue
@@ -241,12 +242,25 @@ def _parse_problem(record: dict[str, Any]) -> ProblemRow:
 
 
 def _write_problems(
-    batch: list[tuple[int, ProblemRow]], report: ImportReport, validate_only: bool
+    batch: list[tuple[int, ProblemRow]],
+    report: ImportReport,
+    validate_only: bool,
+    *,
+    first_lines: dict[str, int],
 ) -> None:
-    report.imported += len(batch)
+    # A unique_id twice in one file is an error (which line should win?), named at the later line.
+    rows: dict[str, ProblemRow] = {}
+    for number, row in batch:
+        first = first_lines.setdefault(row.unique_id, number)
+        if first != number:
+            report.errors.append(
+                LineError(number, "unique_id", f"{row.unique_id!r} already appears on line {first}")
+            )
+            continue
+        rows[row.unique_id] = row
+    report.imported += len(rows)
     if validate_only:
         return
-    rows = {row.unique_id: row for _, row in batch}  # a later line for the same id wins
     existing = {p.unique_id: p for p in Problem.objects.filter(unique_id__in=list(rows))}
     to_create: list[Problem] = []
     to_update: list[Problem] = []
@@ -298,7 +312,8 @@ def problems_import(
         progress=progress,
         batch_size=batch_size,
         parse=_parse_problem,
-        write=_write_problems,
+        # Every unique_id of the file with its first line: 12.5K problems in MATH, small.
+        write=functools.partial(_write_problems, first_lines={}),
     )
 
 

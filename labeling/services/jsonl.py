@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -28,6 +29,46 @@ class LineInvalid(ValueError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+
+
+# Deeper than any record we read (PRM800K lines nest 6 levels), far below where Python's
+# recursive decoder (and everything that walks the result) runs out of stack.
+JSON_MAX_DEPTH = 64
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
+_INNERMOST_PAIR = re.compile(rb"\[\]|\{\}")
+
+
+class JsonTooDeep(ValueError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"nested deeper than {limit} levels")
+
+
+def json_depth_exceeds(raw: bytes, limit: int = JSON_MAX_DEPTH) -> bool:
+    """Whether the JSON text nests arrays/objects deeper than ``limit``, checked without parsing.
+
+    Cheap for ordinary input (a count of opening brackets); otherwise strings are cut out and
+    innermost pairs are removed one level per pass. Malformed text is left to the parser.
+    """
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return False
+    brackets = _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKET)
+    for _ in range(limit):
+        shorter = _INNERMOST_PAIR.sub(b"", brackets)
+        if not shorter or len(shorter) == len(brackets):
+            return False
+        brackets = shorter
+    return len(_INNERMOST_PAIR.sub(b"", brackets)) < len(brackets)
+
+
+def json_loads_limited(raw: bytes, limit: int = JSON_MAX_DEPTH) -> Any:
+    """``json.loads`` that refuses nesting deeper than ``limit`` with ``JsonTooDeep``."""
+    if json_depth_exceeds(raw, limit):
+        raise JsonTooDeep(limit)
+    try:
+        return json.loads(raw)
+    except RecursionError:  # belt and braces: a deep stack at the call site
+        raise JsonTooDeep(limit) from None
 
 
 @contextmanager
@@ -57,7 +98,10 @@ def jsonl_records(
         if not raw.strip():
             continue
         try:
-            record = json.loads(raw)
+            record = json_loads_limited(raw)
+        except JsonTooDeep as exc:
+            yield number, LineError(number, "line", f"invalid JSON: {exc}")
+            continue
         except UnicodeDecodeError as exc:
             yield number, LineError(number, "line", f"not UTF-8 ({exc.reason})")
             continue

@@ -1,19 +1,35 @@
 """Submitting an annotator's step ratings: validation, PRM800K-shaped storage, idempotency."""
 
 import datetime
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from labeling import queries
-from labeling.models import FinishReason, Label, Lease, Task, TaskKind
+from labeling import queries, rawsql
+from labeling.models import (
+    AnnotatorProfile,
+    FinishReason,
+    Label,
+    Lease,
+    ReleasedLease,
+    Solution,
+    Task,
+    TaskKind,
+)
 from labeling.services.quality import annotator_screening_update
-from labeling.services.queue import TaskNotLeased, TaskUnavailable
+from labeling.services.queue import (
+    AnnotatorIneligible,
+    TaskNotLeased,
+    TaskUnavailable,
+    one_statement,
+)
 
 MAX_TOTAL_TIME_MS = 2**31 - 1  # the column is a PositiveIntegerField
 
@@ -117,13 +133,44 @@ def label_steps_build(
     return built
 
 
-def _label_for_key(*, annotator: User, task_id: int, idempotency_key: str) -> Label | None:
-    label = Label.objects.filter(idempotency_key=idempotency_key).first()
-    if label is None:
-        return None
-    if label.annotator_id != annotator.pk or label.task_id != task_id:
-        raise ValidationError({"idempotency_key": ["already used for a different submission"]})
-    return label
+class IdempotencyKeyReused(Exception):
+    """The key already names a different submission (422): a client bug, never a retry."""
+
+
+def _same_submission(
+    label: Label,
+    *,
+    task_id: int,
+    ratings: list[int],
+    flags: list[bool],
+    human_completion: str | None,
+    finish_reason: str,
+    finish_note: str,
+    total_time_ms: int,
+    started_at: datetime.datetime | None,
+) -> bool:
+    """Whether a retry carries what the stored label was made from (field by field)."""
+    steps: list[dict] = label.steps or []
+    last_human = steps[-1].get("human_completion") if steps else None
+    return (
+        label.task_id == task_id
+        and list(label.ratings) == ratings
+        and [bool(step["completions"][0].get("flagged")) for step in steps] == flags
+        and (last_human or {}).get("text") == human_completion
+        and label.finish_reason == finish_reason
+        and label.finish_note == finish_note
+        and label.total_time_ms == total_time_ms
+        and label.started_at == started_at
+    )
+
+
+def _retry_result(label: Label, *, key: str, **submission: Any) -> SubmitResult:
+    if not _same_submission(label, **submission):
+        raise IdempotencyKeyReused(
+            f"idempotency key {key!r} was already used for a different submission"
+            f" (label {label.pk} on task {label.task_id}); send a new key for new work"
+        )
+    return SubmitResult(label=label, created=False)
 
 
 def label_submit(
@@ -141,102 +188,284 @@ def label_submit(
 ) -> SubmitResult:
     """Store the annotator's label for the task and free their lease, exactly once per key.
 
-    A submit whose lease already expired is still accepted while the task has a free slot, so
-    work is not thrown away. Raises ``ValidationError`` (bad input, nothing written),
-    ``TaskNotLeased`` (no such task, or its slots are held by other annotators) or
-    ``TaskUnavailable`` (the task has all its labels, or this annotator already labeled it).
+    Only the holder of the task's lease may submit: a live lease, one past its expiry that the
+    sweep has not taken back yet, or one it took back (``ReleasedLease``) while the task still
+    has a free slot, so work done on a sleeping laptop is not thrown away. The annotator must
+    be eligible: not paused, not failed at screening, and screening questions only while
+    being screened (or, for staff, while the question has no gold label yet).
+
+    Raises ``ValidationError`` (bad input, nothing written), ``TaskNotLeased`` (no such task,
+    or not leased to this annotator), ``TaskUnavailable`` (the task has all its labels, or
+    this annotator already labeled it), ``AnnotatorIneligible``, or ``IdempotencyKeyReused``
+    (the key names a different submission).
     """
     key = idempotency_key.strip()
     if not key or len(key) > 64:
         raise ValidationError({"idempotency_key": ["must be 1 to 64 characters"]})
-    flags = list(flags) if flags is not None else [False] * len(ratings)
+    flags = [bool(flag) for flag in flags] if flags is not None else [False] * len(ratings)
     human_completion = human_completion if human_completion and human_completion.strip() else None
+    submission: dict[str, Any] = {
+        "task_id": task_id,
+        "ratings": list(ratings),
+        "flags": flags,
+        "human_completion": human_completion,
+        "finish_reason": finish_reason,
+        "finish_note": finish_note.strip(),
+        "total_time_ms": total_time_ms,
+        "started_at": started_at,
+    }
     try:
-        result = _label_create(
-            annotator=annotator,
-            task_id=task_id,
-            key=key,
-            ratings=list(ratings),
-            flags=flags,
-            human_completion=human_completion,
-            finish_reason=finish_reason,
-            finish_note=finish_note.strip(),
-            total_time_ms=total_time_ms,
-            started_at=started_at,
-        )
+        result = _label_create(annotator=annotator, key=key, submission=submission)
     except IntegrityError:
         # The key is already taken: by a twin of this request (hand back its label) or by a
-        # different submission (a field error).
-        existing = _label_for_key(annotator=annotator, task_id=task_id, idempotency_key=key)
+        # different submission (refused).
+        existing = Label.objects.filter(idempotency_key=key).first()
         if existing is None:
             raise
-        return SubmitResult(label=existing, created=False)
+        if existing.annotator_id != annotator.pk:
+            raise IdempotencyKeyReused(
+                f"idempotency key {key!r} was already used for a different submission"
+            ) from None
+        return _retry_result(existing, key=key, **submission)
     if result.created and result.label.task.kind == TaskKind.SCREENING:
         annotator_screening_update(annotator=annotator)
     return result
 
 
-@transaction.atomic
-def _label_create(
-    *,
-    annotator: User,
-    task_id: int,
-    key: str,
-    ratings: list[int],
-    flags: list[bool],
-    human_completion: str | None,
-    finish_reason: str,
-    finish_note: str,
-    total_time_ms: int,
-    started_at: datetime.datetime | None,
-) -> SubmitResult:
-    task = (
-        Task.objects.select_for_update(of=("self",))
-        .select_related("solution")
-        .filter(pk=task_id)
-        .first()
+def _eligibility_check(*, profile: AnnotatorProfile, task: Task) -> None:
+    if profile.is_paused:
+        raise AnnotatorIneligible("your labeling is paused; ask an admin")
+    if profile.screening_passed is False:
+        raise AnnotatorIneligible("you did not pass screening")
+    if (
+        task.kind == TaskKind.SCREENING
+        and task.gold_label_id is not None
+        and profile.screening_passed is not None
+    ):
+        raise AnnotatorIneligible("screening questions are only for annotators being screened")
+
+
+def _label_create(*, annotator: User, key: str, submission: dict[str, Any]) -> SubmitResult:
+    if connection.vendor == "postgresql":
+        # Two round trips and no transaction: an unlocked read to validate against, then
+        # one statement that re-checks the lease under the task's row lock and writes.
+        prepared = _submit_prepare(annotator=annotator, key=key, submission=submission)
+        if isinstance(prepared, SubmitResult):
+            return prepared
+        if not _label_write_one_statement(label=prepared.label, task=prepared.task):
+            return _lost_race(annotator=annotator, key=key, submission=submission)
+    else:
+        with transaction.atomic():
+            prepared = _submit_prepare(annotator=annotator, key=key, submission=submission)
+            if isinstance(prepared, SubmitResult):
+                return prepared
+            _label_write(label=prepared.label, task=prepared.task, holds_lease=prepared.holds_lease)
+    # The same change the write made to the row, on the copy this request goes on using.
+    profile = prepared.profile
+    if prepared.task.kind == TaskKind.QUALITY_CONTROL:
+        profile.labels_since_qc = 0
+    elif prepared.task.kind == TaskKind.NORMAL:
+        profile.labels_since_qc += 1
+    return SubmitResult(label=prepared.label, created=True)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    task: Task
+    label: Label  # not saved yet
+    profile: AnnotatorProfile
+    holds_lease: bool
+
+
+_TASK_FOR_SUBMIT_SQL = f"""
+SELECT {rawsql.columns(Task, "t")}, s.steps,
+    (SELECT id FROM labeling_label WHERE task_id = t.id AND annotator_id = %s),
+    EXISTS (SELECT 1 FROM labeling_lease WHERE task_id = t.id AND annotator_id = %s),
+    EXISTS (SELECT 1 FROM labeling_releasedlease WHERE task_id = t.id AND annotator_id = %s)
+FROM labeling_task t JOIN labeling_solution s ON s.id = t.solution_id
+WHERE t.id = %s
+"""
+
+
+def _task_for_submit(*, task_id: int, annotator: User) -> Task | None:
+    """The task with its steps and this annotator's label id, lease and released lease on it
+    (hand-written: see labeling.rawsql). Not locked: the write re-checks under the lock
+    (PostgreSQL) or runs in the same IMMEDIATE transaction (SQLite)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_TASK_FOR_SUBMIT_SQL, [annotator.pk, annotator.pk, annotator.pk, task_id])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    width = rawsql.width(Task)
+    task = rawsql.instance(Task, row[:width])
+    steps, label_id, lease, released = row[width:]
+    steps_field: Any = Solution._meta.get_field("steps")
+    task.solution = Solution.from_db(
+        connection.alias,
+        ["id", "problem_id", "steps"],
+        [task.solution_id, None, steps_field.from_db_value(steps, None, connection)],
     )
+    task.my_label_id = label_id  # type: ignore[attr-defined]
+    task.my_lease = bool(lease)  # type: ignore[attr-defined]
+    task.my_released_lease = bool(released)  # type: ignore[attr-defined]
+    return task
+
+
+def _submit_prepare(
+    *, annotator: User, key: str, submission: dict[str, Any]
+) -> _Prepared | SubmitResult:
+    """Read the task with this annotator's label, lease and released lease on it (one query),
+    check them, validate the ratings, and build the label; or the earlier label of a retry."""
+    task_id = submission["task_id"]
+    task = _task_for_submit(task_id=task_id, annotator=annotator)
     if task is None:
         raise TaskNotLeased(f"task {task_id} does not exist")
+    # A twin request's committed label shows here; one still in flight meets the write's
+    # checks (SQLite: the same IMMEDIATE transaction; PostgreSQL: the task lock and lease).
+    if task.my_label_id is not None:  # type: ignore[attr-defined]
+        label = Label.objects.get(pk=task.my_label_id)  # type: ignore[attr-defined]
+        if label.idempotency_key != key:
+            raise TaskUnavailable(f"you have already labeled task {task_id}")
+        return _retry_result(label, key=key, **submission)
+    profile = queries.annotator_profile_get(user=annotator)
+    holds_lease: bool = task.my_lease  # type: ignore[attr-defined]
+    if not holds_lease:
+        if not task.my_released_lease:  # type: ignore[attr-defined]
+            raise TaskNotLeased(f"task {task_id} is not leased to you")
+        _free_slot_check(task)
+    _eligibility_check(profile=profile, task=task)
     steps = task.solution.steps
     label_validate(
         steps=steps,
-        ratings=ratings,
-        flags=flags,
-        human_completion=human_completion,
-        finish_reason=finish_reason,
-        finish_note=finish_note,
-        total_time_ms=total_time_ms,
+        ratings=submission["ratings"],
+        flags=submission["flags"],
+        human_completion=submission["human_completion"],
+        finish_reason=submission["finish_reason"],
+        finish_note=submission["finish_note"],
+        total_time_ms=submission["total_time_ms"],
     )
-    # Under the task lock a twin request has either committed its label or not started.
-    mine = Label.objects.filter(task=task, annotator=annotator).first()
-    if mine is not None:
-        if mine.idempotency_key == key:
-            return SubmitResult(label=mine, created=False)
-        raise TaskUnavailable(f"you have already labeled task {task_id}")
-    released, _ = Lease.objects.filter(task=task, annotator=annotator).delete()
-    if not released and task.kind == TaskKind.NORMAL:
-        if task.label_count >= task.required_labels:
-            raise TaskUnavailable(f"task {task_id} already has all its labels")
-        if task.label_count + task.lease_count >= task.required_labels:
-            raise TaskNotLeased(f"task {task_id} is not leased to you")
-    profile = queries.annotator_profile_get(user=annotator)
-    label = Label.objects.create(
+    label = Label(
         task=task,
         annotator=annotator,
         labeler=profile.labeler,
         steps=label_steps_build(
-            steps=steps, ratings=ratings, flags=flags, human_completion=human_completion
+            steps=steps,
+            ratings=submission["ratings"],
+            flags=submission["flags"],
+            human_completion=submission["human_completion"],
         ),
-        ratings=ratings,
-        finish_reason=finish_reason,
-        finish_note=finish_note,
-        total_time_ms=total_time_ms,
-        started_at=started_at,
+        ratings=submission["ratings"],
+        finish_reason=submission["finish_reason"],
+        finish_note=submission["finish_note"],
+        total_time_ms=submission["total_time_ms"],
+        started_at=submission["started_at"],
         created_at=timezone.now(),
         idempotency_key=key,
     )
+    return _Prepared(task=task, label=label, profile=profile, holds_lease=holds_lease)
+
+
+def _free_slot_check(task: Task) -> None:
+    """A lease that expired and was taken back still counts while nobody needs its slot."""
+    if task.kind != TaskKind.NORMAL:
+        return  # one per annotator: no slot limit
+    if task.label_count >= task.required_labels:
+        raise TaskUnavailable(f"task {task.pk} already has all its labels")
+    if task.label_count + task.lease_count >= task.required_labels:
+        raise TaskUnavailable(f"your lease on task {task.pk} expired; others hold it now")
+
+
+def _lost_race(*, annotator: User, key: str, submission: dict[str, Any]) -> SubmitResult:
+    """The write found the lease gone since the read: a twin request, the sweep, or others."""
+    prepared = _submit_prepare(annotator=annotator, key=key, submission=submission)
+    if isinstance(prepared, SubmitResult):
+        return prepared  # the twin's label
+    raise TaskUnavailable(f"task {prepared.task.pk} can take no more labels from you")
+
+
+def _label_write(*, label: Label, task: Task, holds_lease: bool) -> None:
+    label.save(force_insert=True)
+    mine = {"task": task, "annotator_id": label.annotator_id}
+    released = Lease.objects.filter(**mine).delete()[0] if holds_lease else 0
+    if not holds_lease:
+        ReleasedLease.objects.filter(**mine).delete()
     Task.objects.filter(pk=task.pk).update(
         label_count=F("label_count") + 1, lease_count=F("lease_count") - released
     )
-    return SubmitResult(label=label, created=True)
+    profiles = AnnotatorProfile.objects.filter(user=label.annotator)
+    if task.kind == TaskKind.QUALITY_CONTROL:
+        profiles.update(labels_since_qc=0)
+    elif task.kind == TaskKind.NORMAL:
+        profiles.update(labels_since_qc=F("labels_since_qc") + 1)
+
+
+# Lock order as everywhere in the queue: the task row (``locked``), then the lease rows. Each
+# sub-statement reads the one before it, which fixes the order they run in.
+_SUBMIT_SQL = """
+WITH locked AS (
+    SELECT id FROM labeling_task WHERE id = %(task)s FOR UPDATE
+),
+gone AS (
+    DELETE FROM labeling_lease
+    WHERE task_id = (SELECT id FROM locked) AND annotator_id = %(user)s RETURNING id
+),
+counted AS (
+    UPDATE labeling_task SET label_count = label_count + 1,
+        lease_count = lease_count - (SELECT count(*) FROM gone)
+    WHERE id = (SELECT id FROM locked) AND (
+        EXISTS (SELECT 1 FROM gone)
+        OR (EXISTS (SELECT 1 FROM labeling_releasedlease
+                    WHERE task_id = %(task)s AND annotator_id = %(user)s)
+            AND (kind <> 'normal' OR label_count + lease_count < required_labels)))
+    RETURNING id
+),
+labeled AS (
+    INSERT INTO labeling_label (task_id, annotator_id, labeler, steps, ratings, finish_reason,
+        finish_note, total_time_ms, started_at, created_at, idempotency_key, is_gold)
+    SELECT id, %(user)s, %(labeler)s, %(steps)s::jsonb, %(ratings)s::jsonb, %(finish_reason)s,
+        %(finish_note)s, %(total_time_ms)s, %(started_at)s, %(created_at)s, %(key)s, false
+    FROM counted
+    RETURNING id
+),
+forgotten AS (
+    DELETE FROM labeling_releasedlease
+    WHERE task_id = %(task)s AND annotator_id = %(user)s AND EXISTS (SELECT 1 FROM labeled)
+),
+spaced AS (
+    UPDATE labeling_annotatorprofile SET labels_since_qc = CASE %(kind)s
+        WHEN 'quality_control' THEN 0 WHEN 'normal' THEN labels_since_qc + 1
+        ELSE labels_since_qc END
+    WHERE user_id = %(user)s AND EXISTS (SELECT 1 FROM labeled)
+)
+SELECT (SELECT id FROM labeled)
+"""
+
+
+def _label_write_one_statement(*, label: Label, task: Task) -> bool:
+    """PostgreSQL: what :func:`_label_write` does, as one statement that also re-checks that
+    the annotator still holds the lease (or a released one with a free slot). False when not:
+    nothing was written."""
+    with one_statement(), connection.cursor() as cursor:
+        cursor.execute(
+            _SUBMIT_SQL,
+            {
+                "task": task.pk,
+                "user": label.annotator_id,
+                "kind": task.kind,
+                "labeler": label.labeler,
+                "steps": json.dumps(label.steps),
+                "ratings": json.dumps(label.ratings),
+                "finish_reason": label.finish_reason,
+                "finish_note": label.finish_note,
+                "total_time_ms": label.total_time_ms,
+                "started_at": label.started_at,
+                "created_at": label.created_at,
+                "key": label.idempotency_key,
+            },
+        )
+        label_id = cursor.fetchone()[0]
+    if label_id is None:
+        return False
+    label.pk = label_id
+    label._state.adding = False
+    return True

@@ -8,13 +8,20 @@ first open row with ``SKIP LOCKED`` so concurrent claimants fan out over differe
 of queueing behind one. On SQLite, ``transaction_mode=IMMEDIATE`` serialises writers instead.
 Screening and QC questions are per annotator (everyone labels each once), so they have no slot
 limit; the unique (task, annotator) lease is what prevents a double claim there.
+
+Round trips (decision 0009). The annotator's state (profile, "QC due?" counter) comes with the
+user from the authentication query; one query reads the quality settings together with the
+annotator's live leases; on PostgreSQL one statement then picks, locks, counts and leases the
+next normal task (a data-modifying CTE), so a claim is four queries with session auth.
 """
 
+import contextlib
 import datetime
+import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -23,12 +30,21 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from labeling import queries
-from labeling.models import Label, Lease, Skip, Solution, Task, TaskKind
+from labeling import queries, rawsql
+from labeling.models import (
+    Label,
+    Lease,
+    Problem,
+    QualitySettings,
+    ReleasedLease,
+    Skip,
+    Solution,
+    Task,
+    TaskKind,
+)
 from labeling.services.quality import (
     annotator_screening_update,
     qc_interval,
-    quality_settings_get,
 )
 
 logger = logging.getLogger(__name__)
@@ -50,6 +66,10 @@ class TaskNotLeased(QueueError):
 
 class TaskUnavailable(QueueError):
     """The task can take no more labels (409)."""
+
+
+class AnnotatorIneligible(QueueError):
+    """The annotator may not label this task: paused, failed screening, or not screening (403)."""
 
 
 @dataclass(frozen=True)
@@ -90,27 +110,107 @@ def task_claim_next(*, annotator: User, exclude: Iterable[int] = ()) -> Claim | 
     return claim
 
 
+@dataclass(frozen=True)
+class _ClaimState:
+    quality: QualitySettings
+    live: int  # live leases the annotator holds
+    resumable: int | None  # the oldest of them not in ``exclude``
+    holds_qc: bool
+    screening_open: bool  # some screening question has a gold label
+    qc_open: bool  # some QC question has a gold label
+
+
+_CLAIM_STATE_SQL = """
+SELECT {quality_columns},
+    (SELECT count(*) FROM labeling_lease WHERE annotator_id = %s AND expires_at > %s),
+    (SELECT task_id FROM labeling_lease WHERE annotator_id = %s AND expires_at > %s {not_excluded}
+     ORDER BY created_at, id LIMIT 1),
+    EXISTS (SELECT 1 FROM labeling_lease l JOIN labeling_task t ON t.id = l.task_id
+            WHERE l.annotator_id = %s AND l.expires_at > %s AND t.kind = 'quality_control'),
+    EXISTS (SELECT 1 FROM labeling_task
+            WHERE kind = 'screening' AND gold_label_id IS NOT NULL),
+    EXISTS (SELECT 1 FROM labeling_task
+            WHERE kind = 'quality_control' AND gold_label_id IS NOT NULL)
+FROM labeling_qualitysettings q WHERE q.id = 1
+"""
+
+
+def _placeholders(values: list[int]) -> str:
+    return ", ".join(["%s"] * len(values))
+
+
+def _claim_state(*, annotator: User, exclude: set[int], now: datetime.datetime) -> _ClaimState:
+    """The quality settings and the annotator's live leases, in one query (hand-written: see
+    labeling.rawsql)."""
+    excluded = sorted(exclude)
+    sql = _CLAIM_STATE_SQL.format(
+        quality_columns=rawsql.columns(QualitySettings, "q"),
+        not_excluded=f"AND task_id NOT IN ({', '.join(['%s'] * len(excluded))})"
+        if excluded
+        else "",
+    )
+    at = rawsql.datetime_param(now)
+    params = [annotator.pk, at, annotator.pk, at, *excluded, annotator.pk, at]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:  # the singleton is created on first use
+        QualitySettings.objects.get_or_create(pk=1)
+        return _claim_state(annotator=annotator, exclude=exclude, now=now)
+    width = rawsql.width(QualitySettings)
+    live, resumable, holds_qc, screening_open, qc_open = row[width:]
+    return _ClaimState(
+        quality=rawsql.instance(QualitySettings, row[:width]),
+        live=int(live),
+        resumable=resumable,
+        holds_qc=bool(holds_qc),
+        screening_open=bool(screening_open),
+        qc_open=bool(qc_open),
+    )
+
+
 def _claim_next(*, annotator: User, exclude: set[int]) -> Claim | None:
     now = timezone.now()
     profile = queries.annotator_profile_get(user=annotator)
     if profile.is_paused:
         return None
-    live = list(
-        Lease.objects.filter(annotator=annotator, expires_at__gt=now)
-        .select_related("task__solution__problem")
-        .order_by("created_at", "id")
-    )
-    for lease in live:
-        if lease.task_id not in exclude:
+    state = _claim_state(annotator=annotator, exclude=exclude, now=now)
+    if state.resumable is not None:
+        lease = (
+            Lease.objects.filter(annotator=annotator, task_id=state.resumable)
+            .select_related("task__solution__problem")
+            .first()
+        )
+        if lease is not None:
             return Claim(task=lease.task, lease=lease, resumed=True)
-    if len(live) >= MAX_LIVE_LEASES:
+    if state.live >= MAX_LIVE_LEASES:
         return None
 
-    quality = quality_settings_get()
+    if queries.user_may_author_gold(annotator):
+        # Gold-less QC and screening questions count for nothing until someone writes their
+        # answer key: staff who may set gold labels get them first.
+        claim = _claim_per_annotator(
+            annotator=annotator,
+            candidates=Task.objects.filter(
+                kind__in=(TaskKind.QUALITY_CONTROL, TaskKind.SCREENING), gold_label__isnull=True
+            ),
+            exclude=exclude,
+        )
+        if claim is not None:
+            return claim
+
+    quality = state.quality
     passed = profile.screening_passed
-    if passed is None:
+    if passed is None and state.screening_open:
         required = queries.screening_tasks_required(quality=quality)
         if required:
+            # Authors of gold labels are exempt (they wrote the answer key); decided here.
+            passed = (
+                annotator_screening_update(annotator=annotator, quality=quality)
+                if annotator.is_staff
+                else None
+            )
+        if required and passed is None:
             claim = _claim_per_annotator(
                 annotator=annotator,
                 candidates=Task.objects.filter(id__in=required),
@@ -127,11 +227,11 @@ def _claim_next(*, annotator: User, exclude: set[int]) -> Claim | None:
         return None
 
     interval = qc_interval(quality.qc_rate)
-    holds_qc = any(lease.task.kind == TaskKind.QUALITY_CONTROL for lease in live)
     if (
         interval is not None
-        and not holds_qc
-        and queries.labels_since_last_qc(annotator=annotator, limit=interval) >= interval
+        and state.qc_open
+        and not state.holds_qc
+        and profile.labels_since_qc >= interval
     ):
         claim = _claim_per_annotator(
             annotator=annotator,
@@ -140,6 +240,8 @@ def _claim_next(*, annotator: User, exclude: set[int]) -> Claim | None:
         )
         if claim is not None:
             return claim
+    if connection.vendor == "postgresql":
+        return _claim_normal_one_statement(annotator=annotator, exclude=exclude)
     return _claim_normal(annotator=annotator, exclude=exclude)
 
 
@@ -173,6 +275,109 @@ def _claim_normal(*, annotator: User, exclude: set[int]) -> Claim | None:
             # The same annotator's concurrent request leased this task first; try the next.
             continue
     return None
+
+
+_TASK_COLUMNS = [str(field.column) for field in Task._meta.concrete_fields]
+_CLAIM_SQL = """
+WITH picked AS ({pick}),
+bumped AS (
+    UPDATE labeling_task SET lease_count = lease_count + 1
+    WHERE id IN (SELECT id FROM picked) RETURNING {task_columns}
+),
+leased AS (
+    INSERT INTO labeling_lease (task_id, annotator_id, created_at, expires_at)
+    SELECT id, %s, %s, %s FROM picked RETURNING id, task_id, created_at, expires_at
+),
+-- Lease bookkeeping only: see _commit_without_flush.
+relaxed AS (SELECT set_config('synchronous_commit', 'off', true))
+SELECT {bumped_columns}, leased.id, leased.created_at, leased.expires_at,
+       s.steps, s.problem_id, p.problem, p.answer
+FROM bumped
+JOIN leased ON leased.task_id = bumped.id
+JOIN labeling_solution s ON s.id = bumped.solution_id
+JOIN labeling_problem p ON p.id = s.problem_id
+CROSS JOIN relaxed
+"""
+
+
+def one_statement() -> Any:
+    """No transaction for a single statement (it is atomic by itself): a BEGIN and a COMMIT
+    are two round trips. Inside an outer transaction (tests, callers) a savepoint keeps a
+    failed statement from poisoning it."""
+    return transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
+
+
+# OPEN_NORMAL and _not_seen_by as SQL; the first two conditions are the partial index's
+# predicate, written the same way so PostgreSQL uses task_open_normal.
+_PICK_SQL = """
+SELECT t.id FROM labeling_task t
+WHERE t.kind = 'normal' AND t.label_count < (t.required_labels - t.lease_count)
+  AND NOT EXISTS (SELECT 1 FROM labeling_label WHERE task_id = t.id AND annotator_id = %s)
+  AND NOT EXISTS (SELECT 1 FROM labeling_lease WHERE task_id = t.id AND annotator_id = %s)
+  AND NOT EXISTS (SELECT 1 FROM labeling_skip WHERE task_id = t.id AND annotator_id = %s)
+  {not_excluded}
+ORDER BY t.priority DESC, t.id
+LIMIT 1
+FOR UPDATE OF t SKIP LOCKED
+"""
+
+
+def _claim_normal_one_statement(*, annotator: User, exclude: set[int]) -> Claim | None:
+    """PostgreSQL: pick (``FOR UPDATE SKIP LOCKED``), count, lease and read in one statement,
+    with no transaction around it (it is atomic by itself).
+
+    The same rows and locks as :func:`_claim_normal`, which SQLite uses (it has no
+    data-modifying CTEs).
+    """
+    excluded = sorted(exclude)
+    pick = _PICK_SQL.format(
+        not_excluded=f"AND t.id NOT IN ({_placeholders(excluded)})" if excluded else ""
+    )
+    sql = _CLAIM_SQL.format(
+        pick=pick,
+        task_columns=", ".join(_TASK_COLUMNS),
+        bumped_columns=", ".join(f"bumped.{column}" for column in _TASK_COLUMNS),
+    )
+    now = timezone.now()
+    params = [annotator.pk, annotator.pk, annotator.pk, *excluded]
+    for _ in range(CLAIM_ATTEMPTS):
+        try:
+            with one_statement(), connection.cursor() as cursor:
+                cursor.execute(sql, [*params, annotator.pk, now, lease_expiry(now)])
+                row = cursor.fetchone()
+        except IntegrityError:
+            continue  # the same annotator's twin request leased this task first
+        if row is None:
+            return None
+        return _claim_from_row(row, annotator=annotator)
+    return None
+
+
+def _json_value(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _claim_from_row(row: tuple[Any, ...], *, annotator: User) -> Claim:
+    width = len(_TASK_COLUMNS)
+    task = Task.from_db(
+        connection.alias, [f.attname for f in Task._meta.concrete_fields], row[:width]
+    )
+    lease_id, created_at, expires_at, steps, problem_id, problem_text, answer = row[width:]
+    problem = Problem.from_db(
+        connection.alias, ["id", "problem", "answer"], [problem_id, problem_text, answer]
+    )
+    solution = Solution.from_db(
+        connection.alias,
+        ["id", "problem_id", "steps"],
+        [task.solution_id, problem_id, _json_value(steps)],
+    )
+    solution.problem = problem
+    task.solution = solution
+    lease = Lease(
+        id=lease_id, task=task, annotator=annotator, created_at=created_at, expires_at=expires_at
+    )
+    lease._state.adding = False
+    return Claim(task=task, lease=lease, resumed=False)
 
 
 def _claim_per_annotator(
@@ -252,10 +457,22 @@ def leases_release_expired(*, now: datetime.datetime | None = None, limit: int =
             if not locked.values_list("pk", flat=True).first():
                 continue
             _commit_without_flush()
-            deleted, _ = Lease.objects.filter(task_id=task_id, expires_at__lte=now).delete()
+            expired = Lease.objects.filter(task_id=task_id, expires_at__lte=now)
+            holders = list(expired.values_list("annotator_id", flat=True))
+            deleted, _ = expired.delete()
             if deleted:
                 Task.objects.filter(pk=task_id).update(lease_count=F("lease_count") - deleted)
                 released += deleted
+                # Their work may still arrive (a laptop waking up): remember whose it was.
+                ReleasedLease.objects.bulk_create(
+                    [
+                        ReleasedLease(task_id=task_id, annotator_id=holder, released_at=now)
+                        for holder in holders
+                    ],
+                    ignore_conflicts=True,
+                )
+    forget_before = now - datetime.timedelta(hours=settings.RELEASED_LEASE_HOURS)
+    ReleasedLease.objects.filter(released_at__lt=forget_before).delete()
     if released:
         logger.info("released %d expired leases on %d tasks", released, len(task_ids))
     return released

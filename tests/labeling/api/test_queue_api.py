@@ -82,8 +82,7 @@ def test_next_returns_the_contract_shape_without_reference_solution(task):
     body = response.json()
     assert set(body) == {
         "id",
-        "kind",
-        "generation",
+        "screening",
         "mode",
         "problem",
         "ground_truth_answer",
@@ -93,7 +92,7 @@ def test_next_returns_the_contract_shape_without_reference_solution(task):
     }
     problem = task.solution.problem
     assert body["id"] == task.pk
-    assert (body["kind"], body["generation"], body["mode"]) == ("normal", 3, "phase2")
+    assert (body["screening"], body["mode"]) == (False, "phase2")
     assert (body["problem"], body["ground_truth_answer"]) == (problem.problem, problem.answer)
     assert body["steps"] == STEPS
     assert body["resumed"] is False
@@ -147,7 +146,9 @@ def test_next_query_count_is_bounded(django_assert_max_num_queries):
         )
     with django_assert_max_num_queries(11):
         assert next_task(client).status_code == 200
-    with django_assert_max_num_queries(3):
+    # force_authenticate bypasses labeling.auth, so the group and profile are read separately
+    # here; tests/labeling/api/test_query_counts.py counts real requests.
+    with django_assert_max_num_queries(4):
         assert next_task(client).json()["resumed"] is True
 
 
@@ -312,7 +313,7 @@ def test_me_reports_screening_pending_failed_passed_and_gold_agreement():
     user = annotator()
     client = client_for(user)
     assert client.get("/api/me/").json()["screening"] == "pending"
-    assert next_task(client).json()["kind"] == "screening"
+    assert next_task(client).json()["screening"] is True
     body = submit_body(ratings=[1, 0, 1], flags=None, human_completion=None)
     body["finish_reason"] = "solution"
     assert client.post(f"/api/tasks/{screening.pk}/submit/", body, format="json").status_code == 201

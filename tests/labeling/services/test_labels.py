@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from labeling.models import Label, Lease, Task
-from labeling.services.labels import label_submit, label_validate
+from labeling.services.labels import IdempotencyKeyReused, label_submit, label_validate
 from labeling.services.queue import (
     TaskNotLeased,
     TaskUnavailable,
@@ -18,6 +18,7 @@ from tests.factories import SolutionFactory, TaskFactory, annotator
 
 pytestmark = pytest.mark.django_db
 
+STARTED_AT = timezone.now() - datetime.timedelta(minutes=1)  # a retry resends the same body
 STEPS = ["Let $x = 2$.", "Then $x^2 = 5$.", "So the answer is 5.", "# Answer\n\n5"]
 
 
@@ -30,7 +31,7 @@ def submission(**overrides):
         "finish_reason": "found_error",
         "finish_note": "",
         "total_time_ms": 12_345,
-        "started_at": timezone.now() - datetime.timedelta(minutes=1),
+        "started_at": STARTED_AT,
     }
     values.update(overrides)
     return values
@@ -106,13 +107,27 @@ def test_retry_with_same_key_returns_the_same_label(task, user_with_lease):
     assert task.label_count == 1
 
 
-def test_key_reused_for_another_task_is_a_field_error(task, user_with_lease):
+def test_key_reused_for_another_task_is_refused(task, user_with_lease):
     label_submit(annotator=user_with_lease, task_id=task.pk, **submission())
     other = TaskFactory(solution=SolutionFactory(steps=STEPS))
     task_claim_next(annotator=user_with_lease)
-    with pytest.raises(ValidationError) as error:
+    with pytest.raises(IdempotencyKeyReused, match="different submission"):
         label_submit(annotator=user_with_lease, task_id=other.pk, **submission())
-    assert "idempotency_key" in error.value.message_dict
+    assert Label.objects.count() == 1
+
+
+def test_key_reused_with_a_different_body_is_refused(task, user_with_lease):
+    label_submit(annotator=user_with_lease, task_id=task.pk, **submission())
+    for changed in (
+        {"ratings": [1, -1]},
+        {"flags": [True, True, False]},
+        {"total_time_ms": 1},
+        {"finish_reason": "give_up", "finish_note": "stuck", "ratings": [1]},
+        {"started_at": None},
+    ):
+        with pytest.raises(IdempotencyKeyReused):
+            label_submit(annotator=user_with_lease, task_id=task.pk, **submission(**changed))
+    assert Label.objects.get().ratings == [1, 0, -1]
 
 
 def test_submit_after_lease_expired_is_accepted_while_a_slot_is_free(task, user_with_lease):
