@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('labeling', '0001_initial'),
+        ('labeling', '0003_problem_eval_reserved_task_selector_version'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
