@@ -57,17 +57,17 @@ MATRIX: dict[tuple[str, str], str] = {
     # ML staff included.
     ("api/queue/next/", "POST"): "403 200 204 200 200 200 200",
     ("api/queue/next/", "GET"): "403 405 405 405 405 405 405",
-    ("api/tasks/<int:task_id>/heartbeat/", "POST"): "403 200 404 404 404 404 404",
-    ("api/tasks/<int:task_id>/submit/", "POST"): "403 400 400 400 400 400 400",
-    ("api/tasks/<int:task_id>/skip/", "POST"): "403 204 404 404 404 404 404",
+    ("api/tasks/<id:task_id>/heartbeat/", "POST"): "403 200 404 404 404 404 404",
+    ("api/tasks/<id:task_id>/submit/", "POST"): "403 400 400 400 400 400 400",
+    ("api/tasks/<id:task_id>/skip/", "POST"): "403 204 404 404 404 404 404",
     ("api/me/", "GET"): "403 200 200 200 200 200 200",
     # --- API: exports need labeling.export_labels ---
     ("api/export/prm800k/", "GET"): "403 403 403 403 403 403 200",
     ("api/export/stepwise/", "GET"): "403 403 403 403 403 403 200",
     ("api/export/jobs/", "GET"): "403 403 403 403 403 403 200",
     ("api/export/jobs/", "POST"): "403 403 403 403 403 403 202",
-    ("api/export/jobs/<int:job_id>/", "GET"): "403 403 403 403 403 403 200",
-    ("api/export/jobs/<int:job_id>/download/", "GET"): "403 403 403 403 403 403 200",
+    ("api/export/jobs/<id:job_id>/", "GET"): "403 403 403 403 403 403 200",
+    ("api/export/jobs/<id:job_id>/download/", "GET"): "403 403 403 403 403 403 200",
     # --- API docs: public, like the API's shape ---
     ("api/schema/", "GET"): "200 200 200 200 200 200 200",
     ("api/docs/", "GET"): "200 200 200 200 200 200 200",
@@ -100,7 +100,9 @@ MATRIX: dict[tuple[str, str], str] = {
     ("admin/selector/selectorversion/<path:object_id>/plot/<str:which>.png", "GET"): (
         f"{A} 200 403 200"
     ),
+    ("admin/selector/selectorversion/<path:object_id>/benchmark/", "POST"): f"{A} 302 403 302",
     ("admin/selector/job/<path:object_id>/progress/", "GET"): f"{A} 200 403 200",
+    ("admin/selector/job/<path:object_id>/cancel/", "POST"): f"{A} 302 403 302",
     ("admin/auth/user/<id>/password/", "GET"): f"{A} 403 403 200",
 }
 
@@ -259,6 +261,10 @@ def concrete(route: str, world: dict[str, Any]) -> str:
         "admin/selector/selectorversion/<path:object_id>/plot/<str:which>.png": (
             f"admin/selector/selectorversion/{world['version'].pk}/plot/roc.png"
         ),
+        "admin/selector/selectorversion/<path:object_id>/benchmark/": (
+            f"admin/selector/selectorversion/{world['version'].pk}/benchmark/"
+        ),
+        "admin/selector/job/<path:object_id>/cancel/": f"admin/selector/job/{world['job'].pk}/cancel/",
         "admin/selector/job/<path:object_id>/progress/": (
             f"admin/selector/job/{world['job'].pk}/progress/"
         ),
@@ -269,8 +275,8 @@ def concrete(route: str, world: dict[str, Any]) -> str:
     for prefix, pk in world["objects"].items():
         if path.startswith(prefix):
             path = path.replace("<path:object_id>", str(pk))
-    path = path.replace("<int:task_id>", str(world["task"].pk))
-    path = path.replace("<int:job_id>", str(world["job"].pk))
+    path = path.replace("<id:task_id>", str(world["task"].pk))
+    path = path.replace("<id:job_id>", str(world["job"].pk))
     path = path.replace("<int:profile_id>", str(world["victim"].annotator_profile.pk))
     path = path.replace("<slug:name>", "ratings")
     assert not re.search(r"[<>^$(]", path), f"no concrete form for {route!r}"
