@@ -96,11 +96,11 @@ PRESETS: dict[str, SimConfig] = {
         seeds=1,
         seed_per_problem=1.0,
         rounds=1,
-        uniform_extra=[2],
+        uniform_extra=[],
         epochs=1,
         max_length=128,
         resamples=20,
-        jobs=1,
+        jobs=2,
         annotators=2,
     ),
     # A GPU host: a 0.5-1.5B decoder (pass --base-model), thousands of labels per round.
@@ -289,8 +289,8 @@ def simulation_run(
                 work / f"checkpoints-{arm}-{seed}",
                 threads=threads,
             )
-            db.unlink(missing_ok=True)
             if not keep:
+                db.unlink(missing_ok=True)
                 shutil.rmtree(work / f"checkpoints-{arm}-{seed}", ignore_errors=True)
             done += 1
             say(f"{arm} seed {seed} done ({time.perf_counter() - started:.0f}s)")
@@ -431,7 +431,22 @@ def _oracle_label_all(
     return labels, steps
 
 
+def _no_fsync(sender: Any, connection: Any, **kwargs: Any) -> None:
+    # A throw-away database: a crash loses the run anyway, so commits need not reach the disk.
+    if connection.vendor == "sqlite":
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA synchronous=OFF")
+
+
 def worker_main(spec_path: Path) -> None:
+    from django.conf import settings
+    from django.db import connection
+    from django.db.backends.signals import connection_created
+
+    if connection.vendor != "sqlite" or "sqlite" not in settings.DATABASES["default"]["ENGINE"]:
+        raise SimulationError("a simulation worker runs only on its throw-away SQLite copy")
+    connection_created.connect(_no_fsync)
+    connection.close()  # reopened with the pragma on first use
     spec = json.loads(spec_path.read_text(encoding="utf-8"))
     if spec["role"] == "template":
         _worker_template(spec)
