@@ -1,0 +1,102 @@
+"""Measure what 80/20 selection buys over uniform labeling, on a simulated annotator.
+
+See the README section "Simulating active learning" for the arms, presets and report schema.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from selector.simulation.pool import PoolError
+from selector.simulation.runner import (
+    ARMS,
+    PRESETS,
+    SimulationError,
+    config_for,
+    simulation_run,
+    worker_main,
+)
+
+
+class Command(BaseCommand):
+    help = "Simulate active learning (80/20 vs uniform and two controls) in throw-away databases."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--preset", choices=sorted(PRESETS), default="ci")
+        parser.add_argument("--pool", help="'synthetic' (default) or a JSONL file")
+        parser.add_argument("--arms", help=f"comma-separated, from {', '.join(ARMS)}")
+        parser.add_argument("--rounds", type=int)
+        parser.add_argument(
+            "--labels-per-round",
+            type=int,
+            help="sets K per problem to round(N / training problems), at least 1",
+        )
+        parser.add_argument("--seeds", type=int)
+        parser.add_argument("--problems", type=int)
+        parser.add_argument("--candidates", type=int)
+        parser.add_argument("--base-model", help="'tiny', 'minilm' or a local model directory")
+        parser.add_argument("--device")
+        parser.add_argument("--jobs", type=int, help="arm x seed runs in parallel")
+        parser.add_argument("--flip-rate", type=float)
+        parser.add_argument("--neutral-rate", type=float)
+        parser.add_argument("--bias", type=float)
+        parser.add_argument("--metric", choices=["step_auroc", "f1"])
+        parser.add_argument("--warm-start", action="store_true", default=None)
+        parser.add_argument("--keep", action="store_true", help="keep the work directory")
+        parser.add_argument("--out", type=Path)
+        # Internal: one arm x seed (or the template) inside its throw-away database.
+        parser.add_argument("--worker-spec", type=Path, help=argparse_suppress())
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["worker_spec"]:
+            worker_main(options["worker_spec"])
+            return
+        if options["out"] is None:
+            raise CommandError("--out DIR is required")
+        try:
+            config = config_for(
+                options["preset"],
+                pool=options["pool"],
+                arms=options["arms"].split(",") if options["arms"] else None,
+                rounds=options["rounds"],
+                seeds=options["seeds"],
+                problems=options["problems"],
+                candidates=options["candidates"],
+                base_model=options["base_model"],
+                device=options["device"],
+                jobs=options["jobs"],
+                flip_rate=options["flip_rate"],
+                neutral_rate=options["neutral_rate"],
+                bias=options["bias"],
+                metric=options["metric"],
+                warm_start=options["warm_start"],
+            )
+            if options["labels_per_round"] is not None:
+                if options["labels_per_round"] < 1:
+                    raise SimulationError("--labels-per-round must be at least 1")
+                config.per_problem = max(
+                    1, round(options["labels_per_round"] / max(1, 0.9 * config.problems))
+                )
+            result = simulation_run(
+                config=config,
+                out_dir=options["out"],
+                keep=options["keep"],
+                echo=lambda message: self.stdout.write(message),
+            )
+        except (SimulationError, PoolError, ValueError) as exc:
+            raise CommandError(str(exc)) from exc
+        de = result["data_efficiency"]
+        self.stdout.write(
+            f"{de['arms'][0]} vs {de['arms'][1]} on {de['metric']}: ratio {de['ratio']} "
+            f"(95% CI {de['ci95'][0]} to {de['ci95'][1]}), {result['seconds']}s; "
+            f"report in {options['out'] / 'report.json'}"
+        )
+
+
+def argparse_suppress() -> str:
+    import argparse
+
+    return argparse.SUPPRESS

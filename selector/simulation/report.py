@@ -1,0 +1,325 @@
+"""Turning simulated runs into a data-efficiency ratio with a 95% interval, curves and a summary.
+
+Inputs are plain dicts (what the runner writes), so this module needs numpy/scipy/matplotlib
+only. ``held_out``: the frozen held-out trajectories, the same for every arm and seed::
+
+    {"problem": [int per trajectory], "ratings": [[-1|0|1 per rated step]], "fair": [bool]}
+
+(``fair``: the rating reached a verdict, found_error or solution, so a first-error call can be
+judged). ``runs[arm][seed]`` is a list of rounds ``{"labels", "steps_rated", "scores"}`` where
+``scores`` holds each held-out trajectory's step scores from that round's selector.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+METRICS = ("step_auroc", "f1")
+THRESHOLD = 0.5  # ProcessBench: the predicted first error is the first step scored below it
+
+
+def auroc(y: np.ndarray, risk: np.ndarray) -> float:
+    """Area under the ROC curve of ``risk`` for the boolean class ``y`` (ties count half)."""
+    from scipy.stats import rankdata
+
+    n_pos = int(y.sum())
+    n_neg = len(y) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(risk)
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+@dataclass
+class _Prepared:
+    """One round's held-out data, flattened so a bootstrap resample is one fancy index."""
+
+    y: np.ndarray  # per rated step: negative?
+    risk: np.ndarray  # per rated step: 1 - score
+    hit: np.ndarray  # per fair trajectory: first-error call right?
+    erroneous: np.ndarray  # per fair trajectory: has an error?
+
+
+class HeldOutIndex:
+    def __init__(self, held_out: Mapping[str, Any]) -> None:
+        self.ratings: list[list[int]] = [list(r) for r in held_out["ratings"]]
+        self.fair: list[bool] = [bool(f) for f in held_out["fair"]]
+        problem = [int(p) for p in held_out["problem"]]
+        self.problems = sorted(set(problem))
+        where = {p: i for i, p in enumerate(self.problems)}
+        steps_of: list[list[int]] = [[] for _ in self.problems]
+        traj_of: list[list[int]] = [[] for _ in self.problems]
+        step = fair_i = 0
+        for t, ratings in enumerate(self.ratings):
+            steps_of[where[problem[t]]].extend(range(step, step + len(ratings)))
+            step += len(ratings)
+            if self.fair[t]:
+                traj_of[where[problem[t]]].append(fair_i)
+                fair_i += 1
+        self.steps_of = [np.asarray(s, dtype=int) for s in steps_of]
+        self.traj_of = [np.asarray(s, dtype=int) for s in traj_of]
+        self.y = np.asarray([r == -1 for rs in self.ratings for r in rs], dtype=bool)
+        self.first_error = [
+            next((i for i, r in enumerate(rs) if r == -1), None)
+            for rs, f in zip(self.ratings, self.fair, strict=True)
+            if f
+        ]
+
+    def prepare(self, scores: Sequence[Sequence[float]]) -> _Prepared:
+        if len(scores) != len(self.ratings):
+            raise ValueError(f"{len(scores)} scored trajectories for {len(self.ratings)} held out")
+        risk: list[float] = []
+        hit: list[bool] = []
+        for rs, ss, fair in zip(self.ratings, scores, self.fair, strict=True):
+            # A step the model did not score (cut by max length) counts as undecided.
+            padded = list(ss[: len(rs)]) + [0.5] * max(0, len(rs) - len(ss))
+            risk.extend(1.0 - float(s) for s in padded)
+            if fair:
+                first_error = next((i for i, r in enumerate(rs) if r == -1), None)
+                full = list(ss) + [1.0] * max(0, len(rs) - len(ss))
+                predicted = next((i for i, s in enumerate(full) if s < THRESHOLD), None)
+                hit.append(predicted == first_error)
+        erroneous = np.asarray([f is not None for f in self.first_error], dtype=bool)
+        return _Prepared(self.y, np.asarray(risk), np.asarray(hit, dtype=bool), erroneous)
+
+    def metric(self, prepared: _Prepared, name: str, problems: np.ndarray | None = None) -> float:
+        """``name`` on the held-out set, or on a resample given as problem positions."""
+        if name == "step_auroc":
+            if problems is None:
+                return auroc(prepared.y, prepared.risk)
+            idx = np.concatenate([self.steps_of[p] for p in problems])
+            return auroc(prepared.y[idx], prepared.risk[idx])
+        if name == "f1":
+            hit, err = prepared.hit, prepared.erroneous
+            if problems is not None:
+                idx = np.concatenate([self.traj_of[p] for p in problems])
+                hit, err = hit[idx], err[idx]
+            if not err.any() or err.all():
+                return float("nan")
+            acc_err, acc_ok = hit[err].mean(), hit[~err].mean()
+            return (
+                0.0 if acc_err + acc_ok == 0 else float(2 * acc_err * acc_ok / (acc_err + acc_ok))
+            )
+        raise ValueError(f"unknown metric {name!r}; use one of {', '.join(METRICS)}")
+
+
+Values = Sequence[float] | np.ndarray
+
+
+def labels_to_reach(labels: Values, values: Values, target: float) -> tuple[float, str | None]:
+    """Labels at which a curve first reaches ``target``, interpolated linearly on log(labels).
+
+    The curve is made monotone (running maximum) first, so noise cannot make it reach the
+    target "earlier" after a dip. Returns (labels, censored): censored is ``"below"`` when the
+    first point already reaches the target (the true figure is at most that), ``"above"``
+    when the curve never does (at least the last point's labels).
+    """
+    xs = np.log(np.asarray(labels, dtype=float))
+    ys = np.maximum.accumulate(np.nan_to_num(np.asarray(values, dtype=float), nan=-np.inf))
+    if ys[0] >= target:
+        return float(labels[0]), "below"
+    for i in range(1, len(xs)):
+        if ys[i] >= target:
+            frac = (target - ys[i - 1]) / (ys[i] - ys[i - 1])
+            return float(math.exp(xs[i - 1] + frac * (xs[i] - xs[i - 1]))), None
+    return float(labels[-1]), "above"
+
+
+def ratio_of(
+    uniform: tuple[Values, Values],
+    active: tuple[Values, Values],
+) -> tuple[float, str | None]:
+    """(labels uniform needs to match the active arm's final value) / (the active arm's final
+    labels); censored as in :func:`labels_to_reach`."""
+    labels, values = active
+    needed, censored = labels_to_reach(uniform[0], uniform[1], values[-1])
+    return needed / labels[-1], censored
+
+
+def _seed_mean(
+    index: HeldOutIndex,
+    prepared: Mapping[str, Mapping[int, list[_Prepared]]],
+    runs: Mapping[str, Mapping[int, list[Mapping[str, Any]]]],
+    arm: str,
+    seeds: Sequence[int],
+    metric: str,
+    problems: np.ndarray | None,
+    x: str = "labels",
+) -> tuple[np.ndarray, np.ndarray]:
+    rounds = min(len(runs[arm][s]) for s in seeds)
+    xs = np.asarray([[runs[arm][s][r][x] for r in range(rounds)] for s in seeds], dtype=float)
+    ys = np.asarray(
+        [
+            [index.metric(prepared[arm][s][r], metric, problems) for r in range(rounds)]
+            for s in seeds
+        ]
+    )
+    return xs.mean(axis=0), np.nanmean(ys, axis=0)
+
+
+def analyse(
+    *,
+    held_out: Mapping[str, Any],
+    runs: Mapping[str, Mapping[int, list[Mapping[str, Any]]]],
+    metric: str = "step_auroc",
+    active_arm: str = "80_20",
+    baseline_arm: str = "uniform",
+    resamples: int = 500,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The data-efficiency ratio, its paired bootstrap interval, and per-arm curves with bands.
+
+    Paired bootstrap: each resample draws seeds with replacement (the same seeds for every
+    arm: arms that share a seed share its seed set) and held-out problems with replacement
+    (the same for every arm and round), recomputes every curve and the ratio. The interval
+    is the 2.5th to 97.5th percentile; censored resamples enter at their bound.
+    """
+    index = HeldOutIndex(held_out)
+    seeds = sorted(runs[baseline_arm])
+    prepared = {
+        arm: {s: [index.prepare(r["scores"]) for r in rounds] for s, rounds in by_seed.items()}
+        for arm, by_seed in runs.items()
+    }
+    curves: dict[str, dict[str, Any]] = {}
+    for arm in runs:
+        arm_seeds = sorted(runs[arm])
+        entry: dict[str, Any] = {}
+        for m in METRICS:
+            lx, y = _seed_mean(index, prepared, runs, arm, arm_seeds, m, None)
+            sx, _ = _seed_mean(index, prepared, runs, arm, arm_seeds, m, None, x="steps_rated")
+            entry[m] = {"labels": lx.tolist(), "steps_rated": sx.tolist(), "mean": y.tolist()}
+        curves[arm] = entry
+    has_pair = active_arm in runs and baseline_arm in runs
+    point: tuple[float, str | None] = (float("nan"), None)
+    if has_pair:
+        point = ratio_of(
+            _seed_mean(index, prepared, runs, baseline_arm, seeds, metric, None),
+            _seed_mean(index, prepared, runs, active_arm, seeds, metric, None),
+        )
+    rng = np.random.default_rng(seed)
+    n_problems = len(index.problems)
+    ratios: list[float] = []
+    censored = 0
+    band_draws: dict[str, dict[str, list[np.ndarray]]] = {
+        arm: {m: [] for m in METRICS} for arm in runs
+    }
+    for _ in range(resamples):
+        seeds_b = list(rng.choice(seeds, size=len(seeds), replace=True))
+        problems_b = rng.integers(0, n_problems, size=n_problems)
+        means: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
+        for arm in runs:
+            arm_seeds = seeds_b if set(seeds_b) <= set(runs[arm]) else sorted(runs[arm])
+            for m in METRICS:
+                means[arm, m] = _seed_mean(index, prepared, runs, arm, arm_seeds, m, problems_b)
+                band_draws[arm][m].append(means[arm, m][1])
+        if has_pair:
+            value, cens = ratio_of(means[baseline_arm, metric], means[active_arm, metric])
+            ratios.append(value)
+            censored += cens is not None
+    for arm in runs:
+        for m in METRICS:
+            draws = np.asarray(band_draws[arm][m])
+            curves[arm][m]["lo"] = np.nanpercentile(draws, 2.5, axis=0).tolist()
+            curves[arm][m]["hi"] = np.nanpercentile(draws, 97.5, axis=0).tolist()
+    ci = [float("nan"), float("nan")]
+    if ratios:
+        ci = [float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5))]
+    return {
+        "data_efficiency": {
+            "metric": metric,
+            "arms": [active_arm, baseline_arm],
+            "ratio": point[0],
+            "censored": point[1],
+            "ci95": ci,
+            "method": (
+                f"labels {baseline_arm} needs to reach {active_arm}'s final {metric}, interpolated "
+                f"on log(labels), over {active_arm}'s final labels; paired bootstrap over "
+                f"{len(seeds)} seeds and {n_problems} held-out problems, {resamples} resamples "
+                f"({censored} censored)"
+            ),
+        },
+        "curves": curves,
+    }
+
+
+def plots_write(curves: Mapping[str, Any], out_dir: Path) -> list[Path]:
+    """``curves_labels.png`` and ``curves_steps.png``: each metric against labels / steps
+    rated, seed mean with its 95% bootstrap band, one line per arm."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    for x, name, xlabel in (
+        ("labels", "curves_labels.png", "labels (solutions rated)"),
+        ("steps_rated", "curves_steps.png", "steps rated"),
+    ):
+        fig, axes = plt.subplots(1, len(METRICS), figsize=(5 * len(METRICS), 4))
+        for ax, m in zip(np.atleast_1d(axes), METRICS, strict=True):
+            for arm, entry in curves.items():
+                c = entry[m]
+                (line,) = ax.plot(c[x], c["mean"], marker="o", label=arm)
+                ax.fill_between(c[x], c["lo"], c["hi"], color=line.get_color(), alpha=0.15)
+            ax.set_xscale("log")
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(m)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
+        fig.tight_layout()
+        path = out_dir / name
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return "n/a" if math.isnan(value) else f"{value:.3f}"
+    return "n/a" if value is None else str(value)
+
+
+def summary_write(report: Mapping[str, Any], out_dir: Path) -> Path:
+    de = report["data_efficiency"]
+    lines = [
+        "# Active-learning simulation",
+        "",
+        f"Preset `{report['config']['preset']}`, pool `{report['config']['pool']}`, "
+        f"{report['config']['seeds']} seeds, {report['config']['rounds']} rounds.",
+        "",
+        f"**Data efficiency ({de['arms'][0]} vs {de['arms'][1]}, {de['metric']}):** "
+        f"{_fmt(de['ratio'])}x (95% CI {_fmt(de['ci95'][0])} to {_fmt(de['ci95'][1])})"
+        + (f", censored {de['censored']}" if de.get("censored") else "")
+        + ".",
+        "",
+        de["method"] + ".",
+        "",
+        "| arm | labels | steps rated | step AUROC | F1 | best-of-N (selector / majority) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for arm, by_seed in report["arms"].items():
+        finals = [rounds[-1] for rounds in by_seed.values() if rounds]
+
+        def mean(key: str, finals: list[dict[str, Any]] = finals) -> float:
+            values = [
+                float(f["metrics"].get(key)) for f in finals if f["metrics"].get(key) is not None
+            ]
+            return float(np.mean(values)) if values else float("nan")
+
+        labels = float(np.mean([f["labels"] for f in finals])) if finals else float("nan")
+        steps = float(np.mean([f["steps_rated"] for f in finals])) if finals else float("nan")
+        lines.append(
+            f"| {arm} | {labels:.0f} | {steps:.0f} | {_fmt(mean('step_auroc'))} | "
+            f"{_fmt(mean('f1'))} | {_fmt(mean('bon_selector'))} / {_fmt(mean('bon_majority'))} |"
+        )
+    lines += ["", "Curves: `curves_labels.png`, `curves_steps.png` (seed mean, 95% band).", ""]
+    path = out_dir / "summary.md"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
