@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from selector import metric_rows
-from selector.models import Job, JobStatus
 
 
 def _fmt(value: Any) -> str:
@@ -41,17 +40,3 @@ def metrics_table(
         )
         for row in metric_rows.metric_rows(metrics)
     ]
-
-
-def job_progress(job: Job) -> dict[str, Any]:
-    """What the admin's progress bar polls."""
-    return {
-        "id": job.pk,
-        "kind": job.kind,
-        "status": job.status,
-        "done": job.progress_done,
-        "total": job.progress_total,
-        "percent": job.progress_percent,
-        "finished": job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED),
-        "error": job.error,
-    }

@@ -14,6 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from jobs.models import Job, JobKind, JobStatus
 from labeling import permissions
 from labeling.services.export import (
     ExportFilters,
@@ -25,7 +26,6 @@ from labeling.services.export import (
     prm800k_chunks,
     stepwise_chunks,
 )
-from selector.models import Job, JobKind, JobStatus
 
 
 class CanExportLabels(BasePermission):

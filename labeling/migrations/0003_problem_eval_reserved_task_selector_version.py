@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('labeling', '0002_export_and_dashboard_permissions'),
-        ('selector', '0002_evalset_benchmark_job_cancel'),
+        ('selector', '0002_evalset'),
     ]
 
     operations = [

@@ -5,6 +5,7 @@ Heavy imports (torch, transformers, sklearn) happen inside the functions that ne
 ``selector.ml``, so importing this package from the web process stays cheap.
 """
 
+from jobs.services import job_cancel
 from selector.services.benchmark import BenchmarkError, benchmark_evaluate, benchmark_upload
 from selector.services.common import JobCancelled, JobProgress, Progress, SelectorError
 from selector.services.eval_set import (
@@ -14,7 +15,7 @@ from selector.services.eval_set import (
     eval_set_reserve,
 )
 from selector.services.evaluation import selector_evaluate
-from selector.services.jobs import job_cancel, job_execute, job_start
+from selector.services.jobs import job_execute, job_start
 from selector.services.promotion import selector_promote
 from selector.services.queue_fill import FillReport, queue_fill, queue_open_slots, queue_top_up
 from selector.services.scoring import candidates_score

@@ -18,7 +18,8 @@ from typing import IO, Any
 
 from django.conf import settings
 
-from selector.models import Job, JobKind, SelectorVersion
+from jobs.models import Job, JobKind
+from selector.models import SelectorVersion
 from selector.services.common import Progress, SelectorError, job_cancel_check, progress_for
 from selector.services.versions import scorer_load, version_require_ready
 

@@ -15,8 +15,9 @@ from typing import Any
 
 from django.utils import timezone
 
+from jobs.models import Job
 from labeling.models import FinishReason, Grade, Problem, Solution
-from selector.models import EvalSet, Job, SelectorVersion, SolutionScore
+from selector.models import EvalSet, SelectorVersion, SolutionScore
 from selector.services.common import Progress, jsonable, progress_for
 from selector.services.eval_set import eval_set_current
 from selector.services.scoring import candidates_score

@@ -11,6 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.db.models import Q
 
+from jobs.models import Job
 from labeling.models import AnnotatorProfile, FinishReason, Label, Problem, TaskKind
 from labeling.prm800k import (
     Branch,
@@ -19,7 +20,7 @@ from labeling.prm800k import (
     rated_branches,
     ratings_combine,
 )
-from selector.models import Job, SelectorVersion, VersionStatus
+from selector.models import SelectorVersion, VersionStatus
 from selector.services.common import Progress, SelectorError, progress_for
 from selector.services.versions import (
     base_model_path,

@@ -6,8 +6,8 @@ from typing import cast
 import pytest
 from playwright.sync_api import ConsoleMessage, Page, expect
 
+from jobs.models import Job, JobKind, JobStatus
 from labeling.models import Task
-from selector.models import Job, JobKind, JobStatus
 from tests.browser.conftest import login
 from tests.factories import ProblemFactory, SolutionFactory, TaskFactory, UserFactory, annotator
 

@@ -8,8 +8,8 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
+from jobs.models import Job, JobKind, JobStatus
 from selector.ml.metrics import processbench_f1
-from selector.models import Job, JobKind, JobStatus
 from selector.services import job_execute, selector_create_base, selector_permissions_grant
 from selector.services.benchmark import BenchmarkError, benchmark_read
 from tests.factories import UserFactory
@@ -167,7 +167,7 @@ def test_admin_upload_runs_a_benchmark_job_and_shows_its_f1(
         response = client.post(url, {"file": upload, "threshold": "0.6"})
     job = Job.objects.get()
     assert (job.kind, job.version, job.params["threshold"]) == (JobKind.BENCHMARK, version, 0.6)
-    assert response["Location"] == reverse("admin:selector_job_change", args=[job.pk])
+    assert response["Location"] == reverse("admin:jobs_job_change", args=[job.pk])
     job = job_execute(job_id=job.pk)
     assert job.status == JobStatus.SUCCEEDED, job.error
     body = client.get(page).content.decode()

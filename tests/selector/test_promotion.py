@@ -2,8 +2,10 @@
 
 import pytest
 
+from jobs.models import Job, JobKind, JobStatus
+from jobs.services import job_cancel
 from labeling.models import Grade, Solution, Task
-from selector.models import Job, JobKind, JobStatus, SolutionScore
+from selector.models import SolutionScore
 from selector.services import (
     candidates_score,
     job_execute,
@@ -13,7 +15,6 @@ from selector.services import (
     selector_create_base,
     selector_promote,
 )
-from selector.services.jobs import job_cancel
 from tests.factories import ProblemFactory, SolutionFactory
 
 SENTINEL = 0.123  # a priority no score reproduces: any re-prioritisation would show

@@ -76,3 +76,12 @@ def test_no_template_has_an_inline_script() -> None:
             if "src=" not in attrs and "application/json" not in attrs:
                 inline.append(f"{template.relative_to(ROOT)}: {match.group(0)}")
     assert not inline, inline
+
+
+def test_no_template_has_an_inline_event_handler() -> None:
+    """``onclick="…"`` and friends are inline script too: the CSP blocks them silently."""
+    handlers = []
+    for template in ROOT.glob("*/templates/**/*.html"):
+        for match in re.finditer(r"<[a-z][^>]*\son[a-z]+\s*=", template.read_text()):
+            handlers.append(f"{template.relative_to(ROOT)}: {match.group(0)[:80]}")
+    assert not handlers, handlers

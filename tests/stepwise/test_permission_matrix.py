@@ -20,6 +20,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
+from jobs.models import Job, JobKind, JobStatus
 from labeling.models import (
     AnnotatorProfile,
     GradedAnswer,
@@ -31,7 +32,7 @@ from labeling.models import (
 )
 from labeling.services.export import export_path
 from labeling.services.quality import quality_settings_get
-from selector.models import Job, JobKind, JobStatus, SelectorVersion
+from selector.models import SelectorVersion
 from selector.services import selector_permissions_grant
 from tests.factories import LabelFactory, TaskFactory, UserFactory, annotator
 
@@ -84,7 +85,10 @@ MATRIX: dict[tuple[str, str], str] = {
     ("admin/autocomplete/", "GET"): f"{A} 403 403 403",
     ("admin/jsi18n/", "GET"): f"{A} 200 200 200",
     ("admin/r/<path:content_type_id>/<path:object_id>/", "GET"): f"{A} 404 404 404",
-    ("admin/^(?P<app_label>auth|authtoken|axes|labeling|selector)/$", "GET"): f"{A} 200 404 200",
+    (
+        "admin/^(?P<app_label>auth|authtoken|axes|labeling|jobs|selector)/$",
+        "GET",
+    ): f"{A} 200 404 200",
     ("admin/(?P<url>.*)$", "GET"): f"{A} 404 404 404",
     # Custom admin views.
     ("admin/labeling/label/export/", "GET"): f"{A} 403 403 200",
@@ -101,8 +105,8 @@ MATRIX: dict[tuple[str, str], str] = {
         f"{A} 200 403 200"
     ),
     ("admin/selector/selectorversion/<path:object_id>/benchmark/", "POST"): f"{A} 302 403 302",
-    ("admin/selector/job/<path:object_id>/progress/", "GET"): f"{A} 200 403 200",
-    ("admin/selector/job/<path:object_id>/cancel/", "POST"): f"{A} 302 403 302",
+    ("admin/jobs/job/<path:object_id>/progress/", "GET"): f"{A} 200 403 200",
+    ("admin/jobs/job/<path:object_id>/cancel/", "POST"): f"{A} 302 403 302",
     ("admin/auth/user/<id>/password/", "GET"): f"{A} 403 403 200",
 }
 
@@ -136,7 +140,7 @@ MODELS = [
     ModelRow("labeling/label/", "200 403 200 403 200 302", "200 200 200 200 200 302"),
     ModelRow("labeling/annotatorprofile/", "200 403 200 403 200 302", "200 200 200 200 200 302"),
     ModelRow("selector/selectorversion/", "200 403 200 403 200 302", "200 403 200 200 200 302"),
-    ModelRow("selector/job/", "200 403 200 403 200 302", "200 403 200 200 200 302"),
+    ModelRow("jobs/job/", "200 403 200 403 200 302", "200 403 200 200 200 302"),
 ]  # fmt: skip
 for _row in MODELS:
     for _page, _ml, _bare, _su in zip(
@@ -228,7 +232,7 @@ def world(db: None, settings: Any, tmp_path: Any) -> dict[str, Any]:
         "admin/labeling/label/": label.pk,
         "admin/labeling/annotatorprofile/": victim.annotator_profile.pk,
         "admin/selector/selectorversion/": version.pk,
-        "admin/selector/job/": job.pk,
+        "admin/jobs/job/": job.pk,
     }
     return {
         "users": users,
@@ -246,7 +250,7 @@ def world(db: None, settings: Any, tmp_path: Any) -> dict[str, Any]:
 def concrete(route: str, world: dict[str, Any]) -> str:
     """The route with real ids (and names) filled in."""
     special = {
-        "admin/^(?P<app_label>auth|authtoken|axes|labeling|selector)/$": "admin/labeling/",
+        "admin/^(?P<app_label>auth|authtoken|axes|labeling|jobs|selector)/$": "admin/labeling/",
         "admin/(?P<url>.*)$": "admin/no-such-page/",
         "admin/r/<path:content_type_id>/<path:object_id>/": (
             f"admin/r/{world['problem_ct']}/{world['problem'].pk}/"
@@ -264,9 +268,9 @@ def concrete(route: str, world: dict[str, Any]) -> str:
         "admin/selector/selectorversion/<path:object_id>/benchmark/": (
             f"admin/selector/selectorversion/{world['version'].pk}/benchmark/"
         ),
-        "admin/selector/job/<path:object_id>/cancel/": f"admin/selector/job/{world['job'].pk}/cancel/",
-        "admin/selector/job/<path:object_id>/progress/": (
-            f"admin/selector/job/{world['job'].pk}/progress/"
+        "admin/jobs/job/<path:object_id>/cancel/": f"admin/jobs/job/{world['job'].pk}/cancel/",
+        "admin/jobs/job/<path:object_id>/progress/": (
+            f"admin/jobs/job/{world['job'].pk}/progress/"
         ),
     }
     if route in special:

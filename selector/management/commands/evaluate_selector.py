@@ -4,8 +4,8 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
+from jobs.models import Job, JobKind
 from selector.management.commands._selector_job import SelectorJobCommand
-from selector.models import Job, JobKind
 from selector.queries import metrics_table
 from selector.services import SelectorError
 from selector.services.benchmark import benchmark_evaluate
