@@ -211,3 +211,36 @@ def shepherd_adapter(tiny_shepherd_model: Path, tmp_path_factory: pytest.TempPat
 
 # Every model family the selector supports, as a scorer checkpoint (fixture names).
 FAMILIES = ["minilm_prm", "tiny_prm", "tiny_llama_prm", "qwen_prm_adapter", "shepherd_adapter"]
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer BERT with the packaged MiniLM's tokenizer: the default family, fast enough to
+    train in a test."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from selector.ml.prm import default_base_model
+
+    path = tmp_path_factory.mktemp("bert-base")
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(default_base_model())
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=512,
+    )
+    BertModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_prm(tiny_bert_base: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from selector.ml.prm import prm_init
+
+    out = tmp_path_factory.mktemp("bert-prm") / "prm"
+    prm_init(base_model=str(tiny_bert_base), output_dir=out)
+    return out
