@@ -7,7 +7,7 @@ import hashlib
 import math
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,6 +112,18 @@ def _rated_steps_dropped(
     return dropped, errors
 
 
+def _checkpointing(model: Any, *, on: bool) -> None:
+    # transformers 5 renamed gradient to activation checkpointing; older ones have only the
+    # first name. Non-reentrant checkpointing also works when the embeddings are frozen (LoRA).
+    prefix = "activation" if hasattr(model, "activation_checkpointing_enable") else "gradient"
+    if on:
+        getattr(model, f"{prefix}_checkpointing_enable")(
+            **{f"{prefix}_checkpointing_kwargs": {"use_reentrant": False}}
+        )
+    else:
+        getattr(model, f"{prefix}_checkpointing_disable")()
+
+
 def _apply_lora(model: Any, rank: int) -> Any:
     try:
         import peft
@@ -125,8 +137,51 @@ def _apply_lora(model: Any, rank: int) -> Any:
         lora_alpha=2 * rank,
         lora_dropout=0.0,
         target_modules="all-linear",
+        # The heads (BERT-style "classifier", decoder-style "score") are trained in full.
+        exclude_modules=["classifier", "score"],
     )
     return peft.get_peft_model(model, config)
+
+
+def _n_labeled(rows: Sequence[Window], batch: Sequence[int]) -> int:
+    return sum(lab != IGNORE_INDEX for i in batch for lab in rows[i].labels)
+
+
+def _backward_group(
+    model: Any,
+    rows: Sequence[Window],
+    group: Sequence[list[int]],
+    *,
+    pad_id: int,
+    device: str,
+    autocast: Any,
+) -> Iterator[tuple[list[int], tuple[float, int]]]:
+    """Backpropagate the micro-batches of one optimizer step, yielding per micro-batch its
+    (summed loss, labeled steps). Each loss is divided by the whole group's labeled count, so
+    the gradients add up to those of one batch holding the group's rows, however it is split."""
+    import torch
+
+    group_labels = sum(_n_labeled(rows, b) for b in group)
+    for batch in group:
+        tensors = collate(
+            [rows[i].input_ids for i in batch],
+            pad_id=pad_id,
+            labels=[rows[i].labels for i in batch],
+        )
+        on_cuda = device.startswith("cuda")
+        tensors = {k: v.to(device, non_blocking=on_cuda) for k, v in tensors.items()}
+        labels = tensors.pop("labels")
+        with autocast:
+            logits = model(**tensors).logits
+        # Loss in float32 over the labeled step positions only.
+        loss = torch.nn.functional.cross_entropy(
+            logits.float().view(-1, logits.shape[-1]),
+            labels.view(-1),
+            ignore_index=IGNORE_INDEX,
+            reduction="sum",
+        )
+        (loss / group_labels).backward()
+        yield batch, (float(loss.detach()), _n_labeled(rows, batch))
 
 
 def train(
@@ -232,8 +287,7 @@ def train(
     if lora_rank:
         model = _apply_lora(model, lora_rank)
     if gradient_checkpointing:
-        # Non-reentrant checkpointing also works when the embeddings are frozen (LoRA).
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        _checkpointing(model, on=True)
 
     decay: list[torch.nn.Parameter] = []
     no_decay: list[torch.nn.Parameter] = []
@@ -256,9 +310,6 @@ def train(
     use_bf16 = on_cuda if bf16 is None else bf16
     autocast = torch.autocast(resolved.split(":")[0], dtype=torch.bfloat16, enabled=use_bf16)
 
-    def n_labeled(batch: list[int]) -> int:
-        return sum(lab != IGNORE_INDEX for i in batch for lab in rows[i].labels)
-
     model.train()
     epoch_losses: list[float] = []
     step = 0
@@ -267,29 +318,13 @@ def train(
         for groups in epoch_groups:
             loss_sum, loss_count = 0.0, 0
             for group in groups:
-                group_labels = sum(n_labeled(b) for b in group)
                 optimizer.zero_grad(set_to_none=True)
-                for batch in group:
-                    tensors = collate(
-                        [rows[i].input_ids for i in batch],
-                        pad_id=pad_id,
-                        labels=[rows[i].labels for i in batch],
-                    )
-                    tensors = {k: v.to(resolved, non_blocking=on_cuda) for k, v in tensors.items()}
-                    labels = tensors.pop("labels")
-                    with autocast:
-                        logits = model(**tensors).logits
-                    # Loss in float32 over the labeled step positions only, summed and divided
-                    # by the whole group's count: the group's mean, however it is split.
-                    loss = torch.nn.functional.cross_entropy(
-                        logits.float().view(-1, logits.shape[-1]),
-                        labels.view(-1),
-                        ignore_index=IGNORE_INDEX,
-                        reduction="sum",
-                    )
-                    (loss / group_labels).backward()
-                    loss_sum += float(loss.detach())
-                    loss_count += n_labeled(batch)
+                for micro, (group_loss, group_count) in _backward_group(
+                    model, rows, group, pad_id=pad_id, device=resolved, autocast=autocast
+                ):
+                    batch = micro  # named in an out-of-memory error
+                    loss_sum += group_loss
+                    loss_count += group_count
                 torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
                 optimizer.step()
                 scheduler.step()
@@ -307,7 +342,7 @@ def train(
         ) from exc
 
     if gradient_checkpointing:
-        model.gradient_checkpointing_disable()
+        _checkpointing(model, on=False)
     if lora_rank:
         model = model.merge_and_unload()
     model.eval()
