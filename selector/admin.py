@@ -22,6 +22,7 @@ from django.shortcuts import get_object_or_404
 from django.urls import URLPattern, path, reverse
 
 from selector import plots, queries, services
+from selector.admin_import import import_view
 from selector.models import Job, JobKind, SelectorVersion, SolutionScore
 
 VERSION_JOBS = [JobKind.EVALUATE, JobKind.PROMOTE, JobKind.SCORE]
@@ -125,6 +126,11 @@ class SelectorVersionAdmin(admin.ModelAdmin):
                 "<path:object_id>/start/<str:kind>/",
                 wrap(self.start_job_view),
                 name="selector_selectorversion_start_for",
+            ),
+            path(
+                "import/",
+                wrap(lambda request: import_view(self, request)),
+                name="selector_selectorversion_import",
             ),
             path(
                 "<path:object_id>/plot/<str:which>.png",
