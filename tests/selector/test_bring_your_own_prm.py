@@ -71,3 +71,26 @@ def test_a_hub_id_resolves_from_the_hf_cache_offline_and_fails_clearly_when_abse
     assert base_model_path(None) == str(repo / "snapshots" / commit)
     with pytest.raises(SelectorError, match="neither a local directory nor a hub id"):
         base_model_path("/no/such/dir")
+
+
+def test_the_admin_form_imports_a_prm_and_shows_errors_in_place(request, client, selector_settings):
+    from django.urls import reverse
+
+    from selector.services import selector_permissions_grant
+    from tests.factories import UserFactory
+
+    model = request.getfixturevalue("tiny_qwen_prm_model")
+    url = reverse("admin:selector_selectorversion_import")
+    client.force_login(UserFactory(username="viewer", is_staff=True))
+    assert client.get(url).status_code == 403  # staff without the selector rights
+    staff = UserFactory(username="ml", is_staff=True)
+    staff.groups.add(selector_permissions_grant())
+    client.force_login(staff)
+    assert "Import an existing PRM" in client.get(url).content.decode()
+    bad = client.post(url, {"model": str(model), "adapter": "math-shepherd", "name": "x"})
+    assert bad.status_code == 200 and "step tag" in bad.content.decode()
+    assert not SelectorVersion.objects.exists()
+    ok = client.post(url, {"model": str(model), "adapter": "qwen-prm", "name": "q"})
+    version = SelectorVersion.objects.get(name="q")
+    assert ok.status_code == 302 and ok["Location"].endswith(f"/{version.pk}/change/")
+    assert not version.is_active
