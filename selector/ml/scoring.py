@@ -2,7 +2,11 @@
 
 Throughput comes from: tokenizing every distinct text once (``encode_many``), sorting by
 length and packing batches up to a token budget (little padding), ``inference_mode``, bf16 +
-SDPA on CUDA, and reading out only the step-end positions.
+SDPA on CUDA, and reading out only the step-end positions. A solution longer than the window
+is scored in several windows (``prm.encode_many``); the windows are batched like solutions.
+
+What the model outputs at a step-end position and how that becomes P(good step) is a
+``Readout``: the native 3-class head here, imported PRMs' heads in ``selector.ml.adapters``.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from selector.ml.batching import collate, plan_batches
-from selector.ml.prm import NEUTRAL, POSITIVE, encode_many, load_prm
+from selector.ml.prm import NEUTRAL, POSITIVE, Layout, encode_many, load_prm, resolve_max_length
 
 AGGREGATES = ("product", "min")
 CHUNK_SOLUTIONS = 8192
@@ -23,9 +27,18 @@ CPU_BATCH_TOKENS = 2048
 
 @dataclass
 class ScoredSolution:
-    step_scores: list[float]  # P(positive) + P(neutral) at each kept step
+    step_scores: list[float]  # P(positive) + P(neutral) at each scored (leading) step
     score: float  # product (or min) of step_scores; 1.0 when no step was kept
-    truncated_steps: int  # steps past max_length, not scored
+    truncated_steps: int  # trailing steps no window could hold, not scored
+
+
+class Readout:
+    """The native PRM: a 3-class token-classification head; P(good) = P(positive) + P(neutral)."""
+
+    def good_probability(self, model: Any, tensors: dict[str, Any], rows: Any, cols: Any) -> Any:
+        logits = model(**tensors).logits
+        probs = logits[rows, cols].float().softmax(dim=-1)
+        return (probs[:, POSITIVE] + probs[:, NEUTRAL]).clamp(0.0, 1.0)
 
 
 def aggregate_steps(step_scores: Sequence[float], how: str) -> float:
@@ -49,12 +62,16 @@ class Scorer:
         device: str,
         aggregate: str = "product",
         token_budget: int = 16384,
-        max_length: int = 512,
+        max_length: int | None = None,
+        layout: Layout | None = None,
+        readout: Readout | None = None,
     ) -> None:
         if aggregate not in AGGREGATES:
             raise ValueError(f"unknown aggregate {aggregate!r}: expected one of {AGGREGATES}")
-        if token_budget < 1 or max_length < 2:
-            raise ValueError("token_budget and max_length must be positive")
+        if token_budget < 1:
+            raise ValueError("token_budget must be positive")
+        self.layout = layout
+        self.readout = readout or Readout()
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.device = device
@@ -65,9 +82,8 @@ class Scorer:
             # of 1-2K tokens keep activations in cache and beat the naive loop by ~10%, while
             # 16K-token batches are ~20% slower than it. GPUs want the big batches.
             self.token_budget = min(token_budget, CPU_BATCH_TOKENS)
-        # Absolute-position encoders (BERT: 512) cannot read past their position table.
-        positions = getattr(model.config, "max_position_embeddings", None) or max_length
-        self.max_length = min(max_length, int(positions))
+        # Each family's own window unless overridden; never past the position table.
+        self.max_length = resolve_max_length(model.config, max_length)
         # Tensor cores want multiples of 8; on CPU padding is pure waste.
         self.pad_multiple = 8 if device.startswith("cuda") else 1
         self.pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
@@ -80,12 +96,22 @@ class Scorer:
         device: str = "auto",
         aggregate: str = "product",
         token_budget: int = 16384,
-        max_length: int = 512,
+        max_length: int | None = None,
     ) -> Scorer:
+        """A PRM saved by ``prm_init``/``train``, or one imported by ``adapters.adapter_write``."""
+        from selector.ml import adapters
         from selector.ml.devices import inference_dtype, resolve_device
 
         resolved = resolve_device(device)
-        model, tokenizer = load_prm(path, device=resolved, dtype=inference_dtype(resolved))
+        dtype = inference_dtype(resolved)
+        layout: Layout | None = None
+        readout: Readout | None = None
+        if adapters.is_adapter_dir(path):
+            model, tokenizer, layout, readout = adapters.adapter_load(
+                path, device=resolved, dtype=dtype
+            )
+        else:
+            model, tokenizer = load_prm(path, device=resolved, dtype=dtype)
         return cls(
             model,
             tokenizer,
@@ -93,6 +119,8 @@ class Scorer:
             aggregate=aggregate,
             token_budget=token_budget,
             max_length=max_length,
+            layout=layout,
+            readout=readout,
         )
 
     def score(
@@ -111,25 +139,37 @@ class Scorer:
         # length sorting still leaves little padding.
         for start in range(0, total, CHUNK_SOLUTIONS):
             chunk = items[start : start + CHUNK_SOLUTIONS]
-            encoded = encode_many(self.tokenizer, items=chunk, max_length=self.max_length)
+            encoded = encode_many(
+                self.tokenizer, items=chunk, max_length=self.max_length, layout=self.layout
+            )
+            windows = [(i, w) for i, e in enumerate(encoded) for w in e.windows]
 
-            def chunk_progress(done: int, _: int, start: int = start) -> None:
+            # Progress counts solutions; within a chunk it moves with the windows done.
+            def chunk_progress(
+                done: int, _: int, start: int = start, size: int = len(chunk), n: int = len(windows)
+            ) -> None:
                 if progress is not None:
-                    progress(start + done, total)
+                    progress(start + size * done // max(1, n), total)
 
-            step_scores = self.step_scores(
-                [e.input_ids for e in encoded],
-                [e.step_positions for e in encoded],
+            window_scores = self.step_scores(
+                [w.input_ids for _, w in windows],
+                [w.step_positions for _, w in windows],
                 progress=chunk_progress,
             )
+            per_solution: list[list[float]] = [[] for _ in chunk]
+            # Windows come in step order within a solution, so concatenation is step order.
+            for (i, _), scores in zip(windows, window_scores, strict=True):
+                per_solution[i].extend(scores)
             out.extend(
                 ScoredSolution(
                     step_scores=scores,
                     score=aggregate_steps(scores, self.aggregate),
                     truncated_steps=enc.truncated_steps,
                 )
-                for scores, enc in zip(step_scores, encoded, strict=True)
+                for scores, enc in zip(per_solution, encoded, strict=True)
             )
+            if progress is not None:
+                progress(start + len(chunk), total)
         return out
 
     def step_scores(
@@ -180,7 +220,13 @@ class Scorer:
                 tensors = {
                     k: v.pin_memory().to(self.device, non_blocking=True) for k, v in tensors.items()
                 }
-            logits = self.model(**tensors).logits
+            device = tensors["input_ids"].device
+            good = self.readout.good_probability(
+                self.model,
+                tensors,
+                torch.as_tensor(rows, device=device),
+                torch.as_tensor(cols, device=device),
+            )
         except torch.cuda.OutOfMemoryError:
             # A budget too large for this GPU (or a neighbour's memory): halve and go on
             # rather than fail a pool-wide job.
@@ -192,12 +238,7 @@ class Scorer:
             self._score_batch(batch[:half], input_ids, step_positions, results)
             self._score_batch(batch[half:], input_ids, step_positions, results)
             return
-        picked = logits[
-            torch.as_tensor(rows, device=logits.device),
-            torch.as_tensor(cols, device=logits.device),
-        ]
-        probs = picked.float().softmax(dim=-1)
-        good = (probs[:, POSITIVE] + probs[:, NEUTRAL]).clamp(0.0, 1.0).cpu().tolist()
+        good = good.cpu().tolist()
         offset = 0
         for i in batch:
             n = len(step_positions[i])

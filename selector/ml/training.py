@@ -7,7 +7,7 @@ import hashlib
 import math
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,10 +16,11 @@ from selector.ml.batching import collate, plan_batches
 from selector.ml.prm import (
     ID2LABEL,
     IGNORE_INDEX,
-    Encoded,
+    Window,
     encode_many,
     load_prm,
     rating_to_class,
+    resolve_max_length,
     save_pretrained_atomically,
 )
 
@@ -29,6 +30,7 @@ MAX_GRAD_NORM = 1.0
 LENGTH_BUCKET = 16  # tokens; sequences within a bucket are shuffled together each epoch
 # Short examples would otherwise pack hundreds to a batch and leave too few optimizer steps.
 MAX_BATCH_ROWS = 64
+MAX_REPORTED_ERRORS = 20  # the summary lists this many dropped-step errors, then counts
 
 
 @dataclass
@@ -66,8 +68,12 @@ def split_by_problem(
     return train, held_out
 
 
+class TrainingOutOfMemory(RuntimeError):
+    """The device ran out of memory; the message says which batch and what to change."""
+
+
 def _length_bucketed_batches(
-    encoded: Sequence[Encoded], *, token_budget: int, rng: random.Random
+    encoded: Sequence[Window], *, token_budget: int, rng: random.Random
 ) -> list[list[int]]:
     lengths = [len(e.input_ids) for e in encoded]
     order = list(range(len(encoded)))
@@ -87,6 +93,97 @@ def _lr_factor(step: int, *, warmup: int, total: int) -> float:
     return max(0.0, (total - step) / max(1, total - warmup))
 
 
+def _rated_steps_dropped(
+    examples: Sequence[TrainExample], targets: Sequence[Sequence[int | None]], encoded: Any
+) -> tuple[int, list[str]]:
+    """Rated steps that no window holds (a step longer than the window), with one error line
+    per example: a rated step is never lost without saying so."""
+    dropped = 0
+    errors: list[str] = []
+    for i, (ex, enc) in enumerate(zip(examples, encoded, strict=True)):
+        kept = len(ex.steps) - enc.truncated_steps
+        lost = [j for j in range(kept, len(ex.steps)) if targets[i][j] is not None]
+        if lost:
+            dropped += len(lost)
+            errors.append(
+                f"example {i}: {len(lost)} rated step(s) from step {lost[0]} dropped: step "
+                f"{kept} does not fit the window with the problem"
+            )
+    return dropped, errors
+
+
+def _checkpointing(model: Any, *, on: bool) -> None:
+    # transformers 5 renamed gradient to activation checkpointing; older ones have only the
+    # first name. Non-reentrant checkpointing also works when the embeddings are frozen (LoRA).
+    prefix = "activation" if hasattr(model, "activation_checkpointing_enable") else "gradient"
+    if on:
+        getattr(model, f"{prefix}_checkpointing_enable")(
+            **{f"{prefix}_checkpointing_kwargs": {"use_reentrant": False}}
+        )
+    else:
+        getattr(model, f"{prefix}_checkpointing_disable")()
+
+
+def _apply_lora(model: Any, rank: int) -> Any:
+    try:
+        import peft
+    except ImportError as exc:
+        raise RuntimeError(
+            "lora_rank > 0 needs the optional 'peft' package: pip install 'stepwise[lora]'"
+        ) from exc
+    config = peft.LoraConfig(
+        task_type=peft.TaskType.TOKEN_CLS,  # keeps the classification head fully trainable
+        r=rank,
+        lora_alpha=2 * rank,
+        lora_dropout=0.0,
+        target_modules="all-linear",
+        # The heads (BERT-style "classifier", decoder-style "score") are trained in full.
+        exclude_modules=["classifier", "score"],
+    )
+    return peft.get_peft_model(model, config)
+
+
+def _n_labeled(rows: Sequence[Window], batch: Sequence[int]) -> int:
+    return sum(lab != IGNORE_INDEX for i in batch for lab in rows[i].labels)
+
+
+def _backward_group(
+    model: Any,
+    rows: Sequence[Window],
+    group: Sequence[list[int]],
+    *,
+    pad_id: int,
+    device: str,
+    autocast: Any,
+) -> Iterator[tuple[list[int], tuple[float, int]]]:
+    """Backpropagate the micro-batches of one optimizer step, yielding per micro-batch its
+    (summed loss, labeled steps). Each loss is divided by the whole group's labeled count, so
+    the gradients add up to those of one batch holding the group's rows, however it is split."""
+    import torch
+
+    group_labels = sum(_n_labeled(rows, b) for b in group)
+    for batch in group:
+        tensors = collate(
+            [rows[i].input_ids for i in batch],
+            pad_id=pad_id,
+            labels=[rows[i].labels for i in batch],
+        )
+        on_cuda = device.startswith("cuda")
+        tensors = {k: v.to(device, non_blocking=on_cuda) for k, v in tensors.items()}
+        labels = tensors.pop("labels")
+        with autocast:
+            logits = model(**tensors).logits
+        # Loss in float32 over the labeled step positions only.
+        loss = torch.nn.functional.cross_entropy(
+            logits.float().view(-1, logits.shape[-1]),
+            labels.view(-1),
+            ignore_index=IGNORE_INDEX,
+            reduction="sum",
+        )
+        (loss / group_labels).backward()
+        yield batch, (float(loss.detach()), _n_labeled(rows, batch))
+
+
 def train(
     *,
     init_from: str | Path,
@@ -95,62 +192,102 @@ def train(
     epochs: int = 3,
     learning_rate: float = 5e-5,
     token_budget: int = 8192,
-    max_length: int = 512,
+    max_length: int | None = None,
     seed: int = 0,
     device: str = "auto",
+    grad_accumulation: int = 1,
+    gradient_checkpointing: bool = False,
+    bf16: bool | None = None,
+    lora_rank: int = 0,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Fine-tune the PRM at ``init_from`` on ``examples`` and save it to ``output_dir``.
 
     Returns a JSON-ready summary. Nothing is written unless training finishes.
     ``progress(done, total)`` counts optimizer steps.
+
+    For models of a billion parameters and more: ``grad_accumulation`` micro-batches per
+    optimizer step (the loss is averaged over all their labeled steps, so k micro-batches equal
+    one batch of their union), ``gradient_checkpointing`` (recompute activations in the
+    backward pass), ``bf16`` autocast (default: on CUDA only; weights stay float32) and
+    ``lora_rank`` > 0 for LoRA adapters on every linear layer (needs ``peft``; merged into
+    the weights before saving, so the checkpoint loads like any other).
     """
     import torch
 
+    from selector.ml.adapters import is_adapter_dir
     from selector.ml.devices import resolve_device
 
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}")
     if not learning_rate > 0:
         raise ValueError(f"learning_rate must be positive, got {learning_rate}")
+    if grad_accumulation < 1:
+        raise ValueError(f"grad_accumulation must be at least 1, got {grad_accumulation}")
+    if lora_rank < 0:
+        raise ValueError(f"lora_rank must be 0 (off) or positive, got {lora_rank}")
     for i, ex in enumerate(examples):
         if len(ex.ratings) != len(ex.steps):
             raise ValueError(f"example {i}: {len(ex.ratings)} ratings for {len(ex.steps)} steps")
         for j, rating in enumerate(ex.ratings):
             rating_to_class(rating, where=f"example {i} step {j}")
+    if is_adapter_dir(init_from):
+        raise ValueError(
+            f"{init_from} is an imported PRM scored through an adapter; fine-tuning one is not "
+            "supported: train from a base model or a version trained here"
+        )
 
     started = time.perf_counter()
     resolved = resolve_device(device)
     torch.manual_seed(seed)  # the head's init on a fresh PRM, and dropout
     rng = random.Random(seed)
 
-    # Weights stay float32 (the optimizer's master copy); CUDA runs the math in bf16 autocast.
+    # Weights stay float32 (the optimizer's master copy); bf16 runs the math in autocast.
     model, tokenizer = load_prm(init_from, device=resolved, dtype=torch.float32)
-    positions = getattr(model.config, "max_position_embeddings", None) or max_length
-    max_length = min(max_length, int(positions))
+    max_length = resolve_max_length(model.config, max_length)
     pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
 
+    targets = [training_targets(ex.ratings) for ex in examples]
     all_encoded = encode_many(
         tokenizer,
         items=[(ex.problem, ex.steps) for ex in examples],
-        step_labels=[training_targets(ex.ratings) for ex in examples],
+        step_labels=targets,
         max_length=max_length,
     )
-    encoded = [e for e in all_encoded if any(lab != IGNORE_INDEX for lab in e.labels)]
+    dropped_rated, errors = _rated_steps_dropped(examples, targets, all_encoded)
+    rows: list[Window] = []
+    used_examples = 0
+    for enc in all_encoded:
+        labeled = [w for w in enc.windows if any(lab != IGNORE_INDEX for lab in w.labels)]
+        rows.extend(labeled)
+        used_examples += bool(labeled)
     label_counts = dict.fromkeys(ID2LABEL.values(), 0)
-    for e in encoded:
-        for lab in e.labels:
+    for w in rows:
+        for lab in w.labels:
             if lab != IGNORE_INDEX:
                 label_counts[ID2LABEL[lab]] += 1
     labeled_steps = sum(label_counts.values())
-    if not encoded:
-        raise ValueError(f"none of the {len(examples)} examples has a rated step within max_length")
+    if not rows:
+        raise ValueError(
+            f"none of the {len(examples)} examples has a rated step within max_length"
+            + (f" ({errors[0]})" if errors else "")
+        )
 
     epoch_plans = [
-        _length_bucketed_batches(encoded, token_budget=token_budget, rng=rng) for _ in range(epochs)
+        _length_bucketed_batches(rows, token_budget=token_budget, rng=rng) for _ in range(epochs)
     ]
-    total_steps = sum(len(p) for p in epoch_plans)
+    # Consecutive micro-batches of an epoch share one optimizer step.
+    epoch_groups = [
+        [plan[k : k + grad_accumulation] for k in range(0, len(plan), grad_accumulation)]
+        for plan in epoch_plans
+    ]
+    total_steps = sum(len(g) for g in epoch_groups)
     warmup = math.ceil(WARMUP_FRACTION * total_steps)
+
+    if lora_rank:
+        model = _apply_lora(model, lora_rank)
+    if gradient_checkpointing:
+        _checkpointing(model, on=True)
 
     decay: list[torch.nn.Parameter] = []
     no_decay: list[torch.nn.Parameter] = []
@@ -158,6 +295,7 @@ def train(
         if param.requires_grad:
             # Biases and norm weights are not regularised (standard BERT/AdamW practice).
             (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
+    trainable = sum(p.numel() for p in decay + no_decay)
     optimizer = torch.optim.AdamW(
         [
             {"params": decay, "weight_decay": WEIGHT_DECAY},
@@ -169,50 +307,55 @@ def train(
         optimizer, lambda s: _lr_factor(s, warmup=warmup, total=total_steps)
     )
     on_cuda = resolved.startswith("cuda")
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_cuda)
+    use_bf16 = on_cuda if bf16 is None else bf16
+    autocast = torch.autocast(resolved.split(":")[0], dtype=torch.bfloat16, enabled=use_bf16)
 
     model.train()
     epoch_losses: list[float] = []
     step = 0
-    for plan in epoch_plans:
-        loss_sum, loss_count = 0.0, 0
-        for batch in plan:
-            tensors = collate(
-                [encoded[i].input_ids for i in batch],
-                pad_id=pad_id,
-                labels=[encoded[i].labels for i in batch],
-            )
-            tensors = {k: v.to(resolved, non_blocking=on_cuda) for k, v in tensors.items()}
-            labels = tensors.pop("labels")
-            with autocast:
-                logits = model(**tensors).logits
-            # Loss in float32 over the labeled step positions only.
-            loss = torch.nn.functional.cross_entropy(
-                logits.float().view(-1, logits.shape[-1]),
-                labels.view(-1),
-                ignore_index=IGNORE_INDEX,
-            )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
-            optimizer.step()
-            scheduler.step()
-            n = int((labels != IGNORE_INDEX).sum())
-            loss_sum += float(loss.detach()) * n
-            loss_count += n
-            step += 1
-            if progress is not None:
-                progress(step, total_steps)
-        epoch_losses.append(loss_sum / max(1, loss_count))
+    batch: list[int] = []
+    try:
+        for groups in epoch_groups:
+            loss_sum, loss_count = 0.0, 0
+            for group in groups:
+                optimizer.zero_grad(set_to_none=True)
+                for micro, (group_loss, group_count) in _backward_group(
+                    model, rows, group, pad_id=pad_id, device=resolved, autocast=autocast
+                ):
+                    batch = micro  # named in an out-of-memory error
+                    loss_sum += group_loss
+                    loss_count += group_count
+                torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
+                optimizer.step()
+                scheduler.step()
+                step += 1
+                if progress is not None:
+                    progress(step, total_steps)
+            epoch_losses.append(loss_sum / max(1, loss_count))
+    except torch.cuda.OutOfMemoryError as exc:
+        width = max((len(rows[i].input_ids) for i in batch), default=0)
+        raise TrainingOutOfMemory(
+            f"out of {resolved} memory at optimizer step {step + 1} of {total_steps}, on a "
+            f"batch of {len(batch)} rows x {width} tokens (token_budget={token_budget}). "
+            "Lower the training token budget (raise grad_accumulation to keep the effective "
+            "batch), turn on gradient checkpointing, or train LoRA adapters (lora_rank)."
+        ) from exc
 
+    if gradient_checkpointing:
+        _checkpointing(model, on=False)
+    if lora_rank:
+        model = model.merge_and_unload()
     model.eval()
     save_pretrained_atomically(model, tokenizer, output_dir)
     return {
-        "examples": len(encoded),
-        "skipped_examples": len(examples) - len(encoded),
+        "examples": used_examples,
+        "skipped_examples": len(examples) - used_examples,
+        "windows": len(rows),
         "labeled_steps": labeled_steps,
         "label_counts": label_counts,
         "truncated_steps": sum(e.truncated_steps for e in all_encoded),
+        "dropped_rated_steps": dropped_rated,
+        "errors": errors[:MAX_REPORTED_ERRORS],
         "epoch_loss": epoch_losses,
         "optimizer_steps": total_steps,
         "seconds": round(time.perf_counter() - started, 3),
@@ -220,6 +363,11 @@ def train(
         "learning_rate": learning_rate,
         "token_budget": token_budget,
         "max_length": max_length,
+        "grad_accumulation": grad_accumulation,
+        "gradient_checkpointing": gradient_checkpointing,
+        "bf16": use_bf16,
+        "lora_rank": lora_rank,
+        "trainable_params": trainable,
         "seed": seed,
         "device": resolved,
         "init_from": str(init_from),

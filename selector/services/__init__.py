@@ -32,6 +32,7 @@ from selector.services.training import (
 from selector.services.versions import (
     selector_active,
     selector_create_base,
+    selector_import,
     selector_permissions_grant,
 )
 
@@ -63,6 +64,7 @@ __all__ = [
     "selector_active",
     "selector_create_base",
     "selector_evaluate",
+    "selector_import",
     "selector_permissions_grant",
     "selector_promote",
     "selector_train",

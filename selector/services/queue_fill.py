@@ -29,6 +29,7 @@ class FillReport:
     created: int = 0
     wrong: int = 0
     problems: int = 0
+    truncated: int = 0  # queued although some steps went unscored (ranked last, priority 0)
     seconds: float = 0.0
     # Uniform tasks on the reserved evaluation problems, queued beside the 80/20 picks.
     eval_created: int = 0
@@ -75,7 +76,9 @@ queued AS (
 ),
 cand AS (
     SELECT s.id, s.problem_id, sc.score,
-           CASE WHEN s.grade = %s THEN 1 ELSE 0 END AS is_wrong
+           CASE WHEN s.grade = %s THEN 1 ELSE 0 END AS is_wrong,
+           -- A score over a cut solution is a product over fewer steps: never "convincing".
+           CASE WHEN sc.truncated_steps > 0 THEN 1 ELSE 0 END AS cut
     FROM {solution} s
     JOIN {score} sc ON sc.solution_id = s.id AND sc.version_id = %s
     -- Reserved (evaluation) problems are queued uniformly elsewhere, never by a selector.
@@ -85,22 +88,22 @@ cand AS (
 ranked AS (
     -- One sort per problem by (score desc, id), one pass over it: the position and the number
     -- of wrong answers up to here decide both parts of the rule (same window, so one node).
-    SELECT c.id, c.problem_id, c.score, c.is_wrong,
+    SELECT c.id, c.problem_id, c.score, c.is_wrong, c.cut,
            COUNT(*) OVER w_upto AS pos,
            SUM(c.is_wrong) OVER w_upto AS wrong_upto
     FROM cand c
-    WINDOW w_upto AS (PARTITION BY c.problem_id ORDER BY c.score DESC, c.id
+    WINDOW w_upto AS (PARTITION BY c.problem_id ORDER BY c.cut, c.score DESC, c.id
                       ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
 ),
 shortlist AS (
     -- Whatever a problem's budget, only its top-w_max wrong answers and its first K + w_max
     -- candidates can be chosen: everything else is dropped before the per-problem budgets.
-    SELECT r.id, r.problem_id, r.score, r.is_wrong, r.pos, r.wrong_upto
+    SELECT r.id, r.problem_id, r.score, r.is_wrong, r.cut, r.pos, r.wrong_upto
     FROM ranked r
     WHERE (r.is_wrong = 1 AND r.wrong_upto <= %s) OR r.pos <= %s
 ),
 budgeted AS (
-    SELECT l.id, l.problem_id, l.score, tg.k,
+    SELECT l.id, l.problem_id, l.score, l.cut, tg.k,
            CASE WHEN l.is_wrong = 1 AND l.wrong_upto <= tg.w THEN 1 ELSE 0 END AS pick_wrong,
            -- rank among the candidates the wrong-answer part did not take
            l.pos - CASE WHEN l.wrong_upto < tg.w THEN l.wrong_upto ELSE tg.w END AS rest_rank
@@ -111,14 +114,14 @@ budgeted AS (
     WHERE tg.k > 0
 ),
 decided AS (
-    SELECT b.id, b.score, b.pick_wrong, b.rest_rank,
+    SELECT b.id, b.score, b.cut, b.pick_wrong, b.rest_rank,
            b.k - SUM(b.pick_wrong) OVER (PARTITION BY b.problem_id) AS rest_budget
     FROM budgeted b
     WHERE b.pick_wrong = 1 OR b.rest_rank <= b.k
 )
 INSERT INTO {task} (solution_id, kind, generation, priority, queued_score, required_labels,
                     label_count, lease_count, gold_label_id, selector_version_id, created_at)
-SELECT d.id, %s, %s, d.score, d.score, %s, 0, 0, NULL, %s, %s
+SELECT d.id, %s, %s, CASE WHEN d.cut = 1 THEN 0 ELSE d.score END, d.score, %s, 0, 0, NULL, %s, %s
 FROM decided d
 WHERE d.pick_wrong = 1 OR d.rest_rank <= d.rest_budget
 """
@@ -142,6 +145,8 @@ def queue_fill(
     *incorrect*, the rest to the highest-scoring remaining candidates of any grade. Ungraded and
     ungradable answers are neither wrong nor right: they can only enter through the "rest"
     part. Too few wrong answers leave more room for the rest. Ties: score desc, then id asc.
+    Candidates with unscored (truncated) steps rank after every fully scored one of their
+    problem, get priority 0, and are counted in ``FillReport.truncated``.
 
     ``generation=None`` starts a new generation (the highest so far + 1). Tasks get
     ``priority = queued_score = score`` and ``selector_version = version``. Problems reserved
@@ -206,6 +211,13 @@ def queue_fill(
             report.eval_created = eval_queue_fill(
                 generation=generation, per_problem=k, required_labels=required_labels
             )["eval_created"]
+            report.truncated = Task.objects.filter(
+                kind=TaskKind.NORMAL,
+                generation=generation,
+                created_at=now,
+                solution__scores__version=version,
+                solution__scores__truncated_steps__gt=0,
+            ).count()
     report.seconds = time.perf_counter() - started
     if job is not None:
         progress_for(job, None)(report.created, report.created)

@@ -315,6 +315,9 @@ def selector_train(
             max_length=settings.SELECTOR_MAX_LENGTH,
             seed=seed,
             device=settings.SELECTOR_DEVICE,
+            grad_accumulation=settings.SELECTOR_GRAD_ACCUMULATION,
+            gradient_checkpointing=settings.SELECTOR_GRADIENT_CHECKPOINTING,
+            lora_rank=settings.SELECTOR_LORA_RANK,
             progress=report,
         )
     except Exception as exc:

@@ -37,13 +37,17 @@ def version_dir(name: str) -> Path:
 
 
 def base_model_path(base_model: str | None) -> str:
-    if base_model:
-        return base_model
-    if settings.SELECTOR_BASE_MODEL:
-        return settings.SELECTOR_BASE_MODEL
-    from selector.ml.prm import default_base_model
+    """A local directory for ``base_model`` (else ``SELECTOR_BASE_MODEL``, else the packaged
+    MiniLM). A Hugging Face hub id is fetched into the HF cache when online."""
+    from selector.ml.prm import default_base_model, resolve_model_path
 
-    return default_base_model()
+    name = base_model or settings.SELECTOR_BASE_MODEL
+    if not name:
+        return default_base_model()
+    try:
+        return resolve_model_path(name)
+    except FileNotFoundError as exc:
+        raise SelectorError(str(exc)) from exc
 
 
 def scorer_load(version: SelectorVersion) -> Any:
@@ -107,8 +111,6 @@ def selector_create_base(
     from selector.ml.prm import prm_init
 
     base = base_model_path(base_model)
-    if not Path(base).is_dir():
-        raise SelectorError(f"base_model {base!r} is not a local model directory")
     name = name or version_name_default("base")
     output_dir = version_dir(name)
     prm_init(base_model=base, output_dir=output_dir)
@@ -129,6 +131,42 @@ def selector_create_base(
                 is_active=make_active,
                 promoted_at=timezone.now() if make_active else None,
                 training_summary={"init": "base", "base_model": base},
+            )
+    except Exception:
+        shutil.rmtree(output_dir, ignore_errors=True)
+        raise
+
+
+def selector_import(
+    *, model: str, adapter: str, name: str | None = None, activate: bool = False
+) -> SelectorVersion:
+    """Register an existing open PRM (local directory or hub id) as a ready version that scores
+    through ``adapter`` (``selector.ml.adapters``). The weights are not copied: the version's
+    checkpoint directory only points at them."""
+    from selector.ml.adapters import adapter_write
+
+    path = base_model_path(model)
+    name = name or version_name_default(f"import-{adapter}")
+    output_dir = version_dir(name)
+    try:
+        facts = adapter_write(adapter=adapter, model_path=path, output_dir=output_dir)
+    except (ValueError, FileNotFoundError, OSError) as exc:
+        shutil.rmtree(output_dir, ignore_errors=True)
+        raise SelectorError(f"{model}: {exc}") from exc
+    try:
+        with transaction.atomic():
+            if activate:
+                SelectorVersion.objects.select_for_update().filter(is_active=True).update(
+                    is_active=False
+                )
+            return SelectorVersion.objects.create(
+                name=name,
+                base_model=path,
+                checkpoint_path=str(output_dir),
+                status=VersionStatus.READY,
+                is_active=activate,
+                promoted_at=timezone.now() if activate else None,
+                training_summary={"init": "import", "model": model, **facts},
             )
     except Exception:
         shutil.rmtree(output_dir, ignore_errors=True)

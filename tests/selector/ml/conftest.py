@@ -32,7 +32,7 @@ def synthetic_lines(n: int = 400, seed: int = 0) -> Iterator[str]:
         )
 
 
-def _train_tokenizer(*, bos: bool) -> Any:
+def _train_tokenizer(*, bos: bool, extra_lines: tuple[str, ...] = ()) -> Any:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -46,7 +46,7 @@ def _train_tokenizer(*, bos: bool) -> Any:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(synthetic_lines(), trainer=trainer)
+    tok.train_from_iterator([*synthetic_lines(), *extra_lines * 50], trainer=trainer)
     if bos:
         # Llama-style: a BOS in front of every text, which encode() must find and keep.
         tok.post_processor = processors.TemplateProcessing(
@@ -109,4 +109,138 @@ def minilm_prm(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     out = tmp_path_factory.mktemp("minilm-prm") / "prm"
     prm_init(base_model=default_base_model(), output_dir=out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_prm(tiny_llama_base: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from selector.ml.prm import prm_init
+
+    out = tmp_path_factory.mktemp("llama-prm") / "prm"
+    prm_init(base_model=str(tiny_llama_base), output_dir=out)
+    return out
+
+
+# A minimal ChatML template, the shape of Qwen2.5's: system and user turns, then the assistant.
+CHATML = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen_prm_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised model in Qwen2.5-Math-PRM's layout: Qwen2 weights under
+    ``model.``, a two-layer ``score`` head, ``<extra_0>`` as step separator, ChatML template,
+    and the remote-code ``auto_map`` the real config carries (which must not be run)."""
+    from safetensors.torch import save_file
+    from transformers import Qwen2Config, Qwen2Model
+
+    path = tmp_path_factory.mktemp("qwen-math-prm")
+    torch.manual_seed(1)
+    tokenizer = _train_tokenizer(bos=False)
+    tokenizer.add_special_tokens(
+        {"additional_special_tokens": ["<extra_0>", "<|im_start|>", "<|im_end|>"]}
+    )
+    tokenizer.chat_template = CHATML
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        eos_token_id=tokenizer.eos_token_id,
+        architectures=["Qwen2ForProcessRewardModel"],
+        auto_map={"AutoModel": "modeling_qwen2_rm.Qwen2ForProcessRewardModel"},
+    )
+    base = Qwen2Model(config)
+    head = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 2))
+    tensors = {f"model.{k}": v.contiguous() for k, v in base.state_dict().items()}
+    tensors |= {f"score.{k}": v.contiguous() for k, v in head.state_dict().items()}
+    save_file(tensors, str(path / "model.safetensors"), metadata={"format": "pt"})
+    config.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_shepherd_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised causal LM in Math-Shepherd's layout (Llama-style, BOS, a
+    tokenizer that knows the step tag ``ки`` and ``+``/``-``)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    path = tmp_path_factory.mktemp("math-shepherd")
+    torch.manual_seed(2)
+    # Frequent enough that BPE learns the tag and " -" as single tokens, as in the real one.
+    tokenizer = _train_tokenizer(bos=True, extra_lines=("Step 1: 2 + 3 = 5. ки\n+ - + -",))
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    LlamaForCausalLM(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def qwen_prm_adapter(tiny_qwen_prm_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from selector.ml.adapters import QWEN_PRM, adapter_write
+
+    out = tmp_path_factory.mktemp("qwen-prm-version")
+    adapter_write(adapter=QWEN_PRM, model_path=tiny_qwen_prm_model, output_dir=out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def shepherd_adapter(tiny_shepherd_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from selector.ml.adapters import MATH_SHEPHERD, adapter_write
+
+    out = tmp_path_factory.mktemp("shepherd-version")
+    adapter_write(adapter=MATH_SHEPHERD, model_path=tiny_shepherd_model, output_dir=out)
+    return out
+
+
+# Every model family the selector supports, as a scorer checkpoint (fixture names).
+FAMILIES = ["minilm_prm", "tiny_prm", "tiny_llama_prm", "qwen_prm_adapter", "shepherd_adapter"]
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer BERT with the packaged MiniLM's tokenizer: the default family, fast enough to
+    train in a test."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from selector.ml.prm import default_base_model
+
+    path = tmp_path_factory.mktemp("bert-base")
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(default_base_model())
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=512,
+    )
+    BertModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_prm(tiny_bert_base: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from selector.ml.prm import prm_init
+
+    out = tmp_path_factory.mktemp("bert-prm") / "prm"
+    prm_init(base_model=str(tiny_bert_base), output_dir=out)
     return out

@@ -1,4 +1,4 @@
-"""encode(): where the step-end tokens and labels land, truncation, and prm_init()."""
+"""encode(): where the step-end tokens and labels land, windows, and prm_init()."""
 
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ def _assert_lined_up(tok, enc, ratings):
     sid = step_token_id(tok)
     assert [i for i, t in enumerate(enc.input_ids) if t == sid] == enc.step_positions
     assert len(enc.labels) == len(enc.input_ids)
+    assert enc.first_step == 0
     expected = {-1: 0, 0: 1, 1: 2, None: IGNORE_INDEX}
     for pos, rating in zip(enc.step_positions, ratings, strict=False):
         assert enc.labels[pos] == expected[rating]
@@ -47,8 +48,11 @@ def test_labels_sit_exactly_on_step_end_tokens_for_short_and_long_steps(request,
     tok = request.getfixturevalue(fixture)
     steps = ["x", "1 + 2 = 3, so we get 3 and then 5 \\times 7 = 35.", "y", "# Answer\n\n35"]
     ratings = [1, 0, -1, None]
-    enc = encode(tok, problem="What is 5 + 30?", steps=steps, step_labels=ratings, max_length=256)
-    assert enc.truncated_steps == 0
+    encoded = encode(
+        tok, problem="What is 5 + 30?", steps=steps, step_labels=ratings, max_length=256
+    )
+    assert encoded.truncated_steps == 0
+    (enc,) = encoded.windows
     assert len(enc.step_positions) == 4
     _assert_lined_up(tok, enc, ratings)
     # The one-character step really is a single token right before its step-end token.
@@ -62,53 +66,82 @@ def test_labels_sit_exactly_on_step_end_tokens_for_short_and_long_steps(request,
 
 
 def test_bert_layout_keeps_cls_and_sep_around_the_text(bert_tokenizer):
-    enc = encode(bert_tokenizer, problem="p", steps=["a", "b"], max_length=64)
+    (enc,) = encode(bert_tokenizer, problem="p", steps=["a", "b"], max_length=64).windows
     assert enc.input_ids[0] == bert_tokenizer.cls_token_id
     assert enc.input_ids[-1] == bert_tokenizer.sep_token_id
     assert enc.step_positions[-1] == len(enc.input_ids) - 2
 
 
 def test_labels_default_to_ignore_without_ratings(tokenizer):
-    enc = encode(tokenizer, problem="p", steps=["a", "b"], max_length=64)
+    (enc,) = encode(tokenizer, problem="p", steps=["a", "b"], max_length=64).windows
     assert set(enc.labels) == {IGNORE_INDEX}
     assert len(enc.step_positions) == 2
 
 
-def test_truncation_drops_whole_steps_from_the_end_and_counts_them(tokenizer):
+def test_a_long_solution_is_cut_into_windows_that_score_every_step_once(tokenizer):
     steps = [f"step {i}: {i} + {i} = {2 * i}." for i in range(40)]
     ratings = [1] * 39 + [-1]
     full = encode(
         tokenizer, problem="What is it?", steps=steps, step_labels=ratings, max_length=4096
     )
-    assert full.truncated_steps == 0
-    max_length = len(full.input_ids) // 2
+    assert len(full.windows) == 1 and full.truncated_steps == 0
+    max_length = len(full.windows[0].input_ids) // 3
     enc = encode(
         tokenizer, problem="What is it?", steps=steps, step_labels=ratings, max_length=max_length
     )
-    assert len(enc.input_ids) <= max_length
-    kept = len(enc.step_positions)
-    assert 0 < kept < 40
-    assert enc.truncated_steps == 40 - kept
-    # Kept steps are the leading ones, token for token as in the untruncated encoding.
-    assert enc.input_ids == full.input_ids[: enc.step_positions[-1] + 1]
-    _assert_lined_up(tokenizer, enc, ratings[:kept])
+    assert enc.truncated_steps == 0 and len(enc.windows) >= 3
+    sid = step_token_id(tokenizer)
+    scored: list[int] = []
+    for w in enc.windows:
+        assert len(w.input_ids) <= max_length
+        scored.extend(range(w.first_step, w.first_step + len(w.step_positions)))
+        # Every window starts with the problem, and the steps it scores are its last ones.
+        assert w.input_ids[: w.step_positions[0]][:4] == full.windows[0].input_ids[:4]
+        assert w.step_positions[-1] == len(w.input_ids) - 1
+        for j, pos in zip(range(w.first_step, 40), w.step_positions, strict=False):
+            assert w.input_ids[pos] == sid
+            assert w.labels[pos] == (0 if ratings[j] == -1 else 2)
+        # Context steps carried from before are not labeled again.
+        assert sum(lab != IGNORE_INDEX for lab in w.labels) == len(w.step_positions)
+    assert scored == list(range(40))
+    # Later windows carry preceding steps as context.
+    assert enc.windows[1].input_ids.count(sid) > len(enc.windows[1].step_positions)
 
 
-def test_long_problem_is_cut_to_make_room_for_steps_but_keeps_half_the_budget(tokenizer):
+def test_windows_of_a_prefix_are_the_leading_windows_of_the_whole(tokenizer):
+    steps = [f"{i} \\times {i + 3} = {i * (i + 3)}" for i in range(30)]
+    whole = encode(tokenizer, problem="Find it.", steps=steps, max_length=80)
+    for k in (1, 9, 17, 30):
+        part = encode(tokenizer, problem="Find it.", steps=steps[:k], max_length=80)
+        for a, b in zip(part.windows, whole.windows, strict=False):
+            assert a.first_step == b.first_step
+            assert a.input_ids == b.input_ids[: len(a.input_ids)]
+            assert a.step_positions == b.step_positions[: len(a.step_positions)]
+
+
+def test_a_step_longer_than_the_window_and_the_rest_are_truncated_and_counted(tokenizer):
+    steps = ["1 + 1 = 2.", " ".join(["3 + 4 = 7"] * 60), "5 + 5 = 10."]
+    enc = encode(tokenizer, problem="p", steps=steps, max_length=64)
+    assert enc.truncated_steps == 2
+    assert [len(w.step_positions) for w in enc.windows] == [1]
+
+
+def test_a_long_problem_is_cut_to_half_the_window_whatever_the_steps(tokenizer):
     problem = " ".join(f"{i} + {i}" for i in range(300))
-    enc = encode(tokenizer, problem=problem, steps=["a", "b"], max_length=128)
-    assert enc.truncated_steps == 0
-    assert len(enc.input_ids) <= 128
-    # Both steps fit after a cut problem: problem took everything else.
-    assert len(enc.input_ids) == 128
-    many = [f"{i} + 1 = {i + 1}" for i in range(200)]
-    enc = encode(tokenizer, problem=problem, steps=many, max_length=128)
-    assert enc.step_positions[0] >= 64  # the problem kept at least half of the budget
-    assert enc.truncated_steps == 200 - len(enc.step_positions)
+    few = encode(tokenizer, problem=problem, steps=["a", "b"], max_length=128)
+    many = encode(
+        tokenizer, problem=problem, steps=[f"{i} + 1" for i in range(200)], max_length=128
+    )
+    # The problem keeps half of the room (no specials in this tokenizer), every window.
+    assert {w.input_ids[:64] == few.windows[0].input_ids[:64] for w in many.windows} == {True}
+    assert few.windows[0].step_positions[0] == 64 + 1
+    assert many.truncated_steps == 0
 
 
 def test_literal_step_token_in_text_does_not_add_a_scoring_position(tokenizer):
-    enc = encode(tokenizer, problem=f"a {STEP_TOKEN} b", steps=[f"x {STEP_TOKEN} y"], max_length=64)
+    (enc,) = encode(
+        tokenizer, problem=f"a {STEP_TOKEN} b", steps=[f"x {STEP_TOKEN} y"], max_length=64
+    ).windows
     assert enc.step_positions == [len(enc.input_ids) - 1]
     assert enc.input_ids.count(step_token_id(tokenizer)) == 1
 

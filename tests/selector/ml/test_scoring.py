@@ -79,13 +79,25 @@ def test_aggregate_rules():
         aggregate_steps([0.5], "mean")
 
 
-def test_truncated_steps_are_reported_and_not_scored(tiny_prm):
-    scorer = Scorer.load(tiny_prm, device="cpu", max_length=64)
+def test_a_solution_longer_than_the_window_is_scored_on_every_step(tiny_prm):
     steps = [f"{i} + {i} = {2 * i}." for i in range(30)]
-    (result,) = scorer.score([("What is it?", steps)])
-    assert 0 < len(result.step_scores) < 30
-    assert result.truncated_steps == 30 - len(result.step_scores)
+    windowed = Scorer.load(tiny_prm, device="cpu", max_length=64)
+    (result,) = windowed.score([("What is it?", steps)])
+    assert result.truncated_steps == 0
+    assert len(result.step_scores) == 30
     assert result.score == pytest.approx(math.prod(result.step_scores))
+    # Later windows see only part of the earlier steps, so scores can differ from one wide
+    # window, but the early steps (first window) are identical.
+    (wide,) = Scorer.load(tiny_prm, device="cpu").score([("What is it?", steps)])
+    assert result.step_scores[:3] == pytest.approx(wide.step_scores[:3], abs=1e-5)
+
+
+def test_only_a_step_longer_than_any_window_and_what_follows_go_unscored(tiny_prm):
+    scorer = Scorer.load(tiny_prm, device="cpu", max_length=64)
+    steps = ["1 + 1 = 2.", " ".join(["3 + 4 = 7"] * 60), "5 + 5 = 10."]
+    (result,) = scorer.score([("p", steps)])
+    assert len(result.step_scores) == 1
+    assert result.truncated_steps == 2
 
 
 def test_solution_without_steps_scores_one_and_the_rest_are_unaffected(scorer):
@@ -103,6 +115,17 @@ def test_progress_reports_every_batch_up_to_the_total(scorer):
     assert len(seen) > 1  # a 256-token budget needs several batches
     assert seen[-1] == (25, 25)
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+
+
+def test_each_family_gets_its_default_window_and_the_setting_overrides_it(tiny_prm, minilm_prm):
+    from selector.ml.prm import DECODER_MAX_LENGTH
+
+    # The tiny decoder's position table (1024) is shorter than the decoder default.
+    assert DECODER_MAX_LENGTH >= 2048
+    assert Scorer.load(tiny_prm, device="cpu").max_length == 1024
+    assert Scorer.load(tiny_prm, device="cpu", max_length=300).max_length == 300
+    assert Scorer.load(tiny_prm, device="cpu", max_length=5000).max_length == 1024
+    assert Scorer.load(minilm_prm, device="cpu", max_length=128).max_length == 128
 
 
 def test_loading_a_plain_base_model_or_missing_dir_fails_clearly(tiny_qwen2_base, tmp_path):
@@ -126,14 +149,13 @@ def test_save_load_round_trip_gives_the_same_scores(tiny_prm, tmp_path):
 
 def test_packaged_minilm_scores_solutions_end_to_end(minilm_prm):
     scorer = Scorer.load(minilm_prm, device="auto")
-    assert scorer.max_length == 512  # BERT's position table caps the length
+    assert scorer.max_length == 512  # BERT's default window: its whole position table
     items = _solutions(8)
     items.append(("Long one", [f"step {i} with words" for i in range(400)]))
     results = scorer.score(items)
-    assert [len(r.step_scores) + r.truncated_steps for r in results] == [
-        len(steps) for _, steps in items
-    ]
-    assert results[-1].truncated_steps > 0
+    # Nothing is cut: the 400-step solution is scored in windows.
+    assert [len(r.step_scores) for r in results] == [len(steps) for _, steps in items]
+    assert {r.truncated_steps for r in results} == {0}
     assert all(0.0 <= r.score <= 1.0 for r in results)
     alone = scorer.score(items[:1])[0]
     assert alone.step_scores == pytest.approx(results[0].step_scores, abs=1e-5)

@@ -156,3 +156,176 @@ def test_split_by_problem_is_deterministic_disjoint_and_stable_as_keys_grow():
     assert split_by_problem(keys, eval_fraction=0.0, seed=0)[1] == set()
     with pytest.raises(ValueError, match="eval_fraction"):
         split_by_problem(keys, eval_fraction=1.5, seed=0)
+
+
+def _weights(path: Path) -> dict[str, Any]:
+    from safetensors.torch import load_file
+
+    return load_file(str(path / "model.safetensors"))
+
+
+def _assert_same_weights(a: Path, b: Path, atol: float) -> None:
+    import torch
+
+    wa, wb = _weights(a), _weights(b)
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        assert torch.allclose(wa[key], wb[key], atol=atol), key
+
+
+def test_accumulated_micro_batches_give_the_gradient_of_one_batch_of_their_union(tiny_prm):
+    import contextlib
+
+    import torch
+
+    from selector.ml.prm import encode_many, load_prm
+    from selector.ml.training import _backward_group
+
+    model, tokenizer = load_prm(tiny_prm, device="cpu", dtype=torch.float32)
+    examples = _examples(12, seed=4)
+    rows = [
+        w
+        for e in encode_many(
+            tokenizer,
+            items=[(ex.problem, ex.steps) for ex in examples],
+            step_labels=[training_targets(ex.ratings) for ex in examples],
+            max_length=256,
+        )
+        for w in e.windows
+    ]
+
+    def gradients(group: list[list[int]]) -> dict[str, torch.Tensor]:
+        model.zero_grad(set_to_none=True)
+        losses = list(
+            _backward_group(
+                model, rows, group, pad_id=0, device="cpu", autocast=contextlib.nullcontext()
+            )
+        )
+        assert sum(n for _, (_, n) in losses) == sum(lab != -100 for w in rows for lab in w.labels)
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    union = gradients([list(range(12))])
+    split = gradients([[i] for i in range(12)])
+    uneven = gradients([[0, 1, 2, 3, 4], [5], [6, 7, 8, 9, 10, 11]])
+    assert union.keys() == split.keys() == uneven.keys()
+    assert max(float(g.abs().max()) for g in union.values()) > 1e-3
+    for name, g in union.items():
+        assert torch.allclose(g, split[name], atol=1e-6), name
+        assert torch.allclose(g, uneven[name], atol=1e-6), name
+
+
+def test_accumulation_makes_fewer_optimizer_steps(tiny_prm, tmp_path):
+    common: dict[str, Any] = dict(examples=_examples(12, seed=4), epochs=1, device="cpu")
+    one = train(init_from=tiny_prm, output_dir=tmp_path / "a", token_budget=1, **common)
+    acc = train(
+        init_from=tiny_prm, output_dir=tmp_path / "b", token_budget=1, grad_accumulation=5, **common
+    )
+    assert one["optimizer_steps"] == 12 and acc["optimizer_steps"] == 3
+    assert acc["grad_accumulation"] == 5
+
+
+def test_gradient_checkpointing_gives_the_same_weights(tiny_prm, tmp_path):
+    common: dict[str, Any] = dict(
+        examples=_examples(16, seed=6), epochs=1, learning_rate=1e-2, device="cpu", seed=1
+    )
+    plain = train(init_from=tiny_prm, output_dir=tmp_path / "plain", **common)
+    ckpt = train(
+        init_from=tiny_prm, output_dir=tmp_path / "ckpt", gradient_checkpointing=True, **common
+    )
+    assert ckpt["gradient_checkpointing"] and not plain["gradient_checkpointing"]
+    assert ckpt["epoch_loss"] == pytest.approx(plain["epoch_loss"], rel=1e-5)
+    _assert_same_weights(tmp_path / "plain", tmp_path / "ckpt", atol=1e-5)
+
+
+def test_lora_trains_few_parameters_and_saves_a_plain_checkpoint(tiny_prm, tmp_path):
+    pytest.importorskip("peft")
+    full = train(
+        init_from=tiny_prm,
+        output_dir=tmp_path / "full",
+        examples=_examples(8, seed=1),
+        epochs=1,
+        device="cpu",
+    )
+    lora = train(
+        init_from=tiny_prm,
+        output_dir=tmp_path / "lora",
+        examples=_examples(80, seed=1),
+        epochs=3,
+        learning_rate=5e-3,
+        lora_rank=4,
+        device="cpu",
+    )
+    assert 0 < lora["trainable_params"] < full["trainable_params"] / 4
+    assert lora["epoch_loss"][-1] < lora["epoch_loss"][0]
+    # Merged: the same tensors as any checkpoint, loadable without peft, and changed.
+    assert _weights(tmp_path / "lora").keys() == _weights(tiny_prm).keys()
+    items = [("What is 1 + 1?", ["1 + 1 = 2.", "This step is WRONG ??? 1"])]
+    before = Scorer.load(tiny_prm, device="cpu").score(items)[0].step_scores
+    after = Scorer.load(tmp_path / "lora", device="cpu").score(items)[0].step_scores
+    assert after != pytest.approx(before, abs=1e-3)
+
+
+def test_long_examples_train_on_every_rated_step_and_a_lost_one_is_reported(tiny_prm, tmp_path):
+    long_steps = [f"{i} + {i} = {2 * i}." for i in range(40)]
+    examples = [
+        TrainExample(problem="What is it?", steps=long_steps, ratings=[1] * 39 + [-1]),
+        # A rated step longer than any window: it and the rated step after it cannot be kept.
+        TrainExample(
+            problem="p",
+            steps=["1 + 1 = 2.", " ".join(["3 + 4 = 7"] * 60), "5 + 5 = 10."],
+            ratings=[1, 1, -1],
+        ),
+    ]
+    summary = train(
+        init_from=tiny_prm,
+        output_dir=tmp_path / "v",
+        examples=examples,
+        epochs=1,
+        max_length=64,
+        device="cpu",
+    )
+    assert summary["labeled_steps"] == 40 + 1
+    assert summary["label_counts"]["negative"] == 1
+    assert summary["windows"] > 2
+    assert summary["dropped_rated_steps"] == 2
+    assert summary["errors"] == [
+        "example 1: 2 rated step(s) from step 1 dropped: step 1 does not fit the window with "
+        "the problem"
+    ]
+
+
+def test_out_of_memory_becomes_a_clear_error_and_writes_nothing(tiny_prm, tmp_path, monkeypatch):
+    import torch
+
+    def exhausted(*args: Any, **kwargs: Any) -> Any:
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    # Fault injection: no GPU here, so the allocator failure is raised where the loss is made.
+    monkeypatch.setattr(torch.nn.functional, "cross_entropy", exhausted)
+    from selector.ml.training import TrainingOutOfMemory
+
+    with pytest.raises(TrainingOutOfMemory, match="out of cpu memory at optimizer step 1") as err:
+        train(
+            init_from=tiny_prm,
+            output_dir=tmp_path / "v",
+            examples=_examples(4, seed=0),
+            device="cpu",
+        )
+    assert "gradient checkpointing" in str(err.value) and "token_budget=8192" in str(err.value)
+    assert not (tmp_path / "v").exists()
+
+
+def test_bad_training_options_are_refused(tiny_prm, tmp_path):
+    for option, message in [
+        ({"grad_accumulation": 0}, "grad_accumulation"),
+        ({"lora_rank": -1}, "lora_rank"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            train(
+                init_from=tiny_prm,
+                output_dir=tmp_path / "x",
+                examples=_examples(2, seed=0),
+                device="cpu",
+                **option,
+            )
+    assert not (tmp_path / "x").exists()
