@@ -82,7 +82,7 @@ def test_admin_pages_and_the_api_docs_run_without_violations(
         ("/admin/dashboard/", "#annotators"),
         ("/admin/labeling/label/", "#changelist"),
         ("/admin/labeling/label/export/", "form"),
-        (f"/admin/selector/job/{job.pk}/change/", "#job-progress-bar"),
+        (f"/admin/jobs/job/{job.pk}/change/", "#job-progress-bar"),
         ("/admin/selector/selectorversion/", "#changelist"),
         ("/api/docs/", ".swagger-ui .opblock"),
     ]:

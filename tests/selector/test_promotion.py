@@ -57,14 +57,11 @@ def test_promotion_scores_the_pool_while_the_old_version_is_still_active(world):
 
 def test_failed_promotion_leaves_the_old_version_active_and_the_queue_untouched(world):
     old, new = world
-    ends = []
 
-    def fail_after_storing(done: int, total: int) -> None:
-        # The second "done == total" report comes after the chunk's scores are stored.
-        if total and done == total:
-            ends.append(done)
-            if len(ends) == 2:
-                raise RuntimeError("the GPU fell off the bus")
+    def fail_after_storing(_done: int, _total: int) -> None:
+        # Fail once every score is stored: between the scoring and the switch.
+        if SolutionScore.objects.filter(version=new).count() == Solution.objects.count():
+            raise RuntimeError("the GPU fell off the bus")
 
     with pytest.raises(RuntimeError, match="GPU"):
         selector_promote(version=new, progress=fail_after_storing)

@@ -98,6 +98,7 @@ MATRIX: dict[tuple[str, str], str] = {
     ("admin/labeling/solution/import-jsonl/", "GET"): f"{A} 403 403 200",
     ("admin/labeling/label/import-jsonl/", "GET"): f"{A} 403 403 200",
     ("admin/selector/selectorversion/start/<str:kind>/", "POST"): f"{A} 302 403 302",
+    ("admin/selector/selectorversion/import/", "GET"): f"{A} 200 403 200",
     ("admin/selector/selectorversion/<path:object_id>/start/<str:kind>/", "POST"): (
         f"{A} 302 403 302"
     ),
