@@ -271,7 +271,12 @@ def selector_train(
     if epochs < 1:
         raise SelectorError(f"epochs must be at least 1, got {epochs!r}")
     report = progress_for(job, progress)
-    base_version = base_version or selector_active()
+    if base_version is None:
+        active = selector_active()
+        # An imported PRM scores through an adapter and cannot be fine-tuned here: by default
+        # a new version then starts from the base model instead of failing.
+        imported = active is not None and (active.training_summary or {}).get("init") == "import"
+        base_version = None if imported else active
     if base_version is not None:
         version_require_ready(base_version)
     train_items, held_out = trajectories_split()

@@ -94,3 +94,24 @@ def test_the_admin_form_imports_a_prm_and_shows_errors_in_place(request, client,
     version = SelectorVersion.objects.get(name="q")
     assert ok.status_code == 302 and ok["Location"].endswith(f"/{version.pk}/change/")
     assert not version.is_active
+
+
+def test_training_with_an_imported_prm_active_starts_from_the_base_model(
+    request, selector_settings
+):
+    """An imported PRM cannot be fine-tuned here; the next version starts from the base model
+    rather than failing because the imported one happens to be active."""
+    from selector.services import selector_train
+    from tests.factories import LabelFactory, TaskFactory
+
+    selector_settings.SELECTOR_EVAL_FRACTION = 0.0  # every label may train
+    model = request.getfixturevalue("tiny_shepherd_model")
+    call_command("import_selector", str(model), "--adapter", "math-shepherd", "--activate")
+    for p in range(3):
+        solution = SolutionFactory(
+            problem=ProblemFactory(), steps=[f"{p} + 1 = {p + 2}.", f"# Answer\n\n{p + 2}"]
+        )
+        LabelFactory(task=TaskFactory(solution=solution), ratings=[-1, None])
+    version = selector_train(epochs=1)
+    assert version.status == VersionStatus.READY
+    assert version.training_summary["init_from"].startswith("base:")
