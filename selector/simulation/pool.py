@@ -17,9 +17,11 @@ from ``ERROR_TYPES`` at a step drawn uniformly among the operations:
 - ``wrong_step_right_answer``: the step writes a wrong result, but the next step carries on
   from the right value, so the final answer is still correct (the grader cannot see it).
 
-Every candidate also has, with probability 15%, one neutral step (a re-reading remark, rated
-0) inserted before a random operation. Steps are rated +1 up to the first error, -1 there, and
-carry no rating after it (phase-2 labelers stop at the first error).
+Each operation step is written in one of three phrasings (one, "Adding $k$ gives $b$.", leaves
+out the value it starts from). Every candidate also has, with probability 15%, one neutral
+step (a re-reading remark, rated 0) inserted before a random operation. Steps are rated +1 up
+to the first error, -1 there, and carry no rating after it (phase-2 labelers stop at the first
+error).
 """
 
 from __future__ import annotations

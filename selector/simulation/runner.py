@@ -65,6 +65,8 @@ class SimConfig:
     seeds: int = 3
     seed_per_problem: float = 1.0  # seed-set labels per training problem, drawn uniformly
     per_problem: int = 5  # K of each round's fill (5 makes the 80/20 split exact)
+    # When set, K = round(labels_per_round / training problems), at least 1, instead.
+    labels_per_round: int | None = None
     rounds: int = 3
     # The uniform arm keeps going with these extra per-problem budgets, so the ratio can be
     # measured above 1 (uniform must reach what 80/20 reaches at its final budget).
@@ -239,6 +241,8 @@ def simulation_run(
         raise SimulationError("no arms to run")
     if config.seeds < 1 or config.rounds < 1:
         raise SimulationError("seeds and rounds must be at least 1")
+    if config.labels_per_round is not None and config.labels_per_round < 1:
+        raise SimulationError("--labels-per-round must be at least 1")
     out_dir.mkdir(parents=True, exist_ok=True)
     work = out_dir / "work"
     shutil.rmtree(work, ignore_errors=True)
@@ -609,7 +613,10 @@ def _worker_arm(spec: dict[str, Any]) -> None:
     n_seed = min(len(candidates), max(1, round(config.seed_per_problem * n_train_problems)))
     seed_set = random.Random(f"sim-seed-set:{seed}").sample(candidates, n_seed)
     tasks_enqueue(solution_ids=seed_set, generation=0, priority_from="zero")
-    schedule = [config.per_problem] * config.rounds
+    k_round = config.per_problem
+    if config.labels_per_round is not None:
+        k_round = max(1, round(config.labels_per_round / max(1, n_train_problems)))
+    schedule = [k_round] * config.rounds
     if arm == "uniform":
         schedule += list(config.uniform_extra)
     rounds: list[dict[str, Any]] = []

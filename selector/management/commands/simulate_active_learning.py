@@ -32,7 +32,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--labels-per-round",
             type=int,
-            help="sets K per problem to round(N / training problems), at least 1",
+            help="K per problem becomes round(N / training problems), at least 1",
         )
         parser.add_argument("--seeds", type=int)
         parser.add_argument("--problems", type=int)
@@ -73,13 +73,8 @@ class Command(BaseCommand):
                 bias=options["bias"],
                 metric=options["metric"],
                 warm_start=options["warm_start"],
+                labels_per_round=options["labels_per_round"],
             )
-            if options["labels_per_round"] is not None:
-                if options["labels_per_round"] < 1:
-                    raise SimulationError("--labels-per-round must be at least 1")
-                config.per_problem = max(
-                    1, round(options["labels_per_round"] / max(1, 0.9 * config.problems))
-                )
             result = simulation_run(
                 config=config,
                 out_dir=options["out"],
