@@ -36,6 +36,10 @@ def worker_env(tiny_base_model, tmp_path, monkeypatch, selector_settings):
     )
     monkeypatch.setitem(os.environ, "SELECTOR_DEVICE", "cpu")
     monkeypatch.setitem(os.environ, "SELECTOR_MAX_LENGTH", "128")
+    # Counts below are of the 80/20 fill alone: no problem is reserved for the evaluation set
+    # (which of the factories' problems would be depends on the test order).
+    monkeypatch.setitem(os.environ, "SELECTOR_EVAL_FRACTION", "0")
+    selector_settings.SELECTOR_EVAL_FRACTION = 0.0
     return selector_settings
 
 
