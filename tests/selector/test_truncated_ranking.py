@@ -6,7 +6,8 @@ from selector.services import queue_fill
 from tests.factories import ProblemFactory, SolutionFactory
 
 
-def test_cut_candidates_rank_after_every_fully_scored_one_and_are_counted(db):
+def test_cut_candidates_rank_after_every_fully_scored_one_and_are_counted(db, settings):
+    settings.SELECTOR_EVAL_FRACTION = 0.0  # the problem must be the selector's to fill
     version = SelectorVersion.objects.create(
         name="v", base_model="-", status=VersionStatus.READY, is_active=True
     )
