@@ -33,7 +33,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -257,7 +257,9 @@ def simulation_run(
         )
         base = _base_model_path(config, work)
         (work / "pool.json").write_text(json.dumps(_pool_json(pool)), encoding="utf-8")
-        total = 1 + len(config.arms) * config.seeds
+        # One step for the template, then one per arm x seed x round (the uniform arm's extra
+        # budgets are rounds too): workers write their round count to a file the parent polls.
+        total = 1 + config.seeds * sum(_rounds_of(config, arm) for arm in config.arms)
         done = 0
         if progress:
             progress(done, total)
@@ -270,14 +272,13 @@ def simulation_run(
             work / "checkpoints-template",
             threads=max(1, os.cpu_count() or 1),
         )
-        done += 1
+        template_done = 1
         if progress:
-            progress(done, total)
+            progress(template_done, total)
         jobs = max(1, min(config.jobs, len(config.arms) * config.seeds))
         threads = max(1, (os.cpu_count() or 1) // jobs)
 
         def one(arm: str, seed: int) -> None:
-            nonlocal done
             db = work / f"{arm}-{seed}.sqlite3"
             shutil.copyfile(template, db)
             _subprocess(
@@ -296,10 +297,9 @@ def simulation_run(
             if not keep:
                 db.unlink(missing_ok=True)
                 shutil.rmtree(work / f"checkpoints-{arm}-{seed}", ignore_errors=True)
-            done += 1
+            # A worker whose pool ran dry stops early: its remaining rounds count as done.
+            _round_mark(work, arm, seed, _rounds_of(config, arm))
             say(f"{arm} seed {seed} done ({time.perf_counter() - started:.0f}s)")
-            if progress:
-                progress(done, total)
 
         with ThreadPoolExecutor(max_workers=jobs) as executor:
             futures = [
@@ -307,8 +307,13 @@ def simulation_run(
                 for seed in range(config.seeds)
                 for arm in config.arms
             ]
-            for future in futures:
-                future.result()
+            pending = set(futures)
+            while pending:
+                finished, pending = wait(pending, timeout=2.0, return_when=FIRST_EXCEPTION)
+                for future in finished:
+                    future.result()  # a failed worker fails the run at once
+                if progress:
+                    progress(template_done + _rounds_done(work, config), total)
 
         held_out = json.loads((work / "held_out.json").read_text(encoding="utf-8"))
         raw = {
@@ -358,6 +363,26 @@ def simulation_run(
     finally:
         if not keep:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def _rounds_of(config: SimConfig, arm: str) -> int:
+    """Rounds one worker of ``arm`` runs: the seed round, the fills, uniform's extra budgets."""
+    return 1 + config.rounds + (len(config.uniform_extra) if arm == "uniform" else 0)
+
+
+def _round_mark(work: Path, arm: str, seed: int, rounds: int) -> None:
+    (work / f"rounds-{arm}-{seed}.txt").write_text(str(rounds), encoding="utf-8")
+
+
+def _rounds_done(work: Path, config: SimConfig) -> int:
+    done = 0
+    for arm in config.arms:
+        for seed in range(config.seeds):
+            try:
+                done += int((work / f"rounds-{arm}-{seed}.txt").read_text(encoding="utf-8"))
+            except (FileNotFoundError, ValueError):
+                continue  # not started yet, or caught mid-write: counted at the next poll
+    return done
 
 
 def _json_clean(value: Any) -> Any:
@@ -671,6 +696,7 @@ def _worker_arm(spec: dict[str, Any]) -> None:
             }
         )
         previous = version
+        _round_mark(work, arm, seed, round_no + 1)
     (work / f"raw-{arm}-{seed}.json").write_text(
         json.dumps({"arm": arm, "seed": seed, "rounds": rounds}), encoding="utf-8"
     )
