@@ -32,7 +32,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -421,11 +421,17 @@ def _load_pool_json(work: Path) -> list[PoolProblem]:
     ]
 
 
-def _oracle_label_all(
-    *, oracle: Oracle, truth: dict[int, tuple[int | None, ...]], users: list[Any], tag: str
+def oracle_label_all(
+    *,
+    oracle: Oracle,
+    truth: dict[int, tuple[int | None, ...]],
+    users: list[Any],
+    tag: str,
+    exclude: Iterable[int] = (),
 ) -> tuple[int, int]:
-    """The oracle claims every open task through the queue and submits through the label
-    service, annotators taking turns. Returns (labels, steps rated)."""
+    """The oracle claims every open task through the queue (but the ``exclude``d ones) and
+    submits through the label service, annotators taking turns. Returns (labels, steps)."""
+    skip = list(exclude)
     from labeling.services.labels import label_submit
     from labeling.services.queue import task_claim_next
 
@@ -436,7 +442,7 @@ def _oracle_label_all(
         annotator_index = turn % len(users)
         user = users[annotator_index]
         turn += 1
-        claim = task_claim_next(annotator=user)
+        claim = task_claim_next(annotator=user, exclude=skip)
         if claim is None:
             idle += 1
             continue
@@ -483,20 +489,14 @@ def worker_main(spec_path: Path) -> None:
         _worker_arm(spec)
 
 
-def _worker_template(spec: dict[str, Any]) -> None:
-    from django.contrib.auth.models import User
-    from django.core.management import call_command
-
-    from labeling.models import Grade, Label, Problem, Solution, TaskKind, text_sha256
+def pool_store(
+    pool: list[PoolProblem], *, subject: str = "simulation"
+) -> dict[int, tuple[int | None, ...]]:
+    """Store the pool's problems and candidates (graded from the pool where it knows, by the
+    product's grader otherwise); returns each stored solution's known step ratings by id."""
+    from labeling.models import Grade, Problem, Solution, text_sha256
     from labeling.services.grading import answers_grade
-    from labeling.services.queue import tasks_enqueue
-    from selector.services import selector_create_base
-    from selector.services.training import held_out_keys
 
-    config = spec["config"]
-    work = Path(spec["work"])
-    call_command("migrate", verbosity=0)
-    pool = _load_pool_json(work)
     problems = Problem.objects.bulk_create(
         [
             Problem(
@@ -504,7 +504,7 @@ def _worker_template(spec: dict[str, Any]) -> None:
                 problem=p.problem,
                 problem_hash=text_sha256(p.problem),
                 answer=p.answer,
-                subject="simulation",
+                subject=subject,
             )
             for p in pool
         ]
@@ -534,14 +534,30 @@ def _worker_template(spec: dict[str, Any]) -> None:
                 )
             )
     Solution.objects.bulk_create(rows, batch_size=2000)
-    if Solution.objects.filter(grade=Grade.UNGRADED).exists():
-        answers_grade()  # the product's grader, for files that did not say
-    truth_rows = {
+    problem_ids = [problem.pk for problem in problems]
+    stored = Solution.objects.filter(problem_id__in=problem_ids)
+    if stored.filter(grade=Grade.UNGRADED).exists():
+        answers_grade(problem_ids=problem_ids)  # the product's grader, for files that did not say
+    return {
         pk: truths[problem_id, text_hash]
-        for pk, problem_id, text_hash in Solution.objects.values_list(
-            "id", "problem_id", "text_hash"
-        )
+        for pk, problem_id, text_hash in stored.values_list("id", "problem_id", "text_hash")
     }
+
+
+def _worker_template(spec: dict[str, Any]) -> None:
+    from django.contrib.auth.models import User
+    from django.core.management import call_command
+
+    from labeling.models import Label, Solution, TaskKind
+    from labeling.services.queue import tasks_enqueue
+    from selector.services import selector_create_base
+    from selector.services.training import held_out_keys
+
+    config = spec["config"]
+    work = Path(spec["work"])
+    call_command("migrate", verbosity=0)
+    pool = _load_pool_json(work)
+    truth_rows = pool_store(pool)
     (work / "truth.json").write_text(json.dumps({str(k): v for k, v in truth_rows.items()}))
     selector_create_base(base_model=spec["base_model"], name=BASE_NAME, activate=False)
     for i in range(config["annotators"]):
@@ -554,7 +570,7 @@ def _worker_template(spec: dict[str, Any]) -> None:
         raise SimulationError("no held-out problem: use a larger pool")
     tasks_enqueue(solution_ids=held_ids, generation=0, priority_from="zero")
     heldout_user = User.objects.create_user(username=HELD_OUT_ANNOTATOR)
-    _oracle_label_all(oracle=Oracle(), truth=truth_rows, users=[heldout_user], tag="heldout")
+    oracle_label_all(oracle=Oracle(), truth=truth_rows, users=[heldout_user], tag="heldout")
     # The held-out set as the evaluation service will read it (label order = pk order).
     index_of = {key: i for i, key in enumerate(sorted(held))}
     labels = (
@@ -665,7 +681,7 @@ def _worker_arm(spec: dict[str, Any]) -> None:
                 generation=round_no,
                 version=fill_version,
             )
-        labels, steps = _oracle_label_all(
+        labels, steps = oracle_label_all(
             oracle=oracle, truth=truth, users=users, tag=f"r{round_no}"
         )
         labels_total += labels
