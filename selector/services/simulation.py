@@ -97,9 +97,9 @@ class DemoReplay:
 def simulation_demo_replay(
     *,
     base_model: str | None = None,
-    problems: int = 40,
-    candidates: int = 12,
-    epochs: int = 3,
+    problems: int = 30,
+    candidates: int = 10,
+    epochs: int = 2,
     echo: Callable[[str], None] | None = None,
 ) -> DemoReplay:
     """Two rounds of the real loop in this database, the oracle as the annotator.
