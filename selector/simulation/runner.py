@@ -31,6 +31,7 @@ import random
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
@@ -183,8 +184,41 @@ def _pool_json(pool: list[PoolProblem]) -> list[dict[str, Any]]:
     ]
 
 
+class _Workers:
+    """The running worker processes, so a run that stops (a cancelled job, a failed arm) ends
+    them instead of waiting minutes for their results."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: set[subprocess.Popen[bytes]] = set()
+        self.stopping = False
+
+    def start(self, args: list[str], env: dict[str, str], log: Any) -> subprocess.Popen[bytes]:
+        with self._lock:
+            if self.stopping:
+                raise SimulationError("the simulation was stopped")
+            proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
+            self._running.add(proc)
+            return proc
+
+    def done(self, proc: subprocess.Popen[bytes]) -> None:
+        with self._lock:
+            self._running.discard(proc)
+
+    def stop(self) -> None:
+        with self._lock:
+            self.stopping = True
+            for proc in self._running:
+                proc.terminate()
+
+
 def _subprocess(
-    spec: dict[str, Any], work: Path, db: Path, checkpoints: Path, threads: int
+    spec: dict[str, Any],
+    work: Path,
+    db: Path,
+    checkpoints: Path,
+    threads: int,
+    workers: _Workers | None = None,
 ) -> None:
     spec_path = work / f"spec-{spec['role']}-{spec.get('arm', '')}-{spec.get('seed', '')}.json"
     spec_path.write_text(json.dumps(spec), encoding="utf-8")
@@ -203,23 +237,25 @@ def _subprocess(
     }
     manage = Path(__file__).resolve().parents[2] / "manage.py"
     log = work / f"{spec_path.stem}.log"
+    workers = workers or _Workers()
+    args = [
+        sys.executable,
+        str(manage),
+        "simulate_active_learning",
+        "--worker-spec",
+        str(spec_path),
+    ]
     with log.open("w") as fh:
-        done = subprocess.run(
-            [
-                sys.executable,
-                str(manage),
-                "simulate_active_learning",
-                "--worker-spec",
-                str(spec_path),
-            ],
-            env=env,
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            check=False,
-        )
-    if done.returncode != 0:
+        proc = workers.start(args, env, fh)
+        try:
+            returncode = proc.wait()
+        finally:
+            workers.done(proc)
+    if workers.stopping:
+        raise SimulationError("the simulation was stopped")
+    if returncode != 0:
         tail = log.read_text(encoding="utf-8", errors="replace")[-3000:]
-        raise SimulationError(f"{spec_path.stem} failed (exit {done.returncode}):\n{tail}")
+        raise SimulationError(f"{spec_path.stem} failed (exit {returncode}):\n{tail}")
 
 
 def simulation_run(
@@ -275,6 +311,7 @@ def simulation_run(
         template_done = 1
         if progress:
             progress(template_done, total)
+        workers = _Workers()
         jobs = max(1, min(config.jobs, len(config.arms) * config.seeds))
         threads = max(1, (os.cpu_count() or 1) // jobs)
 
@@ -293,6 +330,7 @@ def simulation_run(
                 db,
                 work / f"checkpoints-{arm}-{seed}",
                 threads=threads,
+                workers=workers,
             )
             if not keep:
                 db.unlink(missing_ok=True)
@@ -308,12 +346,18 @@ def simulation_run(
                 for arm in config.arms
             ]
             pending = set(futures)
-            while pending:
-                finished, pending = wait(pending, timeout=2.0, return_when=FIRST_EXCEPTION)
-                for future in finished:
-                    future.result()  # a failed worker fails the run at once
-                if progress:
-                    progress(template_done + _rounds_done(work, config), total)
+            try:
+                while pending:
+                    finished, pending = wait(pending, timeout=2.0, return_when=FIRST_EXCEPTION)
+                    for future in finished:
+                        future.result()  # a failed worker fails the run at once
+                    if progress:
+                        # Raises when the job was cancelled or marked failed meanwhile.
+                        progress(template_done + _rounds_done(work, config), total)
+            except BaseException:
+                workers.stop()
+                executor.shutdown(wait=True, cancel_futures=True)
+                raise
 
         held_out = json.loads((work / "held_out.json").read_text(encoding="utf-8"))
         raw = {
