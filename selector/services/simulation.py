@@ -119,7 +119,7 @@ def simulation_demo_replay(
     from labeling.models import AnnotatorProfile, Problem, Solution, Task, TaskKind
     from labeling.services.queue import tasks_enqueue
     from selector.models import SelectorVersion
-    from selector.services.eval_set import eval_set_reserve
+    from selector.services.eval_set import eval_set_freeze, eval_set_reserve
     from selector.services.evaluation import selector_evaluate
     from selector.services.promotion import selector_promote
     from selector.services.queue_fill import queue_fill
@@ -175,6 +175,9 @@ def simulation_demo_replay(
 
     labels = label_round("demo-sim-g0")
     say(f"round 0: the oracle labeled {labels} seed and evaluation candidates")
+    # A new frozen evaluation set holding the labels just made (an older one, from before the
+    # replay, would not): both versions are measured on it, so the admin can compare them.
+    eval_set = eval_set_freeze()
     base = selector_create_base(
         base_model=base_model, name=f"{DEMO_VERSION_PREFIX}-base", activate=False
     )
@@ -184,7 +187,7 @@ def simulation_demo_replay(
         version = selector_train(
             base_version=base, epochs=epochs, name=f"{DEMO_VERSION_PREFIX}-r{generation}"
         )
-        selector_evaluate(version=version)
+        selector_evaluate(version=version, eval_set=eval_set)
         selector_promote(version=version)
         report = queue_fill(generation=generation, version=version)
         names.append(version.name)
