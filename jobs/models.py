@@ -13,6 +13,7 @@ class JobKind(models.TextChoices):
     FILL = "fill", "Fill queue"
     EXPORT = "export", "Export"
     BENCHMARK = "benchmark", "Benchmark"
+    SIMULATE = "simulate", "Simulate active learning"
 
 
 class JobStatus(models.TextChoices):

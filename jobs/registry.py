@@ -26,4 +26,6 @@ JOB_TASKS: dict[str, JobTask] = {
     JobKind.FILL: JobTask("selector.queue_fill"),
     JobKind.EXPORT: JobTask("labeling.export_job_run", resumable=True),
     JobKind.BENCHMARK: JobTask("selector.benchmark_evaluate", resumable=True),
+    # Not resumable: a re-run would start the whole simulation over in a fresh directory.
+    JobKind.SIMULATE: JobTask("selector.simulation_execute"),
 }

@@ -12,6 +12,8 @@ from typing import Any
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import (
+    FileResponse,
+    Http404,
     HttpRequest,
     HttpResponse,
     HttpResponseNotAllowed,
@@ -27,9 +29,10 @@ from selector.admin_import import import_view
 from selector.models import SelectorVersion, SolutionScore
 from selector.services.benchmark import benchmark_upload
 from selector.services.jobs import SELECTOR_KINDS
+from selector.services.simulation import JOB_PRESETS, simulation_file, simulation_page
 
 VERSION_JOBS = [JobKind.EVALUATE, JobKind.PROMOTE, JobKind.SCORE]
-GLOBAL_JOBS = [JobKind.TRAIN, JobKind.SCORE, JobKind.FILL]
+GLOBAL_JOBS = [JobKind.TRAIN, JobKind.SCORE, JobKind.FILL, JobKind.SIMULATE]
 
 
 def _int_or_none(value: str | None, field: str) -> int | None:
@@ -58,6 +61,13 @@ def _job_params(kind: str, post: Any) -> dict[str, Any]:
             }.items()
             if value is not None
         }
+    if kind == JobKind.SIMULATE:
+        preset = post.get("preset") or JOB_PRESETS[0]
+        if preset not in JOB_PRESETS:
+            raise services.SelectorError(
+                f"preset: expected one of {', '.join(JOB_PRESETS)}, got {preset!r}"
+            )
+        return {"preset": preset}
     return {}
 
 
@@ -145,8 +155,27 @@ class SelectorVersionAdmin(admin.ModelAdmin):
                 wrap(self.plot_view),
                 name="selector_selectorversion_plot",
             ),
+            path(
+                "simulation/<int:job_id>/<str:name>",
+                wrap(self.simulation_file_view),
+                name="selector_selectorversion_simulation_file",
+            ),
             *super().get_urls(),
         ]
+
+    def simulation_file_view(self, request: HttpRequest, job_id: int, name: str) -> FileResponse:
+        """A simulation job's PNG curves (or its report) for the job page: whoever may view
+        jobs may see them; the file name is checked against what the runner writes."""
+        if not request.user.has_perm("jobs.view_job"):
+            raise PermissionDenied
+        job = get_object_or_404(Job, pk=job_id, kind=JobKind.SIMULATE)
+        path = simulation_file(job=job, name=name)
+        if path is None:
+            raise Http404("no such simulation file")
+        content_type = {".png": "image/png", ".json": "application/json"}.get(
+            path.suffix, "text/plain; charset=utf-8"
+        )
+        return FileResponse(path.open("rb"), content_type=content_type)
 
     def start_job_view(
         self, request: HttpRequest, kind: str, object_id: str | None = None
@@ -277,7 +306,19 @@ def _start_job(
 
 
 def _job_section(job: Job) -> dict[str, Any]:
-    """The selector's part of a job's admin page: its version, and evaluation results."""
+    """The selector's part of a job's admin page: its version, and evaluation results; for a
+    simulation, its curves, data-efficiency ratio and summary."""
+    if job.kind == JobKind.SIMULATE:
+        page = simulation_page(job=job)
+        if not page:
+            return {}
+        return {
+            "simulation": page,
+            "simulation_plots": [
+                reverse("admin:selector_selectorversion_simulation_file", args=[job.pk, name])
+                for name in page["plots"]
+            ],
+        }
     version = job.version
     show_eval = job.kind == JobKind.EVALUATE and version is not None and version.metrics
     other = (version.metrics or {}).get("compared_with") if version else None

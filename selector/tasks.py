@@ -42,6 +42,11 @@ def benchmark_evaluate(self, job_id: int) -> str:
     return services.job_execute(job_id=job_id).status
 
 
+@shared_task(name="selector.simulation_execute", bind=True, acks_late=True, **_LONG)
+def simulation_execute(self, job_id: int) -> str:
+    return services.job_execute(job_id=job_id).status
+
+
 @shared_task(name="selector.queue_fill", bind=True, acks_late=True, **_SHORT)
 def queue_fill(self, job_id: int) -> str:
     return services.job_execute(job_id=job_id).status

@@ -272,6 +272,9 @@ SELECTOR_EVAL_SEED = int(os.environ.get("SELECTOR_EVAL_SEED", "0"))
 SELECTOR_GRAD_ACCUMULATION = int(os.environ.get("SELECTOR_GRAD_ACCUMULATION", "1"))
 SELECTOR_GRADIENT_CHECKPOINTING = env_bool("SELECTOR_GRADIENT_CHECKPOINTING", False)
 SELECTOR_LORA_RANK = int(os.environ.get("SELECTOR_LORA_RANK", "0"))
+# Active-learning simulations started from the admin write report.json, PNGs and summary.md
+# into <SIMULATION_DIR>/<job id>/ (the admin serves them from there).
+SIMULATION_DIR = Path(os.environ.get("STEPWISE_SIMULATION_DIR", VAR_DIR / "simulations"))
 
 # --- Production hardening (anything with DEBUG off) -----------------------------------------
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

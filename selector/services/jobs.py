@@ -18,6 +18,7 @@ from selector.services.evaluation import selector_evaluate
 from selector.services.promotion import selector_promote
 from selector.services.queue_fill import queue_fill
 from selector.services.scoring import candidates_score
+from selector.services.simulation import simulation_execute
 from selector.services.training import LabelHygiene, selector_train
 from selector.services.versions import (
     selector_active,
@@ -34,6 +35,7 @@ SELECTOR_KINDS = {
     JobKind.SCORE,
     JobKind.FILL,
     JobKind.BENCHMARK,
+    JobKind.SIMULATE,
 }
 _NEEDS_VERSION = {JobKind.EVALUATE, JobKind.PROMOTE, JobKind.BENCHMARK}
 
@@ -112,6 +114,10 @@ def _job_run_kind(job: Job, progress: JobProgress) -> dict[str, Any]:
             name=params.get("name"),
             job=job,
             progress=progress,
+        )
+    if job.kind == JobKind.SIMULATE:
+        return simulation_execute(
+            job=job, preset=str(params.get("preset", "test")), progress=progress
         )
     if job.kind == JobKind.FILL:
         report = queue_fill(

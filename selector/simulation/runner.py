@@ -31,9 +31,10 @@ import random
 import shutil
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -183,8 +184,41 @@ def _pool_json(pool: list[PoolProblem]) -> list[dict[str, Any]]:
     ]
 
 
+class _Workers:
+    """The running worker processes, so a run that stops (a cancelled job, a failed arm) ends
+    them instead of waiting minutes for their results."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: set[subprocess.Popen[bytes]] = set()
+        self.stopping = False
+
+    def start(self, args: list[str], env: dict[str, str], log: Any) -> subprocess.Popen[bytes]:
+        with self._lock:
+            if self.stopping:
+                raise SimulationError("the simulation was stopped")
+            proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
+            self._running.add(proc)
+            return proc
+
+    def done(self, proc: subprocess.Popen[bytes]) -> None:
+        with self._lock:
+            self._running.discard(proc)
+
+    def stop(self) -> None:
+        with self._lock:
+            self.stopping = True
+            for proc in self._running:
+                proc.terminate()
+
+
 def _subprocess(
-    spec: dict[str, Any], work: Path, db: Path, checkpoints: Path, threads: int
+    spec: dict[str, Any],
+    work: Path,
+    db: Path,
+    checkpoints: Path,
+    threads: int,
+    workers: _Workers | None = None,
 ) -> None:
     spec_path = work / f"spec-{spec['role']}-{spec.get('arm', '')}-{spec.get('seed', '')}.json"
     spec_path.write_text(json.dumps(spec), encoding="utf-8")
@@ -203,23 +237,25 @@ def _subprocess(
     }
     manage = Path(__file__).resolve().parents[2] / "manage.py"
     log = work / f"{spec_path.stem}.log"
+    workers = workers or _Workers()
+    args = [
+        sys.executable,
+        str(manage),
+        "simulate_active_learning",
+        "--worker-spec",
+        str(spec_path),
+    ]
     with log.open("w") as fh:
-        done = subprocess.run(
-            [
-                sys.executable,
-                str(manage),
-                "simulate_active_learning",
-                "--worker-spec",
-                str(spec_path),
-            ],
-            env=env,
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            check=False,
-        )
-    if done.returncode != 0:
+        proc = workers.start(args, env, fh)
+        try:
+            returncode = proc.wait()
+        finally:
+            workers.done(proc)
+    if workers.stopping:
+        raise SimulationError("the simulation was stopped")
+    if returncode != 0:
         tail = log.read_text(encoding="utf-8", errors="replace")[-3000:]
-        raise SimulationError(f"{spec_path.stem} failed (exit {done.returncode}):\n{tail}")
+        raise SimulationError(f"{spec_path.stem} failed (exit {returncode}):\n{tail}")
 
 
 def simulation_run(
@@ -257,7 +293,9 @@ def simulation_run(
         )
         base = _base_model_path(config, work)
         (work / "pool.json").write_text(json.dumps(_pool_json(pool)), encoding="utf-8")
-        total = 1 + len(config.arms) * config.seeds
+        # One step for the template, then one per arm x seed x round (the uniform arm's extra
+        # budgets are rounds too): workers write their round count to a file the parent polls.
+        total = 1 + config.seeds * sum(_rounds_of(config, arm) for arm in config.arms)
         done = 0
         if progress:
             progress(done, total)
@@ -270,14 +308,14 @@ def simulation_run(
             work / "checkpoints-template",
             threads=max(1, os.cpu_count() or 1),
         )
-        done += 1
+        template_done = 1
         if progress:
-            progress(done, total)
+            progress(template_done, total)
+        workers = _Workers()
         jobs = max(1, min(config.jobs, len(config.arms) * config.seeds))
         threads = max(1, (os.cpu_count() or 1) // jobs)
 
         def one(arm: str, seed: int) -> None:
-            nonlocal done
             db = work / f"{arm}-{seed}.sqlite3"
             shutil.copyfile(template, db)
             _subprocess(
@@ -292,14 +330,14 @@ def simulation_run(
                 db,
                 work / f"checkpoints-{arm}-{seed}",
                 threads=threads,
+                workers=workers,
             )
             if not keep:
                 db.unlink(missing_ok=True)
                 shutil.rmtree(work / f"checkpoints-{arm}-{seed}", ignore_errors=True)
-            done += 1
+            # A worker whose pool ran dry stops early: its remaining rounds count as done.
+            _round_mark(work, arm, seed, _rounds_of(config, arm))
             say(f"{arm} seed {seed} done ({time.perf_counter() - started:.0f}s)")
-            if progress:
-                progress(done, total)
 
         with ThreadPoolExecutor(max_workers=jobs) as executor:
             futures = [
@@ -307,8 +345,19 @@ def simulation_run(
                 for seed in range(config.seeds)
                 for arm in config.arms
             ]
-            for future in futures:
-                future.result()
+            pending = set(futures)
+            try:
+                while pending:
+                    finished, pending = wait(pending, timeout=2.0, return_when=FIRST_EXCEPTION)
+                    for future in finished:
+                        future.result()  # a failed worker fails the run at once
+                    if progress:
+                        # Raises when the job was cancelled or marked failed meanwhile.
+                        progress(template_done + _rounds_done(work, config), total)
+            except BaseException:
+                workers.stop()
+                executor.shutdown(wait=True, cancel_futures=True)
+                raise
 
         held_out = json.loads((work / "held_out.json").read_text(encoding="utf-8"))
         raw = {
@@ -360,6 +409,26 @@ def simulation_run(
             shutil.rmtree(work, ignore_errors=True)
 
 
+def _rounds_of(config: SimConfig, arm: str) -> int:
+    """Rounds one worker of ``arm`` runs: the seed round, the fills, uniform's extra budgets."""
+    return 1 + config.rounds + (len(config.uniform_extra) if arm == "uniform" else 0)
+
+
+def _round_mark(work: Path, arm: str, seed: int, rounds: int) -> None:
+    (work / f"rounds-{arm}-{seed}.txt").write_text(str(rounds), encoding="utf-8")
+
+
+def _rounds_done(work: Path, config: SimConfig) -> int:
+    done = 0
+    for arm in config.arms:
+        for seed in range(config.seeds):
+            try:
+                done += int((work / f"rounds-{arm}-{seed}.txt").read_text(encoding="utf-8"))
+            except (FileNotFoundError, ValueError):
+                continue  # not started yet, or caught mid-write: counted at the next poll
+    return done
+
+
 def _json_clean(value: Any) -> Any:
     """NaN is not JSON: undefined metrics become null."""
     if isinstance(value, dict):
@@ -396,11 +465,17 @@ def _load_pool_json(work: Path) -> list[PoolProblem]:
     ]
 
 
-def _oracle_label_all(
-    *, oracle: Oracle, truth: dict[int, tuple[int | None, ...]], users: list[Any], tag: str
+def oracle_label_all(
+    *,
+    oracle: Oracle,
+    truth: dict[int, tuple[int | None, ...]],
+    users: list[Any],
+    tag: str,
+    exclude: Iterable[int] = (),
 ) -> tuple[int, int]:
-    """The oracle claims every open task through the queue and submits through the label
-    service, annotators taking turns. Returns (labels, steps rated)."""
+    """The oracle claims every open task through the queue (but the ``exclude``d ones) and
+    submits through the label service, annotators taking turns. Returns (labels, steps)."""
+    skip = list(exclude)
     from labeling.services.labels import label_submit
     from labeling.services.queue import task_claim_next
 
@@ -411,7 +486,7 @@ def _oracle_label_all(
         annotator_index = turn % len(users)
         user = users[annotator_index]
         turn += 1
-        claim = task_claim_next(annotator=user)
+        claim = task_claim_next(annotator=user, exclude=skip)
         if claim is None:
             idle += 1
             continue
@@ -458,20 +533,14 @@ def worker_main(spec_path: Path) -> None:
         _worker_arm(spec)
 
 
-def _worker_template(spec: dict[str, Any]) -> None:
-    from django.contrib.auth.models import User
-    from django.core.management import call_command
-
-    from labeling.models import Grade, Label, Problem, Solution, TaskKind, text_sha256
+def pool_store(
+    pool: list[PoolProblem], *, subject: str = "simulation"
+) -> dict[int, tuple[int | None, ...]]:
+    """Store the pool's problems and candidates (graded from the pool where it knows, by the
+    product's grader otherwise); returns each stored solution's known step ratings by id."""
+    from labeling.models import Grade, Problem, Solution, text_sha256
     from labeling.services.grading import answers_grade
-    from labeling.services.queue import tasks_enqueue
-    from selector.services import selector_create_base
-    from selector.services.training import held_out_keys
 
-    config = spec["config"]
-    work = Path(spec["work"])
-    call_command("migrate", verbosity=0)
-    pool = _load_pool_json(work)
     problems = Problem.objects.bulk_create(
         [
             Problem(
@@ -479,7 +548,7 @@ def _worker_template(spec: dict[str, Any]) -> None:
                 problem=p.problem,
                 problem_hash=text_sha256(p.problem),
                 answer=p.answer,
-                subject="simulation",
+                subject=subject,
             )
             for p in pool
         ]
@@ -509,14 +578,30 @@ def _worker_template(spec: dict[str, Any]) -> None:
                 )
             )
     Solution.objects.bulk_create(rows, batch_size=2000)
-    if Solution.objects.filter(grade=Grade.UNGRADED).exists():
-        answers_grade()  # the product's grader, for files that did not say
-    truth_rows = {
+    problem_ids = [problem.pk for problem in problems]
+    stored = Solution.objects.filter(problem_id__in=problem_ids)
+    if stored.filter(grade=Grade.UNGRADED).exists():
+        answers_grade(problem_ids=problem_ids)  # the product's grader, for files that did not say
+    return {
         pk: truths[problem_id, text_hash]
-        for pk, problem_id, text_hash in Solution.objects.values_list(
-            "id", "problem_id", "text_hash"
-        )
+        for pk, problem_id, text_hash in stored.values_list("id", "problem_id", "text_hash")
     }
+
+
+def _worker_template(spec: dict[str, Any]) -> None:
+    from django.contrib.auth.models import User
+    from django.core.management import call_command
+
+    from labeling.models import Label, Solution, TaskKind
+    from labeling.services.queue import tasks_enqueue
+    from selector.services import selector_create_base
+    from selector.services.training import held_out_keys
+
+    config = spec["config"]
+    work = Path(spec["work"])
+    call_command("migrate", verbosity=0)
+    pool = _load_pool_json(work)
+    truth_rows = pool_store(pool)
     (work / "truth.json").write_text(json.dumps({str(k): v for k, v in truth_rows.items()}))
     selector_create_base(base_model=spec["base_model"], name=BASE_NAME, activate=False)
     for i in range(config["annotators"]):
@@ -529,7 +614,7 @@ def _worker_template(spec: dict[str, Any]) -> None:
         raise SimulationError("no held-out problem: use a larger pool")
     tasks_enqueue(solution_ids=held_ids, generation=0, priority_from="zero")
     heldout_user = User.objects.create_user(username=HELD_OUT_ANNOTATOR)
-    _oracle_label_all(oracle=Oracle(), truth=truth_rows, users=[heldout_user], tag="heldout")
+    oracle_label_all(oracle=Oracle(), truth=truth_rows, users=[heldout_user], tag="heldout")
     # The held-out set as the evaluation service will read it (label order = pk order).
     index_of = {key: i for i, key in enumerate(sorted(held))}
     labels = (
@@ -640,7 +725,7 @@ def _worker_arm(spec: dict[str, Any]) -> None:
                 generation=round_no,
                 version=fill_version,
             )
-        labels, steps = _oracle_label_all(
+        labels, steps = oracle_label_all(
             oracle=oracle, truth=truth, users=users, tag=f"r{round_no}"
         )
         labels_total += labels
@@ -671,6 +756,7 @@ def _worker_arm(spec: dict[str, Any]) -> None:
             }
         )
         previous = version
+        _round_mark(work, arm, seed, round_no + 1)
     (work / f"raw-{arm}-{seed}.json").write_text(
         json.dumps({"arm": arm, "seed": seed, "rounds": rounds}), encoding="utf-8"
     )

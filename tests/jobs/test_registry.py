@@ -33,6 +33,7 @@ def test_model_work_goes_to_ml_and_queue_top_up_and_fill_to_default():
         "selector.selector_evaluate": "ml",
         "selector.selector_promote": "ml",
         "selector.selector_train": "ml",
+        "selector.simulation_execute": "ml",
     }
     assert queue_of("selector.queue_top_up") == "default"
     assert queue_of("jobs.jobs_reap") == "default"

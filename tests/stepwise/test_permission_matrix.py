@@ -106,6 +106,11 @@ MATRIX: dict[tuple[str, str], str] = {
         f"{A} 200 403 200"
     ),
     ("admin/selector/selectorversion/<path:object_id>/benchmark/", "POST"): f"{A} 302 403 302",
+    # A simulation job's files: for whoever may view jobs (the matrix's job is an export, so
+    # those allowed through the door get 404).
+    ("admin/selector/selectorversion/simulation/<int:job_id>/<str:name>", "GET"): (
+        f"{A} 404 403 404"
+    ),
     ("admin/jobs/job/<path:object_id>/progress/", "GET"): f"{A} 200 403 200",
     ("admin/jobs/job/<path:object_id>/cancel/", "POST"): f"{A} 302 403 302",
     ("admin/auth/user/<id>/password/", "GET"): f"{A} 403 403 200",
@@ -268,6 +273,9 @@ def concrete(route: str, world: dict[str, Any]) -> str:
         ),
         "admin/selector/selectorversion/<path:object_id>/benchmark/": (
             f"admin/selector/selectorversion/{world['version'].pk}/benchmark/"
+        ),
+        "admin/selector/selectorversion/simulation/<int:job_id>/<str:name>": (
+            f"admin/selector/selectorversion/simulation/{world['job'].pk}/curves_labels.png"
         ),
         "admin/jobs/job/<path:object_id>/cancel/": f"admin/jobs/job/{world['job'].pk}/cancel/",
         "admin/jobs/job/<path:object_id>/progress/": (

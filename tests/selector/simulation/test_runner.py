@@ -57,3 +57,29 @@ def test_simulation_runs_every_arm_through_the_real_services(tmp_path):
         stored = json.loads(ratings)
         assert stored == [r for r in known if r is not None]
         assert finish_reason == ("found_error" if -1 in stored else "solution")
+
+
+class Stop(Exception):
+    pass
+
+
+@pytest.mark.slow
+def test_a_stopped_run_ends_its_workers_instead_of_waiting_for_them(tmp_path):
+    """A cancelled job's progress callback raises: the run stops its arm workers (terminated
+    mid-training, so none writes its results) and never starts the queued ones."""
+    calls = []
+
+    def progress(done: int, total: int) -> None:
+        calls.append((done, total))
+        if sum(d >= 1 for d, _ in calls) >= 2:  # the first poll while the arms train
+            raise Stop
+
+    out = tmp_path / "sim"
+    with pytest.raises(Stop):
+        simulation_run(config=config_for("test"), out_dir=out, keep=True, progress=progress)
+    work = out / "work"
+    assert calls[0] == (0, calls[0][1]) and calls[-1][0] >= 1
+    assert not list(work.glob("raw-*.json"))  # no arm ran to the end
+    started = {p.name for p in work.glob("spec-arm-*.json")}
+    assert len(started) == config_for("test").jobs  # the queued arms never started
+    assert not (out / "report.json").exists()
