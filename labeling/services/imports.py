@@ -681,6 +681,14 @@ def _write_prm800k(
     if validate_only:
         return
     rows = [row for _, row in batch]
+    if connection.vendor == "postgresql":
+        _write_prm800k_pg(rows, report)
+    else:
+        _write_prm800k_orm(rows, report)
+
+
+def _write_prm800k_orm(rows: list[Prm800kRow], report: ImportReport) -> None:
+    """Any backend (SQLite): the ORM, a few queries per table per batch."""
 
     # Problems, matched by the hash of their text.
     hashes = {row.problem_hash for row in rows}
@@ -718,29 +726,19 @@ def _write_prm800k(
         if solution_key(row) not in solutions:
             new_solutions.setdefault(solution_key(row), row)
     if new_solutions:
-        if connection.vendor == "postgresql":
-            # Django's UNNEST bulk insert escapes jsonb arrays with a regex per quote: COPY.
-            _solutions_copy(
-                {
-                    key: (CandidateRow(None, None, row.steps, row.answer, "prm800k"), key[1])
-                    for key, row in new_solutions.items()
-                },
-                source="prm800k",
-            )
-        else:
-            Solution.objects.bulk_create(
-                [
-                    Solution(
-                        problem_id=problem_id,
-                        steps=row.steps,
-                        answer=row.answer,
-                        text_hash=text_hash,
-                        generator="prm800k",
-                        source="prm800k",
-                    )
-                    for (problem_id, text_hash), row in new_solutions.items()
-                ]
-            )
+        Solution.objects.bulk_create(
+            [
+                Solution(
+                    problem_id=problem_id,
+                    steps=row.steps,
+                    answer=row.answer,
+                    text_hash=text_hash,
+                    generator="prm800k",
+                    source="prm800k",
+                )
+                for (problem_id, text_hash), row in new_solutions.items()
+            ]
+        )
         report.count(report.created, "solutions", len(new_solutions))
         report.problem_ids.update(problem_id for problem_id, _ in new_solutions)
         solutions = _solutions_by_key({solution_key(row) for row in rows})
@@ -805,10 +803,7 @@ def _write_prm800k(
         )
     if not labels:
         return
-    if connection.vendor == "postgresql":
-        _labels_copy(labels)
-    else:
-        Label.objects.bulk_create(labels)
+    Label.objects.bulk_create(labels)
     report.count(report.created, "labels", len(labels))
     # The queue's counters must agree with the labels (and the overlap check must hold).
     label_total = Coalesce(
@@ -841,33 +836,212 @@ _LABEL_COPY_FIELDS = (
 )
 
 
-def _labels_copy(labels: list[Label]) -> None:
-    """PostgreSQL: COPY the labels straight into their table. Several times faster than
-    Django's bulk insert for the large ``steps`` JSON, which it sends as a jsonb array whose
-    every quote is escaped in Python. Duplicates were filtered out above (per task and labeler);
-    one that a concurrent import added meanwhile fails the unique constraint and the import
-    rolls back whole."""
-    columns = ", ".join(_LABEL_COPY_FIELDS)
-    with (
-        connection.cursor() as cursor,
-        cursor.cursor.copy(f"COPY {Label._meta.db_table} ({columns}) FROM STDIN") as copy,
-    ):
-        for label in labels:
-            copy.write_row(
-                (
-                    label.task_id,
-                    label.annotator_id,
-                    label.labeler,
-                    json.dumps(label.steps),
-                    json.dumps(label.ratings),
-                    label.finish_reason,
-                    label.finish_note,
-                    label.total_time_ms,
-                    label.created_at,
-                    label.is_gold,
-                    json.dumps(label.record_extras),
+# PostgreSQL: the whole batch in a few set-based statements. Each record's derived values are
+# computed once in Python (hashes, ratings, kind); the batch is COPYed into a temporary table
+# where problems, solutions and tasks are created and their ids resolved by joins, and the
+# server says which stored values equal the record's (for record_extras' overrides). Only the
+# labels, the bulk of the bytes, are sent a second time, straight into their table.
+_PRM800K_BATCH = "stepwise_prm800k_batch"
+_PRM800K_BATCH_COLUMNS = (
+    "n",
+    "problem_hash",
+    "problem",
+    "gt_answer",
+    "gt_solution",
+    "text_hash",
+    "steps",
+    "answer",
+    "pg_answer",
+    "kind",
+    "generation",
+    "queued_score",
+    "labeler",
+)
+# The question keys whose value is stored on Problem/Solution/Task, in the order of the
+# equality flags that _PRM800K_RESOLVED returns after the task id and annotator.
+_STORED_QUESTION_KEYS = (
+    "problem",
+    "ground_truth_answer",
+    "ground_truth_solution",
+    "pre_generated_steps",
+    "pre_generated_answer",
+    "pre_generated_verifier_score",
+)
+
+
+@functools.cache
+def _prm800k_sql() -> dict[str, str]:
+    b = _PRM800K_BATCH
+    problem, solution, task = Problem._meta.db_table, Solution._meta.db_table, Task._meta.db_table
+    label, profile = Label._meta.db_table, AnnotatorProfile._meta.db_table
+    return {
+        "create": (
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {b} (n integer, problem_hash varchar(64),"
+            " problem text, gt_answer text, gt_solution text, text_hash varchar(64),"
+            " steps jsonb, answer text, pg_answer text, kind varchar(20), generation integer,"
+            " queued_score double precision, labeler uuid, problem_id bigint,"
+            " solution_id bigint, task_id bigint) ON COMMIT DROP"
+        ),
+        "truncate": f"TRUNCATE {b}",
+        "copy": f"COPY {b} ({', '.join(_PRM800K_BATCH_COLUMNS)}) FROM STDIN",
+        # The first record with a ground-truth answer gives a new problem its fields; if every
+        # record of the batch has null (screening), the last one does, as the ORM path does.
+        "problems": (
+            f"INSERT INTO {problem} (unique_id, problem, problem_hash, solution, answer,"
+            " subject, level, eval_reserved, created_at)"
+            " SELECT DISTINCT ON (problem_hash) 'prm800k/' || left(problem_hash, 16), problem,"
+            " problem_hash, coalesce(gt_solution, ''), coalesce(gt_answer, ''), '', NULL, NULL,"
+            " now()"
+            f" FROM {b} WHERE NOT EXISTS"
+            f" (SELECT 1 FROM {problem} p WHERE p.problem_hash = {b}.problem_hash)"
+            " ORDER BY problem_hash, gt_answer IS NULL,"
+            " CASE WHEN gt_answer IS NULL THEN -n ELSE n END"
+        ),
+        # Several problems may share a text (e.g. across MATH splits): the oldest one wins.
+        "problem_ids": (
+            f"UPDATE {b} SET problem_id = p.id FROM (SELECT DISTINCT ON (problem_hash)"
+            f" problem_hash, id FROM {problem}"
+            f" WHERE problem_hash IN (SELECT problem_hash FROM {b})"
+            " ORDER BY problem_hash, id) p"
+            f" WHERE p.problem_hash = {b}.problem_hash"
+        ),
+        "solutions": (
+            f"INSERT INTO {solution} (problem_id, steps, answer, text_hash, generator, source,"
+            " grade, created_at)"
+            " SELECT DISTINCT ON (problem_id, text_hash) problem_id, steps, answer, text_hash,"
+            " 'prm800k', 'prm800k', %s, now()"
+            f" FROM {b} ORDER BY problem_id, text_hash, n"
+            " ON CONFLICT (problem_id, text_hash) DO NOTHING RETURNING problem_id"
+        ),
+        "solution_ids": (
+            f"UPDATE {b} SET solution_id = s.id FROM {solution} s"
+            f" WHERE s.problem_id = {b}.problem_id AND s.text_hash = {b}.text_hash"
+        ),
+        # NULL generations never conflict in the unique constraint: matched with IS NOT
+        # DISTINCT FROM, and DISTINCT ON folds them within the batch.
+        "tasks": (
+            f"INSERT INTO {task} (solution_id, kind, generation, priority, queued_score,"
+            " selector_version_id, required_labels, label_count, lease_count, gold_label_id,"
+            " created_at)"
+            " SELECT DISTINCT ON (solution_id, kind, generation) solution_id, kind, generation,"
+            " coalesce(queued_score, 0), queued_score, NULL, 1, 0, 0, NULL, now()"
+            f" FROM {b} WHERE NOT EXISTS (SELECT 1 FROM {task} t"
+            f" WHERE t.solution_id = {b}.solution_id AND t.kind = {b}.kind"
+            f" AND t.generation IS NOT DISTINCT FROM {b}.generation)"
+            " ORDER BY solution_id, kind, generation, n"
+        ),
+        "task_ids": (
+            f"UPDATE {b} SET task_id = (SELECT min(t.id) FROM {task} t"
+            f" WHERE t.solution_id = {b}.solution_id AND t.kind = {b}.kind"
+            f" AND t.generation IS NOT DISTINCT FROM {b}.generation)"
+        ),
+        # Per record not labelled yet: its task, its labeler's account, and whether each
+        # stored value equals the question's (same order as _STORED_QUESTION_KEYS).
+        "resolved": (
+            "SELECT b.n, b.task_id, a.user_id, p.problem = b.problem,"
+            " p.answer IS NOT DISTINCT FROM b.gt_answer,"
+            " p.solution IS NOT DISTINCT FROM b.gt_solution, s.steps = b.steps,"
+            " s.answer IS NOT DISTINCT FROM b.pg_answer,"
+            " t.queued_score IS NOT DISTINCT FROM b.queued_score"
+            f" FROM {b} b JOIN {problem} p ON p.id = b.problem_id"
+            f" JOIN {solution} s ON s.id = b.solution_id JOIN {task} t ON t.id = b.task_id"
+            f" LEFT JOIN {profile} a ON a.labeler = b.labeler"
+            f" WHERE NOT EXISTS (SELECT 1 FROM {label} l"
+            " WHERE l.task_id = b.task_id AND l.labeler = b.labeler)"
+            " ORDER BY b.n"
+        ),
+        "labels": f"COPY {label} ({', '.join(_LABEL_COPY_FIELDS)}) FROM STDIN",
+        # The queue's counters must agree with the labels (and the overlap check must hold).
+        "label_counts": (
+            f"UPDATE {task} t SET label_count = c.n,"
+            " required_labels = greatest(t.required_labels, c.n)"
+            f" FROM (SELECT task_id, count(*) AS n FROM {label}"
+            " WHERE task_id = ANY(%s) GROUP BY task_id) c WHERE t.id = c.task_id"
+        ),
+    }
+
+
+def _write_prm800k_pg(rows: list[Prm800kRow], report: ImportReport) -> None:
+    sql = _prm800k_sql()
+    dumps = json.dumps
+    with connection.cursor() as cursor:
+        raw = cursor.cursor  # the psycopg cursor underneath Django's wrapper
+        raw.execute(sql["create"])
+        raw.execute(sql["truncate"])
+        with raw.copy(sql["copy"]) as copy:
+            for n, row in enumerate(rows):
+                question = row.question
+                copy.write_row(
+                    (
+                        n,
+                        row.problem_hash,
+                        question["problem"],
+                        question["ground_truth_answer"],
+                        question.get("ground_truth_solution"),
+                        row.text_hash,
+                        dumps(row.steps),
+                        row.answer,
+                        question.get("pre_generated_answer"),
+                        row.kind,
+                        row.generation,
+                        question.get("pre_generated_verifier_score"),
+                        row.labeler,
+                    )
                 )
-            )
+        raw.execute(sql["problems"])
+        report.count(report.created, "problems", raw.rowcount)
+        raw.execute(sql["problem_ids"])
+        raw.execute(sql["solutions"], [Grade.UNGRADED])
+        created = raw.fetchall()
+        report.count(report.created, "solutions", len(created))
+        report.problem_ids.update(problem_id for (problem_id,) in created)
+        raw.execute(sql["solution_ids"])
+        raw.execute(sql["tasks"])
+        report.count(report.created, "tasks", raw.rowcount)
+        raw.execute(sql["task_ids"])
+        raw.execute(sql["resolved"])
+        resolved = raw.fetchall()
+
+        seen: set[tuple[int, uuid.UUID]] = set()
+        task_ids: set[int] = set()
+        with raw.copy(sql["labels"]) as copy:
+            for n, task_id, annotator_id, *equal in resolved:
+                row = rows[n]
+                if (task_id, row.labeler) in seen:  # the batch's first record wins
+                    continue
+                seen.add((task_id, row.labeler))
+                task_ids.add(task_id)
+                stored_equal = dict(zip(_STORED_QUESTION_KEYS, equal, strict=True))
+                extras = {
+                    "question_keys": list(row.question),
+                    "question_overrides": {
+                        key: value
+                        for key, value in row.question.items()
+                        if not stored_equal.get(key, False)
+                    },
+                    "is_quality_control_question": row.is_quality_control,
+                    "is_initial_screening_question": row.is_screening,
+                    "generation": row.generation,
+                    "label_keys": row.label_keys,
+                }
+                copy.write_row(
+                    (
+                        task_id,
+                        annotator_id,
+                        row.labeler,
+                        dumps(row.label_steps),
+                        dumps(row.ratings),
+                        row.finish_reason,
+                        "",
+                        row.total_time_ms,
+                        row.created_at,
+                        False,
+                        dumps(extras),
+                    )
+                )
+        if seen:
+            report.count(report.created, "labels", len(seen))
+            raw.execute(sql["label_counts"], [list(task_ids)])
 
 
 def _problems_by_hash(hashes: set[str]) -> dict[str, dict[str, Any]]:
