@@ -918,17 +918,21 @@ def _prm800k_sql() -> dict[str, str]:
             f" WHERE s.problem_id = {b}.problem_id AND s.text_hash = {b}.text_hash"
         ),
         # NULL generations never conflict in the unique constraint: matched with IS NOT
-        # DISTINCT FROM, and DISTINCT ON folds them within the batch.
+        # DISTINCT FROM, and GROUP BY folds them within the batch. A new task has no labels
+        # but this batch's, one per labeler: it is written with its final counts.
         "tasks": (
             f"INSERT INTO {task} (solution_id, kind, generation, priority, queued_score,"
             " selector_version_id, required_labels, label_count, lease_count, gold_label_id,"
             " created_at)"
-            " SELECT DISTINCT ON (solution_id, kind, generation) solution_id, kind, generation,"
-            " coalesce(queued_score, 0), queued_score, NULL, 1, 0, 0, NULL, now()"
+            " SELECT solution_id, kind, generation, coalesce(queued_score, 0), queued_score,"
+            " NULL, greatest(1, labels), labels, 0, NULL, now() FROM"
+            " (SELECT solution_id, kind, generation,"
+            " (array_agg(queued_score ORDER BY n))[1] AS queued_score,"
+            " count(DISTINCT labeler) AS labels"
             f" FROM {b} WHERE NOT EXISTS (SELECT 1 FROM {task} t"
             f" WHERE t.solution_id = {b}.solution_id AND t.kind = {b}.kind"
             f" AND t.generation IS NOT DISTINCT FROM {b}.generation)"
-            " ORDER BY solution_id, kind, generation, n"
+            " GROUP BY solution_id, kind, generation) new RETURNING id"
         ),
         "task_ids": (
             f"UPDATE {b} SET task_id = (SELECT min(t.id) FROM {task} t"
@@ -997,7 +1001,8 @@ def _write_prm800k_pg(rows: list[Prm800kRow], report: ImportReport) -> None:
         report.problem_ids.update(problem_id for (problem_id,) in created)
         raw.execute(sql["solution_ids"])
         raw.execute(sql["tasks"])
-        report.count(report.created, "tasks", raw.rowcount)
+        new_tasks = {task_id for (task_id,) in raw.fetchall()}
+        report.count(report.created, "tasks", len(new_tasks))
         raw.execute(sql["task_ids"])
         raw.execute(sql["resolved"])
         resolved = raw.fetchall()
@@ -1039,9 +1044,9 @@ def _write_prm800k_pg(rows: list[Prm800kRow], report: ImportReport) -> None:
                         dumps(extras),
                     )
                 )
-        if seen:
-            report.count(report.created, "labels", len(seen))
-            raw.execute(sql["label_counts"], [list(task_ids)])
+        report.count(report.created, "labels", len(seen))
+        if task_ids - new_tasks:  # tasks that had labels before this batch
+            raw.execute(sql["label_counts"], [list(task_ids - new_tasks)])
 
 
 def _problems_by_hash(hashes: set[str]) -> dict[str, dict[str, Any]]:
