@@ -909,13 +909,14 @@ def _prm800k_sql() -> dict[str, str]:
             " SELECT DISTINCT ON (problem_hash) 'prm800k/' || left(problem_hash, 16), problem,"
             " problem_hash, coalesce(gt_solution, ''), coalesce(gt_answer, ''), '', NULL, NULL,"
             " now()"
-            f" FROM {b} WHERE NOT EXISTS"
-            f" (SELECT 1 FROM {problem} p WHERE p.problem_hash = {b}.problem_hash)"
+            f" FROM {b} WHERE (SELECT min(p.id) FROM {problem} p"
+            f" WHERE p.problem_hash = {b}.problem_hash) IS NULL"
             " ORDER BY problem_hash, gt_answer IS NULL,"
             " CASE WHEN gt_answer IS NULL THEN -n ELSE n END"
         ),
-        # Ids are looked up per row, by correlated subqueries: a join would let the planner,
-        # whose statistics cannot see this transaction's rows, hash whole tables per batch.
+        # Every lookup is a correlated subquery, i.e. an index probe per row, never NOT EXISTS
+        # or a join: the planner's statistics do not see this transaction's rows, and with
+        # them underestimated it sorted or hashed the whole task and label tables per batch.
         # Several problems may share a text (e.g. across MATH splits): the oldest one wins.
         "problem_ids": (
             f"UPDATE {b} SET problem_id = (SELECT min(p.id) FROM {problem} p"
@@ -945,9 +946,9 @@ def _prm800k_sql() -> dict[str, str]:
             " (SELECT solution_id, kind, generation,"
             " (array_agg(queued_score ORDER BY n))[1] AS queued_score,"
             " count(DISTINCT labeler) AS labels"
-            f" FROM {b} WHERE NOT EXISTS (SELECT 1 FROM {task} t"
+            f" FROM {b} WHERE (SELECT min(t.id) FROM {task} t"
             f" WHERE t.solution_id = {b}.solution_id AND t.kind = {b}.kind"
-            f" AND t.generation IS NOT DISTINCT FROM {b}.generation)"
+            f" AND t.generation IS NOT DISTINCT FROM {b}.generation) IS NULL"
             " GROUP BY solution_id, kind, generation) new RETURNING id"
         ),
         "task_ids": (
@@ -967,8 +968,8 @@ def _prm800k_sql() -> dict[str, str]:
             f" FROM {solution} s WHERE s.id = b.solution_id)"
             " || (SELECT ARRAY[t.queued_score IS NOT DISTINCT FROM b.queued_score]"
             f" FROM {task} t WHERE t.id = b.task_id)"
-            f" FROM {b} b WHERE NOT EXISTS (SELECT 1 FROM {label} l"
-            " WHERE l.task_id = b.task_id AND l.labeler = b.labeler)"
+            f" FROM {b} b WHERE (SELECT l.id FROM {label} l"
+            " WHERE l.task_id = b.task_id AND l.labeler = b.labeler) IS NULL"
             " ORDER BY b.n"
         ),
         "labels": f"COPY {label} ({', '.join(_LABEL_COPY_FIELDS)}) FROM STDIN",
@@ -987,6 +988,10 @@ def _write_prm800k_pg(rows: list[Prm800kRow], report: ImportReport) -> None:
     dumps = json.dumps
     with connection.cursor() as cursor:
         raw = cursor.cursor  # the psycopg cursor underneath Django's wrapper
+        # No JIT: per-row subplans over an unanalysed temporary table are estimated costly
+        # enough to compile, which took longer than running them. Only for this batch.
+        raw.execute("SELECT current_setting('jit'), set_config('jit', 'off', true)")
+        jit = raw.fetchone()[0]  # type: ignore[index]
         raw.execute(sql["create"])
         raw.execute(sql["truncate"])
         with raw.copy(sql["copy"]) as copy:
@@ -1064,6 +1069,7 @@ def _write_prm800k_pg(rows: list[Prm800kRow], report: ImportReport) -> None:
         report.count(report.created, "labels", len(seen))
         if task_ids - new_tasks:  # tasks that had labels before this batch
             raw.execute(sql["label_counts"], [list(task_ids - new_tasks)])
+        raw.execute("SELECT set_config('jit', %s, true)", [jit])
 
 
 def _problems_by_hash(hashes: set[str]) -> dict[str, dict[str, Any]]:
