@@ -859,6 +859,7 @@ _LABEL_COPY_FIELDS = (
 # server says which stored values equal the record's (for record_extras' overrides). Only the
 # labels, the bulk of the bytes, are sent a second time, straight into their table.
 _PRM800K_BATCH = "stepwise_prm800k_batch"
+_PRM800K_IDS = "stepwise_prm800k_ids"
 _PRM800K_BATCH_COLUMNS = (
     "n",
     "problem_hash",
@@ -888,19 +889,25 @@ _STORED_QUESTION_KEYS = (
 
 @functools.cache
 def _prm800k_sql() -> dict[str, str]:
-    b = _PRM800K_BATCH
+    b, ids = _PRM800K_BATCH, _PRM800K_IDS
     problem, solution, task = Problem._meta.db_table, Solution._meta.db_table, Task._meta.db_table
     label, profile = Label._meta.db_table, AnnotatorProfile._meta.db_table
     return {
+        # The resolved ids live in a narrow table of their own: updating them in the batch
+        # table would rewrite every wide row (steps and all) three times per batch.
         "create": (
             f"CREATE TEMPORARY TABLE IF NOT EXISTS {b} (n integer, problem_hash varchar(64),"
             " problem text, gt_answer text, gt_solution text, text_hash varchar(64),"
             " steps jsonb, answer text, pg_answer text, kind varchar(20), generation integer,"
-            " queued_score double precision, labeler uuid, problem_id bigint,"
+            " queued_score double precision, labeler uuid) ON COMMIT DROP;"
+            f" CREATE TEMPORARY TABLE IF NOT EXISTS {ids} (n integer, problem_id bigint,"
             " solution_id bigint, task_id bigint) ON COMMIT DROP"
         ),
-        "truncate": f"TRUNCATE {b}",
+        "truncate": f"TRUNCATE {b}, {ids}",
         "copy": f"COPY {b} ({', '.join(_PRM800K_BATCH_COLUMNS)}) FROM STDIN",
+        # Every lookup is a correlated subquery, i.e. an index probe per row, never NOT EXISTS
+        # or a join: the planner's statistics do not see this transaction's rows, and with
+        # them underestimated it sorted or hashed the whole task and label tables per batch.
         # The first record with a ground-truth answer gives a new problem its fields; if every
         # record of the batch has null (screening), the last one does, as the ORM path does.
         "problems": (
@@ -909,30 +916,28 @@ def _prm800k_sql() -> dict[str, str]:
             " SELECT DISTINCT ON (problem_hash) 'prm800k/' || left(problem_hash, 16), problem,"
             " problem_hash, coalesce(gt_solution, ''), coalesce(gt_answer, ''), '', NULL, NULL,"
             " now()"
-            f" FROM {b} WHERE (SELECT min(p.id) FROM {problem} p"
-            f" WHERE p.problem_hash = {b}.problem_hash) IS NULL"
+            f" FROM {b} b WHERE (SELECT min(p.id) FROM {problem} p"
+            " WHERE p.problem_hash = b.problem_hash) IS NULL"
             " ORDER BY problem_hash, gt_answer IS NULL,"
             " CASE WHEN gt_answer IS NULL THEN -n ELSE n END"
         ),
-        # Every lookup is a correlated subquery, i.e. an index probe per row, never NOT EXISTS
-        # or a join: the planner's statistics do not see this transaction's rows, and with
-        # them underestimated it sorted or hashed the whole task and label tables per batch.
         # Several problems may share a text (e.g. across MATH splits): the oldest one wins.
         "problem_ids": (
-            f"UPDATE {b} SET problem_id = (SELECT min(p.id) FROM {problem} p"
-            f" WHERE p.problem_hash = {b}.problem_hash)"
+            f"INSERT INTO {ids} (n, problem_id) SELECT n, (SELECT min(p.id) FROM {problem} p"
+            f" WHERE p.problem_hash = b.problem_hash) FROM {b} b"
         ),
         "solutions": (
             f"INSERT INTO {solution} (problem_id, steps, answer, text_hash, generator, source,"
             " grade, created_at)"
-            " SELECT DISTINCT ON (problem_id, text_hash) problem_id, steps, answer, text_hash,"
-            " 'prm800k', 'prm800k', %s, now()"
-            f" FROM {b} ORDER BY problem_id, text_hash, n"
+            " SELECT DISTINCT ON (i.problem_id, b.text_hash) i.problem_id, b.steps, b.answer,"
+            " b.text_hash, 'prm800k', 'prm800k', %s, now()"
+            f" FROM {b} b JOIN {ids} i ON i.n = b.n ORDER BY i.problem_id, b.text_hash, b.n"
             " ON CONFLICT (problem_id, text_hash) DO NOTHING RETURNING problem_id"
         ),
         "solution_ids": (
-            f"UPDATE {b} SET solution_id = (SELECT s.id FROM {solution} s"
-            f" WHERE s.problem_id = {b}.problem_id AND s.text_hash = {b}.text_hash)"
+            f"UPDATE {ids} i SET solution_id = (SELECT s.id FROM {solution} s"
+            " WHERE s.problem_id = i.problem_id AND s.text_hash = b.text_hash)"
+            f" FROM {b} b WHERE b.n = i.n"
         ),
         # NULL generations never conflict in the unique constraint: matched with IS NOT
         # DISTINCT FROM, and GROUP BY folds them within the batch. A new task has no labels
@@ -943,33 +948,33 @@ def _prm800k_sql() -> dict[str, str]:
             " created_at)"
             " SELECT solution_id, kind, generation, coalesce(queued_score, 0), queued_score,"
             " NULL, greatest(1, labels), labels, 0, NULL, now() FROM"
-            " (SELECT solution_id, kind, generation,"
-            " (array_agg(queued_score ORDER BY n))[1] AS queued_score,"
-            " count(DISTINCT labeler) AS labels"
-            f" FROM {b} WHERE (SELECT min(t.id) FROM {task} t"
-            f" WHERE t.solution_id = {b}.solution_id AND t.kind = {b}.kind"
-            f" AND t.generation IS NOT DISTINCT FROM {b}.generation) IS NULL"
-            " GROUP BY solution_id, kind, generation) new RETURNING id"
+            " (SELECT i.solution_id, b.kind, b.generation,"
+            " (array_agg(b.queued_score ORDER BY b.n))[1] AS queued_score,"
+            " count(DISTINCT b.labeler) AS labels"
+            f" FROM {b} b JOIN {ids} i ON i.n = b.n WHERE (SELECT min(t.id) FROM {task} t"
+            " WHERE t.solution_id = i.solution_id AND t.kind = b.kind"
+            " AND t.generation IS NOT DISTINCT FROM b.generation) IS NULL"
+            " GROUP BY i.solution_id, b.kind, b.generation) new RETURNING id"
         ),
         "task_ids": (
-            f"UPDATE {b} SET task_id = (SELECT min(t.id) FROM {task} t"
-            f" WHERE t.solution_id = {b}.solution_id AND t.kind = {b}.kind"
-            f" AND t.generation IS NOT DISTINCT FROM {b}.generation)"
+            f"UPDATE {ids} i SET task_id = (SELECT min(t.id) FROM {task} t"
+            " WHERE t.solution_id = i.solution_id AND t.kind = b.kind"
+            f" AND t.generation IS NOT DISTINCT FROM b.generation) FROM {b} b WHERE b.n = i.n"
         ),
         # Per record not labelled yet: its task, its labeler's account, and whether each
         # stored value equals the question's (same order as _STORED_QUESTION_KEYS).
         "resolved": (
-            "SELECT b.n, b.task_id,"
+            "SELECT b.n, i.task_id,"
             f" (SELECT a.user_id FROM {profile} a WHERE a.labeler = b.labeler),"
             " (SELECT ARRAY[p.problem = b.problem, p.answer IS NOT DISTINCT FROM b.gt_answer,"
             " p.solution IS NOT DISTINCT FROM b.gt_solution]"
-            f" FROM {problem} p WHERE p.id = b.problem_id)"
+            f" FROM {problem} p WHERE p.id = i.problem_id)"
             " || (SELECT ARRAY[s.steps = b.steps, s.answer IS NOT DISTINCT FROM b.pg_answer]"
-            f" FROM {solution} s WHERE s.id = b.solution_id)"
+            f" FROM {solution} s WHERE s.id = i.solution_id)"
             " || (SELECT ARRAY[t.queued_score IS NOT DISTINCT FROM b.queued_score]"
-            f" FROM {task} t WHERE t.id = b.task_id)"
-            f" FROM {b} b WHERE (SELECT l.id FROM {label} l"
-            " WHERE l.task_id = b.task_id AND l.labeler = b.labeler) IS NULL"
+            f" FROM {task} t WHERE t.id = i.task_id)"
+            f" FROM {b} b JOIN {ids} i ON i.n = b.n WHERE (SELECT l.id FROM {label} l"
+            " WHERE l.task_id = i.task_id AND l.labeler = b.labeler) IS NULL"
             " ORDER BY b.n"
         ),
         "labels": f"COPY {label} ({', '.join(_LABEL_COPY_FIELDS)}) FROM STDIN",
