@@ -290,3 +290,25 @@ def test_records_spread_over_batches_share_tasks_counts_and_overrides(tmp_path):
     prm800k_export(out=out, filters=ExportFilters(include_qc=True, include_screening=True))
     expected = [phase1, phase2, phase2_again, phase1_again]
     assert out.getvalue().decode("utf-8").splitlines() == [json.dumps(r) for r in expected]
+
+
+def test_the_garbage_collector_is_back_on_after_an_import_good_or_bad():
+    import gc
+
+    assert gc.isenabled()
+    prm800k_import(stream=stream(*shape_records().values()), source="s")
+    assert gc.isenabled()
+    with pytest.raises(ImportFailed):
+        prm800k_import(stream=stream({"labeler": 5}), source="s")
+    assert gc.isenabled()
+
+
+@pytest.mark.postgres
+def test_the_postgresql_writer_leaves_the_sessions_jit_setting_as_it_found_it():
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL jit = on")
+        prm800k_import(stream=stream(*shape_records().values()), source="s")
+        cursor.execute("SHOW jit")
+        assert cursor.fetchone()[0] == "on"
