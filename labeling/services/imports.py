@@ -57,6 +57,10 @@ DEFAULT_BATCH_SIZE = 2000
 _MAX_TOTAL_TIME_MS = 2**31 - 1  # PositiveIntegerField's range on every backend
 _PROBLEM_CACHE_LIMIT = 100_000  # problem ids remembered across batches (candidates import)
 
+# json.dumps's output without its reference-cycle check (parsed JSON has no cycles): PRM800K
+# label steps are re-encoded once per record, the importer's largest cost after parsing.
+_json_encode = json.JSONEncoder(check_circular=False).encode
+
 Row = TypeVar("Row")
 Progress = Callable[[int], object]  # e.g. tqdm.update, called with bytes read
 
@@ -858,13 +862,10 @@ _LABEL_COPY_FIELDS = (
 
 
 # PostgreSQL: the whole batch in a few set-based statements. Each record's derived values are
-# computed once in Python (hashes, ratings, kind); the batch is COPYed into a temporary table
-# where problems, solutions and tasks are created and their ids resolved by joins, and the
-# server says which stored values equal the record's (for record_extras' overrides). Only the
-# labels, the bulk of the bytes, are sent a second time, straight into their table.
-# json.dumps's output without its reference-cycle check (parsed JSON has no cycles): the
-# label steps are re-encoded once per record, the importer's largest single cost after parsing.
-_json_encode = json.JSONEncoder(check_circular=False).encode
+# computed once in Python while parsing (hashes, ratings, kind, JSON); the batch is COPYed into
+# a temporary table from which problems, solutions and tasks are created and their ids looked
+# up, and the server says which stored values equal the record's (for record_extras'
+# overrides). The labels, the bulk of the bytes, then go straight into their table by COPY.
 _PRM800K_BATCH = "stepwise_prm800k_batch"
 _PRM800K_IDS = "stepwise_prm800k_ids"
 _PRM800K_BATCH_COLUMNS = (
