@@ -74,29 +74,44 @@ def _check_text(value: dict[str, Any], name: str) -> None:
         raise LineInvalid(f"{name}.text", f"must be a string, got {type_name(text)}")
 
 
+def _plain_completion(value: Any) -> bool:
+    """A completion that certainly passes the checks below (the common case, tested cheaply:
+    the field names of an error are only built when this says no)."""
+    if type(value) is not dict or not value.keys() <= COMPLETION_KEYS:
+        return False
+    rating = value.get("rating")
+    flagged = value.get("flagged")
+    return (
+        type(value.get("text")) is str
+        and (rating is None or (type(rating) is int and -1 <= rating <= 1))
+        and (flagged is None or flagged is True or flagged is False)
+    )
+
+
 def label_steps_check(value: Any, *, name: str = "label.steps") -> list[dict[str, Any]]:
     """``value`` if it is a valid ``label.steps`` list, else ``LineInvalid`` naming the field."""
     if not isinstance(value, list):
         raise LineInvalid(name, f"must be an array, got {type_name(value)}")
     for i, step in enumerate(value):
-        sname = f"{name}[{i}]"
-        _check_object(step, sname, STEP_KEYS)
+        if type(step) is not dict or not step.keys() <= STEP_KEYS:
+            _check_object(step, f"{name}[{i}]", STEP_KEYS)
         completions = step.get("completions")
         if completions is not None:
             if not isinstance(completions, list):
                 raise LineInvalid(
-                    f"{sname}.completions",
+                    f"{name}[{i}].completions",
                     f"must be an array or null, got {type_name(completions)}",
                 )
             for j, completion in enumerate(completions):
-                cname = f"{sname}.completions[{j}]"
-                _check_object(completion, cname, COMPLETION_KEYS)
-                _check_text(completion, cname)
-                _check_rating(completion.get("rating"), f"{cname}.rating")
-                _check_flag(completion.get("flagged"), f"{cname}.flagged")
+                if not _plain_completion(completion):
+                    cname = f"{name}[{i}].completions[{j}]"
+                    _check_object(completion, cname, COMPLETION_KEYS)
+                    _check_text(completion, cname)
+                    _check_rating(completion.get("rating"), f"{cname}.rating")
+                    _check_flag(completion.get("flagged"), f"{cname}.flagged")
         human = step.get("human_completion")
         if human is not None:
-            hname = f"{sname}.human_completion"
+            hname = f"{name}[{i}].human_completion"
             _check_object(human, hname, HUMAN_KEYS)
             _check_text(human, hname)
             _check_rating(human.get("rating"), f"{hname}.rating")
@@ -110,7 +125,7 @@ def label_steps_check(value: Any, *, name: str = "label.steps") -> list[dict[str
             size = len(completions or ())
             if isinstance(chosen, bool) or not isinstance(chosen, int) or not 0 <= chosen < size:
                 raise LineInvalid(
-                    f"{sname}.chosen_completion",
+                    f"{name}[{i}].chosen_completion",
                     f"must be null or an index into {size} completions, got {chosen!r}",
                 )
     return value

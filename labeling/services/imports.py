@@ -13,7 +13,9 @@ or enqueue ``labeling.grade_solutions`` on commit (the admin upload).
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
 import json
 import math
 import queue
@@ -54,6 +56,10 @@ from labeling.services.jsonl import (
 DEFAULT_BATCH_SIZE = 2000
 _MAX_TOTAL_TIME_MS = 2**31 - 1  # PositiveIntegerField's range on every backend
 _PROBLEM_CACHE_LIMIT = 100_000  # problem ids remembered across batches (candidates import)
+
+# json.dumps's output without its reference-cycle check (parsed JSON has no cycles): PRM800K
+# label steps are re-encoded once per record, the importer's largest cost after parsing.
+_json_encode = json.JSONEncoder(check_circular=False).encode
 
 Row = TypeVar("Row")
 Progress = Callable[[int], object]  # e.g. tqdm.update, called with bytes read
@@ -175,6 +181,21 @@ def _read_ahead(batches: Iterator[_ParsedBatch[Row]]) -> Iterator[_ParsedBatch[R
         thread.join(timeout=5)
 
 
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off while importing. Parsed JSON holds no reference
+    cycles, so refcounting frees every batch; but each batch's ~10^5 containers outlive a few
+    young collections and the collector keeps re-walking them in the older generations: a
+    quarter of the importer's CPU on PRM800K records. Process-wide, so restored at once."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def _import(
     *,
     stream: IO[bytes],
@@ -186,7 +207,7 @@ def _import(
     write: Callable[[list[tuple[int, Row]], ImportReport, bool], None],
 ) -> ImportReport:
     report = ImportReport(source=source)
-    with transaction.atomic():
+    with _collector_paused(), transaction.atomic():
         for batch in _read_ahead(_parse_batches(stream, parse, batch_size, progress)):
             report.lines += batch.lines
             report.errors.extend(batch.errors)
@@ -545,6 +566,9 @@ class Prm800kRow:
     finish_reason: str
     total_time_ms: int
     label_keys: list[str]
+    # JSON of steps, label_steps and ratings, encoded while parsing: on the read-ahead thread,
+    # while the writer waits on PostgreSQL, rather than on the writer's critical path.
+    encoded: tuple[str, str, str]
 
     @property
     def kind(self) -> str:
@@ -668,6 +692,7 @@ def _parse_prm800k(record: dict[str, Any]) -> Prm800kRow:
         finish_reason=finish_reason,
         total_time_ms=total_time,
         label_keys=list(label),
+        encoded=(_json_encode(steps), _json_encode(label_steps), _json_encode(ratings)),
     )
 
 
@@ -681,6 +706,14 @@ def _write_prm800k(
     if validate_only:
         return
     rows = [row for _, row in batch]
+    if connection.vendor == "postgresql":
+        _write_prm800k_pg(rows, report)
+    else:
+        _write_prm800k_orm(rows, report)
+
+
+def _write_prm800k_orm(rows: list[Prm800kRow], report: ImportReport) -> None:
+    """Any backend (SQLite): the ORM, a few queries per table per batch."""
 
     # Problems, matched by the hash of their text.
     hashes = {row.problem_hash for row in rows}
@@ -718,29 +751,19 @@ def _write_prm800k(
         if solution_key(row) not in solutions:
             new_solutions.setdefault(solution_key(row), row)
     if new_solutions:
-        if connection.vendor == "postgresql":
-            # Django's UNNEST bulk insert escapes jsonb arrays with a regex per quote: COPY.
-            _solutions_copy(
-                {
-                    key: (CandidateRow(None, None, row.steps, row.answer, "prm800k"), key[1])
-                    for key, row in new_solutions.items()
-                },
-                source="prm800k",
-            )
-        else:
-            Solution.objects.bulk_create(
-                [
-                    Solution(
-                        problem_id=problem_id,
-                        steps=row.steps,
-                        answer=row.answer,
-                        text_hash=text_hash,
-                        generator="prm800k",
-                        source="prm800k",
-                    )
-                    for (problem_id, text_hash), row in new_solutions.items()
-                ]
-            )
+        Solution.objects.bulk_create(
+            [
+                Solution(
+                    problem_id=problem_id,
+                    steps=row.steps,
+                    answer=row.answer,
+                    text_hash=text_hash,
+                    generator="prm800k",
+                    source="prm800k",
+                )
+                for (problem_id, text_hash), row in new_solutions.items()
+            ]
+        )
         report.count(report.created, "solutions", len(new_solutions))
         report.problem_ids.update(problem_id for problem_id, _ in new_solutions)
         solutions = _solutions_by_key({solution_key(row) for row in rows})
@@ -805,10 +828,7 @@ def _write_prm800k(
         )
     if not labels:
         return
-    if connection.vendor == "postgresql":
-        _labels_copy(labels)
-    else:
-        Label.objects.bulk_create(labels)
+    Label.objects.bulk_create(labels)
     report.count(report.created, "labels", len(labels))
     # The queue's counters must agree with the labels (and the overlap check must hold).
     label_total = Coalesce(
@@ -841,33 +861,227 @@ _LABEL_COPY_FIELDS = (
 )
 
 
-def _labels_copy(labels: list[Label]) -> None:
-    """PostgreSQL: COPY the labels straight into their table. Several times faster than
-    Django's bulk insert for the large ``steps`` JSON, which it sends as a jsonb array whose
-    every quote is escaped in Python. Duplicates were filtered out above (per task and labeler);
-    one that a concurrent import added meanwhile fails the unique constraint and the import
-    rolls back whole."""
-    columns = ", ".join(_LABEL_COPY_FIELDS)
-    with (
-        connection.cursor() as cursor,
-        cursor.cursor.copy(f"COPY {Label._meta.db_table} ({columns}) FROM STDIN") as copy,
-    ):
-        for label in labels:
-            copy.write_row(
-                (
-                    label.task_id,
-                    label.annotator_id,
-                    label.labeler,
-                    json.dumps(label.steps),
-                    json.dumps(label.ratings),
-                    label.finish_reason,
-                    label.finish_note,
-                    label.total_time_ms,
-                    label.created_at,
-                    label.is_gold,
-                    json.dumps(label.record_extras),
+# PostgreSQL: the whole batch in a few set-based statements. Each record's derived values are
+# computed once in Python while parsing (hashes, ratings, kind, JSON); the batch is COPYed into
+# a temporary table from which problems, solutions and tasks are created and their ids looked
+# up, and the server says which stored values equal the record's (for record_extras'
+# overrides). The labels, the bulk of the bytes, then go straight into their table by COPY.
+_PRM800K_BATCH = "stepwise_prm800k_batch"
+_PRM800K_IDS = "stepwise_prm800k_ids"
+_PRM800K_BATCH_COLUMNS = (
+    "n",
+    "problem_hash",
+    "problem",
+    "gt_answer",
+    "gt_solution",
+    "text_hash",
+    "steps",
+    "answer",
+    "pg_answer",
+    "kind",
+    "generation",
+    "queued_score",
+    "labeler",
+)
+# The question keys whose value is stored on Problem/Solution/Task, in the order of the
+# equality flags that the "resolved" statement returns (an array after task and annotator).
+_STORED_QUESTION_KEYS = (
+    "problem",
+    "ground_truth_answer",
+    "ground_truth_solution",
+    "pre_generated_steps",
+    "pre_generated_answer",
+    "pre_generated_verifier_score",
+)
+
+
+@functools.cache
+def _prm800k_sql() -> dict[str, str]:
+    b, ids = _PRM800K_BATCH, _PRM800K_IDS
+    problem, solution, task = Problem._meta.db_table, Solution._meta.db_table, Task._meta.db_table
+    label, profile = Label._meta.db_table, AnnotatorProfile._meta.db_table
+    return {
+        # The resolved ids live in a narrow table of their own: updating them in the batch
+        # table would rewrite every wide row (steps and all) three times per batch.
+        "create": (
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {b} (n integer, problem_hash varchar(64),"
+            " problem text, gt_answer text, gt_solution text, text_hash varchar(64),"
+            " steps jsonb, answer text, pg_answer text, kind varchar(20), generation integer,"
+            " queued_score double precision, labeler uuid) ON COMMIT DROP;"
+            f" CREATE TEMPORARY TABLE IF NOT EXISTS {ids} (n integer, problem_id bigint,"
+            " solution_id bigint, task_id bigint) ON COMMIT DROP"
+        ),
+        "truncate": f"TRUNCATE {b}, {ids}",
+        "copy": f"COPY {b} ({', '.join(_PRM800K_BATCH_COLUMNS)}) FROM STDIN",
+        # Every lookup is a correlated subquery, i.e. an index probe per row, never NOT EXISTS
+        # or a join: the planner's statistics do not see this transaction's rows, and with
+        # them underestimated it sorted or hashed the whole task and label tables per batch.
+        # The first record with a ground-truth answer gives a new problem its fields; if every
+        # record of the batch has null (screening), the last one does, as the ORM path does.
+        "problems": (
+            f"INSERT INTO {problem} (unique_id, problem, problem_hash, solution, answer,"
+            " subject, level, eval_reserved, created_at)"
+            " SELECT DISTINCT ON (problem_hash) 'prm800k/' || left(problem_hash, 16), problem,"
+            " problem_hash, coalesce(gt_solution, ''), coalesce(gt_answer, ''), '', NULL, NULL,"
+            " now()"
+            f" FROM {b} b WHERE (SELECT min(p.id) FROM {problem} p"
+            " WHERE p.problem_hash = b.problem_hash) IS NULL"
+            " ORDER BY problem_hash, gt_answer IS NULL,"
+            " CASE WHEN gt_answer IS NULL THEN -n ELSE n END"
+        ),
+        # Several problems may share a text (e.g. across MATH splits): the oldest one wins.
+        "problem_ids": (
+            f"INSERT INTO {ids} (n, problem_id) SELECT n, (SELECT min(p.id) FROM {problem} p"
+            f" WHERE p.problem_hash = b.problem_hash) FROM {b} b"
+        ),
+        "solutions": (
+            f"INSERT INTO {solution} (problem_id, steps, answer, text_hash, generator, source,"
+            " grade, created_at)"
+            " SELECT DISTINCT ON (i.problem_id, b.text_hash) i.problem_id, b.steps, b.answer,"
+            " b.text_hash, 'prm800k', 'prm800k', %s, now()"
+            f" FROM {b} b JOIN {ids} i ON i.n = b.n ORDER BY i.problem_id, b.text_hash, b.n"
+            " ON CONFLICT (problem_id, text_hash) DO NOTHING RETURNING problem_id"
+        ),
+        "solution_ids": (
+            f"UPDATE {ids} i SET solution_id = (SELECT s.id FROM {solution} s"
+            " WHERE s.problem_id = i.problem_id AND s.text_hash = b.text_hash)"
+            f" FROM {b} b WHERE b.n = i.n"
+        ),
+        # NULL generations never conflict in the unique constraint: matched with IS NOT
+        # DISTINCT FROM, and GROUP BY folds them within the batch. A new task has no labels
+        # but this batch's, one per labeler: it is written with its final counts.
+        "tasks": (
+            f"INSERT INTO {task} (solution_id, kind, generation, priority, queued_score,"
+            " selector_version_id, required_labels, label_count, lease_count, gold_label_id,"
+            " created_at)"
+            " SELECT solution_id, kind, generation, coalesce(queued_score, 0), queued_score,"
+            " NULL, greatest(1, labels), labels, 0, NULL, now() FROM"
+            " (SELECT i.solution_id, b.kind, b.generation,"
+            " (array_agg(b.queued_score ORDER BY b.n))[1] AS queued_score,"
+            " count(DISTINCT b.labeler) AS labels"
+            f" FROM {b} b JOIN {ids} i ON i.n = b.n WHERE (SELECT min(t.id) FROM {task} t"
+            " WHERE t.solution_id = i.solution_id AND t.kind = b.kind"
+            " AND t.generation IS NOT DISTINCT FROM b.generation) IS NULL"
+            " GROUP BY i.solution_id, b.kind, b.generation) new RETURNING id"
+        ),
+        "task_ids": (
+            f"UPDATE {ids} i SET task_id = (SELECT min(t.id) FROM {task} t"
+            " WHERE t.solution_id = i.solution_id AND t.kind = b.kind"
+            f" AND t.generation IS NOT DISTINCT FROM b.generation) FROM {b} b WHERE b.n = i.n"
+        ),
+        # Per record not labelled yet: its task, its labeler's account, and whether each
+        # stored value equals the question's (same order as _STORED_QUESTION_KEYS).
+        "resolved": (
+            "SELECT b.n, i.task_id,"
+            f" (SELECT a.user_id FROM {profile} a WHERE a.labeler = b.labeler),"
+            " (SELECT ARRAY[p.problem = b.problem, p.answer IS NOT DISTINCT FROM b.gt_answer,"
+            " p.solution IS NOT DISTINCT FROM b.gt_solution]"
+            f" FROM {problem} p WHERE p.id = i.problem_id)"
+            " || (SELECT ARRAY[s.steps = b.steps, s.answer IS NOT DISTINCT FROM b.pg_answer]"
+            f" FROM {solution} s WHERE s.id = i.solution_id)"
+            " || (SELECT ARRAY[t.queued_score IS NOT DISTINCT FROM b.queued_score]"
+            f" FROM {task} t WHERE t.id = i.task_id)"
+            f" FROM {b} b JOIN {ids} i ON i.n = b.n WHERE (SELECT l.id FROM {label} l"
+            " WHERE l.task_id = i.task_id AND l.labeler = b.labeler) IS NULL"
+            " ORDER BY b.n"
+        ),
+        "labels": f"COPY {label} ({', '.join(_LABEL_COPY_FIELDS)}) FROM STDIN",
+        # The queue's counters must agree with the labels (and the overlap check must hold).
+        "label_counts": (
+            f"UPDATE {task} t SET label_count = c.n,"
+            " required_labels = greatest(t.required_labels, c.n)"
+            f" FROM (SELECT task_id, count(*) AS n FROM {label}"
+            " WHERE task_id = ANY(%s) GROUP BY task_id) c WHERE t.id = c.task_id"
+        ),
+    }
+
+
+def _write_prm800k_pg(rows: list[Prm800kRow], report: ImportReport) -> None:
+    sql = _prm800k_sql()
+    with connection.cursor() as cursor:
+        raw = cursor.cursor  # the psycopg cursor underneath Django's wrapper
+        # No JIT: per-row subplans over an unanalysed temporary table are estimated costly
+        # enough to compile, which took longer than running them. Only for this batch.
+        raw.execute("SELECT current_setting('jit'), set_config('jit', 'off', true)")
+        jit = raw.fetchone()[0]  # type: ignore[index]
+        raw.execute(sql["create"])
+        raw.execute(sql["truncate"])
+        with raw.copy(sql["copy"]) as copy:
+            for n, row in enumerate(rows):
+                question = row.question
+                copy.write_row(
+                    (
+                        n,
+                        row.problem_hash,
+                        question["problem"],
+                        question["ground_truth_answer"],
+                        question.get("ground_truth_solution"),
+                        row.text_hash,
+                        row.encoded[0],
+                        row.answer,
+                        question.get("pre_generated_answer"),
+                        row.kind,
+                        row.generation,
+                        question.get("pre_generated_verifier_score"),
+                        row.labeler,
+                    )
                 )
-            )
+        raw.execute(sql["problems"])
+        report.count(report.created, "problems", raw.rowcount)
+        raw.execute(sql["problem_ids"])
+        raw.execute(sql["solutions"], [Grade.UNGRADED])
+        created = raw.fetchall()
+        report.count(report.created, "solutions", len(created))
+        report.problem_ids.update(problem_id for (problem_id,) in created)
+        raw.execute(sql["solution_ids"])
+        raw.execute(sql["tasks"])
+        new_tasks = {task_id for (task_id,) in raw.fetchall()}
+        report.count(report.created, "tasks", len(new_tasks))
+        raw.execute(sql["task_ids"])
+        raw.execute(sql["resolved"])
+        resolved = raw.fetchall()
+
+        seen: set[tuple[int, uuid.UUID]] = set()
+        task_ids: set[int] = set()
+        with raw.copy(sql["labels"]) as copy:
+            for n, task_id, annotator_id, equal in resolved:
+                row = rows[n]
+                if (task_id, row.labeler) in seen:  # the batch's first record wins
+                    continue
+                seen.add((task_id, row.labeler))
+                task_ids.add(task_id)
+                stored_equal = dict(zip(_STORED_QUESTION_KEYS, equal, strict=True))
+                extras = {
+                    "question_keys": list(row.question),
+                    "question_overrides": {
+                        key: value
+                        for key, value in row.question.items()
+                        if not stored_equal.get(key, False)
+                    },
+                    "is_quality_control_question": row.is_quality_control,
+                    "is_initial_screening_question": row.is_screening,
+                    "generation": row.generation,
+                    "label_keys": row.label_keys,
+                }
+                copy.write_row(
+                    (
+                        task_id,
+                        annotator_id,
+                        row.labeler,
+                        row.encoded[1],
+                        row.encoded[2],
+                        row.finish_reason,
+                        "",
+                        row.total_time_ms,
+                        row.created_at,
+                        False,
+                        _json_encode(extras),
+                    )
+                )
+        report.count(report.created, "labels", len(seen))
+        if task_ids - new_tasks:  # tasks that had labels before this batch
+            raw.execute(sql["label_counts"], [list(task_ids - new_tasks)])
+        raw.execute("SELECT set_config('jit', %s, true)", [jit])
 
 
 def _problems_by_hash(hashes: set[str]) -> dict[str, dict[str, Any]]:

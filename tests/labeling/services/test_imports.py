@@ -257,3 +257,58 @@ def test_lines_that_are_not_prm800k_records_are_refused_with_nothing_imported():
     ]
     assert not Label.objects.exists()
     assert not Problem.objects.exists()
+
+
+def test_records_spread_over_batches_share_tasks_counts_and_overrides(tmp_path):
+    """Runs on either backend: on PostgreSQL it covers the set-based writer (ids resolved by
+    joins, counts of tasks that had labels, duplicates within and across batches)."""
+    from labeling.services.export import ExportFilters, prm800k_export
+
+    shapes = shape_records()
+    phase1 = shapes["phase1_nulls_and_flags"]  # generation null: its task is matched by IS NULL
+    phase2 = shapes["phase2_solution"]
+    phase1_again = json.loads(json.dumps(phase1)) | {"labeler": str(uuid.uuid4())}
+    phase2_again = json.loads(json.dumps(phase2)) | {"labeler": str(uuid.uuid4())}
+    phase2_again["question"] |= {"pre_generated_answer": "seven", "pre_generated_verifier_score": 1}
+    lines = [phase1, phase2, phase2, phase2_again, phase1_again, phase1]
+    report = prm800k_import(stream=stream(*lines), source="s", batch_size=3)
+
+    assert report.imported == 6
+    assert (report.created["tasks"], report.created["labels"]) == (2, 4)
+    for task in Task.objects.all():
+        assert (task.label_count, task.required_labels) == (2, 2)
+        assert task.labels.count() == 2
+    extras = Label.objects.get(labeler=uuid.UUID(phase2_again["labeler"])).record_extras
+    assert extras["question_overrides"] == {
+        "pre_generated_answer": "seven",
+        "pre_generated_verifier_score": 1,
+    }
+    for record in (phase1, phase2, phase1_again):
+        label = Label.objects.get(labeler=uuid.UUID(record["labeler"]))
+        assert label.record_extras["question_overrides"] == {}
+    out = io.BytesIO()
+    prm800k_export(out=out, filters=ExportFilters(include_qc=True, include_screening=True))
+    expected = [phase1, phase2, phase2_again, phase1_again]
+    assert out.getvalue().decode("utf-8").splitlines() == [json.dumps(r) for r in expected]
+
+
+def test_the_garbage_collector_is_back_on_after_an_import_good_or_bad():
+    import gc
+
+    assert gc.isenabled()
+    prm800k_import(stream=stream(*shape_records().values()), source="s")
+    assert gc.isenabled()
+    with pytest.raises(ImportFailed):
+        prm800k_import(stream=stream({"labeler": 5}), source="s")
+    assert gc.isenabled()
+
+
+@pytest.mark.postgres
+def test_the_postgresql_writer_leaves_the_sessions_jit_setting_as_it_found_it():
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL jit = on")
+        prm800k_import(stream=stream(*shape_records().values()), source="s")
+        cursor.execute("SHOW jit")
+        assert cursor.fetchone()[0] == "on"
