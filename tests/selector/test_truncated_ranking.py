@@ -29,3 +29,31 @@ def test_cut_candidates_rank_after_every_fully_scored_one_and_are_counted(db, se
     assert (task.priority, task.queued_score) == (0.0, 0.99)
     assert (report.created, report.truncated) == (1, 1)
     assert report.as_dict()["truncated"] == 1
+
+
+def test_a_rated_step_training_cannot_hold_is_an_error_in_the_version_summary(
+    db, selector_settings
+):
+    from selector.services import selector_train
+    from tests.factories import LabelFactory, TaskFactory
+    from tests.selector.test_pipeline import build_world, step_label
+
+    build_world(n_problems=6, per_problem=2)
+    # A labeled solution whose middle step is longer than the 128-token window.
+    for p in range(6):  # one per problem, so some land on the training side of the split
+        steps = ["We start.", " ".join(["3 + 4 = 7"] * 80), "# Answer\n\n7"]
+        solution = SolutionFactory.create(
+            problem=ProblemFactory(unique_id=f"long/{p}"), steps=steps
+        )
+        LabelFactory(
+            task=TaskFactory(solution=solution, generation=None, queued_score=None),
+            steps=step_label(steps, [1, 1, -1]),
+            ratings=[1, 1, -1],
+            finish_reason="found_error",
+        )
+    version = selector_train(epochs=1, name="v-long")
+    summary = version.training_summary
+    lost = summary["dropped_rated_steps"]
+    assert lost > 0 and lost % 2 == 0  # the long step and the -1 after it, per such label
+    assert len(summary["errors"]) == lost // 2
+    assert all("does not fit the window" in e for e in summary["errors"])
