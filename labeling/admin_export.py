@@ -17,6 +17,7 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 
+from jobs.models import Job, JobKind, JobStatus
 from labeling.models import AnnotatorProfile, QualitySettings, Solution, Task, TaskKind
 from labeling.services.export import (
     ExportFilters,
@@ -33,7 +34,6 @@ from labeling.services.quality_reports import (
     quality_tasks_create,
     task_gold_set,
 )
-from selector.models import Job, JobKind, JobStatus
 
 
 def _jsonl_download(chunks: Any, filename: str) -> StreamingHttpResponse:

@@ -3,11 +3,12 @@
 from celery import shared_task
 
 
-@shared_task(name="labeling.export_run", acks_late=True, time_limit=6 * 3600)
-def export_run(job_id: int) -> None:
-    from labeling.services.export import export_job_run
+@shared_task(name="labeling.export_job_run", acks_late=True, time_limit=6 * 3600)
+def export_job_run(job_id: int) -> str:
+    """An export Job (``jobs.registry.JOB_TASKS``); the Job row carries the outcome."""
+    from labeling.services.export import export_job_run as run
 
-    export_job_run(job_id=job_id)
+    return run(job_id=job_id).status
 
 
 @shared_task(name="labeling.leases_release_expired", acks_late=True, time_limit=300)

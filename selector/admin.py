@@ -1,5 +1,5 @@
 """Django admin for ML staff: versions with Train / Evaluate / Promote / Score / Fill buttons,
-jobs with a live progress bar, evaluation tables and plots.
+evaluation tables and plots, and the selector's section on a job's page (``jobs.admin``).
 
 Buttons POST to small admin views that call ``services.job_start`` and redirect to the job's
 page; the work itself runs on the ``ml`` Celery queue.
@@ -16,13 +16,15 @@ from django.http import (
     HttpResponse,
     HttpResponseNotAllowed,
     HttpResponseRedirect,
-    JsonResponse,
 )
 from django.shortcuts import get_object_or_404
 from django.urls import URLPattern, path, reverse
 
+from jobs.admin import job_page_section_register
+from jobs.models import Job, JobKind
 from selector import plots, queries, services
-from selector.models import Job, JobKind, SelectorVersion, SolutionScore
+from selector.models import SelectorVersion, SolutionScore
+from selector.services.jobs import SELECTOR_KINDS
 
 VERSION_JOBS = [JobKind.EVALUATE, JobKind.PROMOTE, JobKind.SCORE]
 GLOBAL_JOBS = [JobKind.TRAIN, JobKind.SCORE, JobKind.FILL]
@@ -111,7 +113,7 @@ class SelectorVersionAdmin(admin.ModelAdmin):
             self.message_user(request, f"Started {started} evaluation job(s).", messages.SUCCESS)
 
     def has_add_job_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("selector.add_job")
+        return request.user.has_perm("jobs.add_job")
 
     def get_urls(self) -> list[URLPattern]:
         wrap = self.admin_site.admin_view
@@ -218,88 +220,26 @@ def _start_job(
         model_admin.message_user(request, str(exc), messages.ERROR)
         return HttpResponseRedirect(back)
     model_admin.message_user(request, f"Started {job}.", messages.SUCCESS)
-    return HttpResponseRedirect(reverse("admin:selector_job_change", args=[job.pk]))
+    return HttpResponseRedirect(reverse("admin:jobs_job_change", args=[job.pk]))
 
 
-@admin.register(Job)
-class JobAdmin(admin.ModelAdmin):
-    list_display = [
-        "id",
-        "kind",
-        "status",
-        "version",
-        "progress_percent",
-        "created_by",
-        "created_at",
-        "finished_at",
-    ]
-    list_filter = ["kind", "status"]
-    readonly_fields = [
-        "kind",
-        "status",
-        "version",
-        "params",
-        "progress_done",
-        "progress_total",
-        "error",
-        "result",
-        "created_by",
-        "created_at",
-        "started_at",
-        "finished_at",
-    ]
-    change_form_template = "admin/selector/job/change_form.html"
+def _job_section(job: Job) -> dict[str, Any]:
+    """The selector's part of a job's admin page: its version, and evaluation results."""
+    version = job.version
+    show_eval = job.kind == JobKind.EVALUATE and version is not None and version.metrics
+    other = (version.metrics or {}).get("compared_with") if version else None
+    if not (show_eval and version):
+        return {}
+    return {
+        "metrics_rows": queries.metrics_table(metrics=version.metrics, other=other),
+        "other_name": other.get("version") if other else None,
+        "plots": [
+            reverse("admin:selector_selectorversion_plot", args=[version.pk, which])
+            for which in plots.PLOTS
+        ],
+    }
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # jobs are started from the selector version pages
 
-    def has_change_permission(self, request: HttpRequest, obj: Job | None = None) -> bool:
-        return False  # a job's record is written by the worker only
-
-    def get_urls(self) -> list[URLPattern]:
-        return [
-            path(
-                "<path:object_id>/progress/",
-                self.admin_site.admin_view(self.progress_view),
-                name="selector_job_progress",
-            ),
-            *super().get_urls(),
-        ]
-
-    def progress_view(self, request: HttpRequest, object_id: str) -> JsonResponse:
-        if not self.has_view_permission(request):
-            raise PermissionDenied
-        job = get_object_or_404(Job, pk=object_id)
-        return JsonResponse(queries.job_progress(job))
-
-    def change_view(
-        self,
-        request: HttpRequest,
-        object_id: str,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        job = get_object_or_404(Job.objects.select_related("version"), pk=object_id)
-        version = job.version
-        show_eval = job.kind == JobKind.EVALUATE and version is not None and version.metrics
-        other = (version.metrics or {}).get("compared_with") if version else None
-        extra: dict[str, Any] = {
-            "job": job,
-            "progress": queries.job_progress(job),
-            "progress_url": reverse("admin:selector_job_progress", args=[job.pk]),
-            "metrics_rows": (
-                queries.metrics_table(metrics=version.metrics, other=other)
-                if show_eval and version
-                else []
-            ),
-            "other_name": other.get("version") if other else None,
-            "plots": (
-                [
-                    reverse("admin:selector_selectorversion_plot", args=[version.pk, which])
-                    for which in plots.PLOTS
-                ]
-                if show_eval and version
-                else []
-            ),
-        }
-        return super().change_view(request, object_id, form_url, {**extra, **(extra_context or {})})
+job_page_section_register(
+    *SELECTOR_KINDS, template="selector/_job_section.html", context=_job_section
+)

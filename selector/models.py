@@ -1,6 +1,5 @@
-"""Selector versions, their per-solution scores, and the background jobs that make them."""
+"""Selector versions and their per-solution scores (the jobs that make them live in ``jobs``)."""
 
-from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
@@ -64,52 +63,3 @@ class SolutionScore(models.Model):
 
     def __str__(self) -> str:
         return f"{self.version_id}: {self.score:.3f} for solution {self.solution_id}"
-
-
-class JobKind(models.TextChoices):
-    TRAIN = "train", "Train new selector"
-    EVALUATE = "evaluate", "Evaluate"
-    PROMOTE = "promote", "Promote"
-    SCORE = "score", "Score pool"
-    FILL = "fill", "Fill queue"
-    EXPORT = "export", "Export"
-
-
-class JobStatus(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
-    SUCCEEDED = "succeeded", "Succeeded"
-    FAILED = "failed", "Failed"
-
-
-class Job(models.Model):
-    """A background operation with progress that the admin shows live."""
-
-    kind = models.CharField(max_length=10, choices=JobKind.choices)
-    status = models.CharField(max_length=10, choices=JobStatus.choices, default=JobStatus.QUEUED)
-    version = models.ForeignKey(
-        SelectorVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
-    )
-    params = models.JSONField(default=dict, blank=True)
-    result = models.JSONField(default=dict, blank=True)
-    progress_done = models.PositiveIntegerField(default=0)
-    progress_total = models.PositiveIntegerField(default=0)
-    error = models.TextField(blank=True)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-created_at"]
-
-    def __str__(self) -> str:
-        return f"{self.get_kind_display()} #{self.pk}"
-
-    @property
-    def progress_percent(self) -> int:
-        if not self.progress_total:
-            return 100 if self.status == JobStatus.SUCCEEDED else 0
-        return min(100, round(100 * self.progress_done / self.progress_total))

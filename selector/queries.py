@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from selector.models import Job, JobStatus
-
 
 def _get(metrics: dict[str, Any] | None, *path: str) -> Any:
     value: Any = metrics or {}
@@ -55,17 +53,3 @@ def metrics_table(
         (label, _fmt(get(metrics)), _fmt(get(other)) if other else "—")
         for label, get in METRIC_ROWS
     ]
-
-
-def job_progress(job: Job) -> dict[str, Any]:
-    """What the admin's progress bar polls."""
-    return {
-        "id": job.pk,
-        "kind": job.kind,
-        "status": job.status,
-        "done": job.progress_done,
-        "total": job.progress_total,
-        "percent": job.progress_percent,
-        "finished": job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED),
-        "error": job.error,
-    }

@@ -1,8 +1,10 @@
 """Celery tasks for the selector: a job id in, one service call, the Job row carries the outcome.
 
-Every ``selector.*`` task routes to the ``ml`` queue (CELERY_TASK_ROUTES). Tasks are idempotent
-(``job_execute`` skips a job that already succeeded), so ``acks_late`` redelivery after a lost
-worker is safe.
+Each task is named after the service it runs, and ``jobs.registry.JOB_TASKS`` maps job kinds to
+these names. The GPU work routes to the ``ml`` queue; the queue top-up and fill stay on
+``default`` (CELERY_TASK_ROUTES), so they never wait behind a training run. Tasks are idempotent
+(``job_run`` skips a job that finished or that a live worker holds), so ``acks_late``
+redelivery is safe; a worker that dies mid-job is handled by the jobs reaper.
 """
 
 from celery import shared_task
@@ -15,28 +17,28 @@ _LONG = {"soft_time_limit": 6 * 3600, "time_limit": 6 * 3600 + 300}
 _SHORT = {"soft_time_limit": 1800, "time_limit": 1800 + 60}
 
 
-@shared_task(name="selector.train", bind=True, acks_late=True, **_LONG)
-def train(self, job_id: int) -> str:
+@shared_task(name="selector.selector_train", bind=True, acks_late=True, **_LONG)
+def selector_train(self, job_id: int) -> str:
     return services.job_execute(job_id=job_id).status
 
 
-@shared_task(name="selector.evaluate", bind=True, acks_late=True, **_LONG)
-def evaluate(self, job_id: int) -> str:
+@shared_task(name="selector.selector_evaluate", bind=True, acks_late=True, **_LONG)
+def selector_evaluate(self, job_id: int) -> str:
     return services.job_execute(job_id=job_id).status
 
 
-@shared_task(name="selector.promote", bind=True, acks_late=True, **_LONG)
-def promote(self, job_id: int) -> str:
+@shared_task(name="selector.selector_promote", bind=True, acks_late=True, **_LONG)
+def selector_promote(self, job_id: int) -> str:
     return services.job_execute(job_id=job_id).status
 
 
-@shared_task(name="selector.score_candidates", bind=True, acks_late=True, **_LONG)
-def score_candidates(self, job_id: int) -> str:
+@shared_task(name="selector.candidates_score", bind=True, acks_late=True, **_LONG)
+def candidates_score(self, job_id: int) -> str:
     return services.job_execute(job_id=job_id).status
 
 
-@shared_task(name="selector.fill_queue", bind=True, acks_late=True, **_SHORT)
-def fill_queue(self, job_id: int) -> str:
+@shared_task(name="selector.queue_fill", bind=True, acks_late=True, **_SHORT)
+def queue_fill(self, job_id: int) -> str:
     return services.job_execute(job_id=job_id).status
 
 

@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "labeling",
     "selector",
+    "jobs",
 ]
 
 MIDDLEWARE = [
@@ -162,18 +163,34 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
     }
 else:
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 6 * 3600}
+    # Longer than the longest task's hard time limit (6 h 5 min), so Redis never hands a task
+    # that is still running to a second worker. A task whose worker was killed is not left to
+    # this timeout: the jobs reaper fails or re-queues its Job within minutes (decision 0007).
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 7 * 3600}
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_ROUTES = {"selector.*": {"queue": "ml"}}
+# The selector's model work goes to `ml`; the queue top-up and fill only write rows, and stay
+# on `default` so they never wait behind a training run. Exact names win over patterns.
+CELERY_TASK_ROUTES = {
+    "selector.queue_top_up": {"queue": "default"},
+    "selector.queue_fill": {"queue": "default"},
+    "selector.*": {"queue": "ml"},
+}
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BEAT_SCHEDULE = {
     "release-expired-leases": {"task": "labeling.leases_release_expired", "schedule": 60.0},
     "queue-top-up": {"task": "selector.queue_top_up", "schedule": 120.0},
+    "reap-lost-jobs": {"task": "jobs.jobs_reap", "schedule": 60.0},
 }
+# A running job's worker stamps a heartbeat this often; the reaper gives a job up when its
+# heartbeat is older than JOBS_LOST_AFTER_SECONDS, and re-queues a resumable kind until it
+# has been started JOBS_MAX_ATTEMPTS times.
+JOBS_HEARTBEAT_SECONDS = float(os.environ.get("STEPWISE_JOBS_HEARTBEAT_SECONDS", "30"))
+JOBS_LOST_AFTER_SECONDS = float(os.environ.get("STEPWISE_JOBS_LOST_AFTER_SECONDS", "300"))
+JOBS_MAX_ATTEMPTS = int(os.environ.get("STEPWISE_JOBS_MAX_ATTEMPTS", "2"))
 
 # --- Labeling -------------------------------------------------------------------------------
 LEASE_MINUTES = int(os.environ.get("STEPWISE_LEASE_MINUTES", "30"))

@@ -13,6 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from jobs.models import Job, JobKind, JobStatus
 from labeling.services.export import (
     ExportFilters,
     export_job_create,
@@ -22,7 +23,6 @@ from labeling.services.export import (
     prm800k_chunks,
     stepwise_chunks,
 )
-from selector.models import Job, JobKind, JobStatus
 
 
 class ExportFiltersSerializer(serializers.Serializer):

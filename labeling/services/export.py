@@ -24,14 +24,14 @@ from typing import IO, Any, Literal
 
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.db import connections, transaction
+from django.db import connections
 from django.db.models import Func, Q, QuerySet, TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
 
+from jobs.models import Job, JobKind
+from jobs.services import JobProgress, job_create, job_run
 from labeling.models import FinishReason, Label, TaskKind
-from labeling.tasks import export_run
-from selector.models import Job, JobKind, JobStatus
 
 logger = logging.getLogger(__name__)
 
@@ -499,20 +499,16 @@ def export_job_create(
     """Queue an export that a Celery worker writes under ``settings.EXPORT_DIR``."""
     if export_format not in ("prm800k", "stepwise"):
         raise ValueError(f"format: {export_format!r} is not one of prm800k, stepwise")
-    with transaction.atomic():
-        job = Job.objects.create(
-            kind=JobKind.EXPORT,
-            created_by=created_by,
-            params={
-                "format": export_format,
-                "neutral": neutral,
-                "token": uuid.uuid4().hex,
-                **filters.as_params(),
-            },
-        )
-        job_id = job.pk
-        transaction.on_commit(lambda: export_run.delay(job_id))
-    return job
+    return job_create(
+        kind=JobKind.EXPORT,
+        user=created_by,
+        params={
+            "format": export_format,
+            "neutral": neutral,
+            "token": uuid.uuid4().hex,
+            **filters.as_params(),
+        },
+    )
 
 
 def export_path(job: Job) -> Path:
@@ -522,57 +518,43 @@ def export_path(job: Job) -> Path:
     return Path(settings.EXPORT_DIR) / f"export-{job.pk}-{token}.jsonl"
 
 
-def export_job_run(*, job_id: int) -> None:
-    """Write the job's file, updating progress as it goes; idempotent (rewrites from scratch).
+def export_job_run(*, job_id: int) -> Job:
+    """Run an export job in this process (``jobs.services.job_run``: status, heartbeat)."""
+    return job_run(job_id=job_id, runner=_export_write)
+
+
+def _export_write(job: Job, progress: JobProgress) -> dict[str, Any]:
+    """Write the job's file, updating progress as it goes; idempotent (rewrites from scratch),
+    so the reaper may re-queue it after a lost worker.
 
     The file is written under a temporary name and renamed at the end, so a download link only
     ever points at a complete file.
     """
-    job = Job.objects.get(pk=job_id)
-    if job.status == JobStatus.SUCCEEDED and export_path(job).exists():
-        return
     params = job.params
     filters = ExportFilters.from_params(params)
     export_format: ExportFormat = params.get("format", "prm800k")
-    qs = labels_for_export(filters=filters)
-    total = qs.count()
-    Job.objects.filter(pk=job_id).update(
-        status=JobStatus.RUNNING,
-        started_at=timezone.now(),
-        progress_total=total,
-        progress_done=0,
-        error="",
-    )
+    total = labels_for_export(filters=filters).count()
+    progress(0, total)
     path = export_path(job)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".partial")
-
-    def progress(done: int) -> None:
-        Job.objects.filter(pk=job_id).update(progress_done=done)
-
     try:
         with open(tmp, "wb") as out:
             if export_format == "stepwise":
                 written = stepwise_export(
                     out=out, filters=filters, neutral=params.get("neutral", "positive"),
-                    on_progress=progress,
+                    on_progress=lambda done: progress(done, total),
                 )  # fmt: skip
             else:
-                written = prm800k_export(out=out, filters=filters, on_progress=progress)
+                written = prm800k_export(
+                    out=out, filters=filters, on_progress=lambda done: progress(done, total)
+                )
         os.replace(tmp, path)
-    except Exception as exc:
+    except BaseException:
         tmp.unlink(missing_ok=True)
-        Job.objects.filter(pk=job_id).update(
-            status=JobStatus.FAILED, error=str(exc), finished_at=timezone.now()
-        )
         raise
-    Job.objects.filter(pk=job_id).update(
-        status=JobStatus.SUCCEEDED,
-        progress_done=total,
-        finished_at=timezone.now(),
-        result={
-            "lines": written,
-            "bytes": path.stat().st_size,
-            "filename": f"{export_format}-{job_id}.jsonl",
-        },
-    )
+    return {
+        "lines": written,
+        "bytes": path.stat().st_size,
+        "filename": f"{export_format}-{job.pk}.jsonl",
+    }

@@ -8,8 +8,9 @@ from typing import Any
 
 from django.utils import timezone
 
+from jobs.models import Job
 from labeling.models import FinishReason, Grade, Problem, Solution
-from selector.models import Job, SelectorVersion, SolutionScore
+from selector.models import SelectorVersion, SolutionScore
 from selector.services.common import Progress, jsonable, progress_for
 from selector.services.scoring import candidates_score
 from selector.services.training import (

@@ -1,4 +1,5 @@
-"""Background jobs: record a Job, enqueue its Celery task on commit, run it in a worker."""
+"""The selector's background jobs: which kinds it runs, their checks, and the dispatch from a
+kind to its service. The generic life of a job (queue, heartbeat, reaper) is ``jobs.services``."""
 
 from __future__ import annotations
 
@@ -6,11 +7,11 @@ import logging
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db import transaction
-from django.utils import timezone
 
-from selector.models import Job, JobKind, JobStatus, SelectorVersion
-from selector.services.common import JobProgress, Progress, SelectorError, jsonable
+from jobs.models import Job, JobKind
+from jobs.services import JobProgress, job_create, job_run
+from selector.models import SelectorVersion
+from selector.services.common import Progress, SelectorError
 from selector.services.evaluation import selector_evaluate
 from selector.services.promotion import selector_promote
 from selector.services.queue_fill import queue_fill
@@ -24,14 +25,7 @@ from selector.services.versions import (
 
 logger = logging.getLogger(__name__)
 
-
-_TASK_NAMES = {
-    JobKind.TRAIN: "selector.train",
-    JobKind.EVALUATE: "selector.evaluate",
-    JobKind.PROMOTE: "selector.promote",
-    JobKind.SCORE: "selector.score_candidates",
-    JobKind.FILL: "selector.fill_queue",
-}
+SELECTOR_KINDS = {JobKind.TRAIN, JobKind.EVALUATE, JobKind.PROMOTE, JobKind.SCORE, JobKind.FILL}
 _NEEDS_VERSION = {JobKind.EVALUATE, JobKind.PROMOTE}
 
 
@@ -43,37 +37,20 @@ def job_start(
     version: SelectorVersion | None = None,
     enqueue: bool = True,
 ) -> Job:
-    """Record a Job and enqueue its Celery task once the row is committed."""
-    if kind not in _TASK_NAMES:
+    """Record a selector Job and enqueue its Celery task once the row is committed."""
+    if kind not in SELECTOR_KINDS:
         raise SelectorError(f"kind {kind!r}: not a background selector job")
     if kind in _NEEDS_VERSION and version is None:
         raise SelectorError(f"kind {kind!r}: needs a selector version")
     if version is not None and kind in _NEEDS_VERSION | {JobKind.SCORE}:
         version_require_ready(version)
-    with transaction.atomic():
-        job = Job.objects.create(
-            kind=kind,
-            params=params or {},
-            version=version,
-            created_by_id=user.pk if user is not None and user.is_authenticated else None,
-        )
-        if enqueue:
-            task_name = _TASK_NAMES[JobKind(kind)]
-            transaction.on_commit(lambda: _enqueue(task_name, job.pk))
-    return job
-
-
-def _enqueue(task_name: str, job_id: int) -> None:
-    from selector import tasks
-
-    task = {
-        "selector.train": tasks.train,
-        "selector.evaluate": tasks.evaluate,
-        "selector.promote": tasks.promote,
-        "selector.score_candidates": tasks.score_candidates,
-        "selector.fill_queue": tasks.fill_queue,
-    }[task_name]
-    task.delay(job_id)
+    return job_create(
+        kind=kind,
+        params=params,
+        user=user,
+        version_id=version.pk if version is not None else None,
+        enqueue=enqueue,
+    )
 
 
 def _job_run_kind(job: Job, progress: JobProgress) -> dict[str, Any]:
@@ -125,35 +102,5 @@ def _job_run_kind(job: Job, progress: JobProgress) -> dict[str, Any]:
 
 
 def job_execute(*, job_id: int, echo: Progress | None = None) -> Job:
-    """Run a Job in this process: queued/running → succeeded or failed (with the error).
-
-    Idempotent for ``acks_late`` redelivery: a job that already succeeded is not redone.
-    Never raises for a failure of the work itself; the Job row carries it.
-    """
-    with transaction.atomic():
-        job = Job.objects.select_for_update().get(pk=job_id)
-        if job.status == JobStatus.SUCCEEDED:
-            return job
-        job.status = JobStatus.RUNNING
-        job.started_at = timezone.now()
-        job.error = ""
-        job.save(update_fields=["status", "started_at", "error"])
-    job.refresh_from_db()
-    progress = JobProgress(job, echo=echo)
-    try:
-        result = _job_run_kind(job, progress)
-    except Exception as exc:
-        logger.exception("job %s failed", job_id)
-        job.status = JobStatus.FAILED
-        job.error = f"{type(exc).__name__}: {exc}"
-        job.finished_at = timezone.now()
-        job.save(update_fields=["status", "error", "finished_at"])
-        return job
-    job.status = JobStatus.SUCCEEDED
-    job.result = jsonable(result)
-    job.finished_at = timezone.now()
-    if job.progress_total == 0:
-        job.progress_total = job.progress_done = 1
-    job.progress_done = job.progress_total
-    job.save(update_fields=["status", "result", "finished_at", "progress_done", "progress_total"])
-    return job
+    """Run a selector Job in this process (see ``jobs.services.job_run``)."""
+    return job_run(job_id=job_id, runner=_job_run_kind, echo=echo)

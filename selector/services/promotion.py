@@ -6,8 +6,9 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef, Subquery
 from django.utils import timezone
 
+from jobs.models import Job
 from labeling.models import Label, Lease, Task, TaskKind
-from selector.models import Job, SelectorVersion, SolutionScore
+from selector.models import SelectorVersion, SolutionScore
 from selector.services.common import Progress
 from selector.services.scoring import candidates_score
 from selector.services.versions import version_require_ready

@@ -12,8 +12,9 @@ from django.db import connection, transaction
 from django.db.models import Count, F, Max, Q, Sum
 from django.utils import timezone
 
+from jobs.models import Job
 from labeling.models import Grade, Solution, Task, TaskKind
-from selector.models import Job, SelectorVersion, SolutionScore
+from selector.models import SelectorVersion, SolutionScore
 from selector.services.common import SelectorError, progress_for
 from selector.services.versions import selector_active
 

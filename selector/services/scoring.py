@@ -6,8 +6,9 @@ from collections.abc import Iterable
 
 from django.db.models import Exists, OuterRef
 
+from jobs.models import Job
 from labeling.models import Solution
-from selector.models import Job, SelectorVersion, SolutionScore
+from selector.models import SelectorVersion, SolutionScore
 from selector.services.common import Progress, progress_for
 from selector.services.versions import scorer_load, version_require_ready
 

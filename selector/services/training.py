@@ -8,8 +8,9 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+from jobs.models import Job
 from labeling.models import FinishReason, Label, TaskKind
-from selector.models import Job, SelectorVersion, VersionStatus
+from selector.models import SelectorVersion, VersionStatus
 from selector.services.common import Progress, SelectorError, progress_for
 from selector.services.versions import (
     base_model_path,

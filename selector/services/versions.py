@@ -77,11 +77,13 @@ def selector_permissions_grant() -> Group:
     # Run the loop (view/change versions, scores, jobs; start jobs), never delete history.
     codenames = [
         f"{action}_{model}"
-        for model in ("selectorversion", "solutionscore", "job")
+        for model in ("selectorversion", "solutionscore")
         for action in ("view", "change")
-    ] + ["add_job"]
+    ]
     selector_perms = Permission.objects.filter(
         content_type__app_label="selector", codename__in=codenames
+    ) | Permission.objects.filter(
+        content_type__app_label="jobs", codename__in=["view_job", "change_job", "add_job"]
     )
     labeling_reads = Permission.objects.filter(
         content_type__app_label="labeling", codename__startswith="view_"

@@ -6,9 +6,9 @@ from typing import Any
 import pytest
 from django.test import Client
 
+from jobs.models import Job
 from labeling.models import AnnotatorProfile, QualitySettings, Task, TaskKind
 from labeling.services.export import export_job_run
-from selector.models import Job
 from tests.factories import LabelFactory, SolutionFactory, TaskFactory, UserFactory, annotator
 
 pytestmark = pytest.mark.django_db

@@ -169,8 +169,8 @@ def test_demo_logins_work_and_carry_their_roles() -> None:
     for perm in (
         "selector.view_selectorversion",
         "selector.change_selectorversion",
-        "selector.view_job",
-        "selector.change_job",
+        "jobs.view_job",
+        "jobs.change_job",
         "labeling.view_problem",
         "labeling.view_label",
     ):

@@ -5,7 +5,8 @@ import struct
 import pytest
 from django.urls import reverse
 
-from selector.models import Job, JobKind, JobStatus, SelectorVersion, VersionStatus
+from jobs.models import Job, JobKind, JobStatus
+from selector.models import SelectorVersion, VersionStatus
 from selector.services import selector_permissions_grant
 from tests.factories import UserFactory, annotator
 
@@ -73,7 +74,7 @@ def test_train_button_starts_a_job_and_redirects_to_it(
         ml_staff,
     )
     assert response.status_code == 302
-    assert response["Location"] == reverse("admin:selector_job_change", args=[job.pk])
+    assert response["Location"] == reverse("admin:jobs_job_change", args=[job.pk])
     assert len(callbacks) == 1  # enqueued only after the commit
 
 
@@ -142,7 +143,7 @@ def test_job_progress_json(staff_client, versions):
     job = Job.objects.create(
         kind=JobKind.SCORE, status=JobStatus.RUNNING, progress_done=30, progress_total=120
     )
-    response = staff_client.get(reverse("admin:selector_job_progress", args=[job.pk]))
+    response = staff_client.get(reverse("admin:jobs_job_progress", args=[job.pk]))
     assert response.status_code == 200
     assert response.json() == {
         "id": job.pk,
@@ -159,9 +160,9 @@ def test_job_progress_json(staff_client, versions):
 
 def test_job_page_has_a_live_progress_bar(staff_client, versions):
     job = Job.objects.create(kind=JobKind.SCORE, status=JobStatus.RUNNING, progress_total=10)
-    html = staff_client.get(reverse("admin:selector_job_change", args=[job.pk])).content.decode()
+    html = staff_client.get(reverse("admin:jobs_job_change", args=[job.pk])).content.decode()
     assert 'id="job-progress-bar"' in html
-    assert reverse("admin:selector_job_progress", args=[job.pk]) in html
+    assert reverse("admin:jobs_job_progress", args=[job.pk]) in html
     assert 'data-finished="0"' in html and "setTimeout(tick, 1000)" in html
     assert "cdn" not in html.lower()
 
@@ -169,7 +170,7 @@ def test_job_page_has_a_live_progress_bar(staff_client, versions):
 def test_finished_evaluation_job_shows_table_and_plots(staff_client, versions):
     _, new = versions
     job = Job.objects.create(kind=JobKind.EVALUATE, status=JobStatus.SUCCEEDED, version=new)
-    html = staff_client.get(reverse("admin:selector_job_change", args=[job.pk])).content.decode()
+    html = staff_client.get(reverse("admin:jobs_job_change", args=[job.pk])).content.decode()
     assert 'data-finished="1"' in html
     assert "Step AUROC (negative vs not)</td><td>0.810</td><td>0.550</td>" in html
     for which in ("roc", "best_of_n"):
@@ -235,7 +236,7 @@ def test_train_button_can_create_an_untrained_base(
 
 
 def test_ml_staff_group_cannot_delete_history(ml_staff):
-    assert ml_staff.has_perm("selector.add_job")
+    assert ml_staff.has_perm("jobs.add_job")
     assert ml_staff.has_perm("selector.change_selectorversion")
     assert ml_staff.has_perm("labeling.view_label")
     assert not ml_staff.has_perm("selector.delete_selectorversion")

@@ -2,7 +2,8 @@
 
 import pytest
 
-from selector.models import Job, JobKind, JobStatus, SelectorVersion, VersionStatus
+from jobs.models import Job, JobKind, JobStatus
+from selector.models import SelectorVersion, VersionStatus
 from selector.services import selector_permissions_grant
 from tests.factories import UserFactory
 from tests.selector.test_admin import METRICS
@@ -19,7 +20,7 @@ def test_progress_bar_follows_the_job_and_shows_results_when_done(page):
     job = Job.objects.create(
         kind=JobKind.EVALUATE, status=JobStatus.RUNNING, version=version, progress_total=10
     )
-    page.goto(f"/admin/selector/job/{job.pk}/change/")
+    page.goto(f"/admin/jobs/job/{job.pk}/change/")
     page.fill("#id_username", "ml")
     page.fill("#id_password", "pw")
     page.click("input[type=submit]")

@@ -3,9 +3,10 @@
 import pytest
 from django.core.management import CommandError, call_command
 
+from jobs.models import Job, JobKind, JobStatus
 from labeling.models import Grade, Task
 from selector import tasks
-from selector.models import Job, JobKind, JobStatus, SelectorVersion, SolutionScore, VersionStatus
+from selector.models import SelectorVersion, SolutionScore, VersionStatus
 from selector.services import JobProgress, job_execute, job_start, selector_create_base
 from tests.factories import ProblemFactory, SolutionFactory
 
@@ -25,19 +26,19 @@ def scored_pool(db):
 
 def test_fill_task_runs_the_job_once(scored_pool):
     job = job_start(kind=JobKind.FILL, params={"per_problem": 2}, enqueue=False)
-    assert tasks.fill_queue(job.pk) == JobStatus.SUCCEEDED
+    assert tasks.queue_fill(job.pk) == JobStatus.SUCCEEDED
     job.refresh_from_db()
     assert job.status == JobStatus.SUCCEEDED and job.started_at and job.finished_at
     assert job.result["created"] == 6 and job.result["wrong_share"] == 1.0
     assert (job.progress_done, job.progress_total) == (6, 6)
     # acks_late redelivery: a succeeded job is not redone (no second generation).
-    assert tasks.fill_queue(job.pk) == JobStatus.SUCCEEDED
+    assert tasks.queue_fill(job.pk) == JobStatus.SUCCEEDED
     assert Task.objects.count() == 6
 
 
 def test_failed_job_records_the_error(db):
     job = job_start(kind=JobKind.FILL, params={}, enqueue=False)
-    assert tasks.fill_queue(job.pk) == JobStatus.FAILED
+    assert tasks.queue_fill(job.pk) == JobStatus.FAILED
     job.refresh_from_db()
     assert job.status == JobStatus.FAILED
     assert "no active selector version" in job.error
@@ -119,7 +120,7 @@ def test_base_version_via_service_writes_a_checkpoint(db, selector_settings):
 
 def test_train_job_with_base_creates_the_first_active_version(db, selector_settings):
     job = job_start(kind=JobKind.TRAIN, params={"base": True, "name": "first"}, enqueue=False)
-    assert tasks.train(job.pk) == JobStatus.SUCCEEDED
+    assert tasks.selector_train(job.pk) == JobStatus.SUCCEEDED
     job.refresh_from_db()
     version = SelectorVersion.objects.get(name="first")
     assert job.version == version and version.is_active

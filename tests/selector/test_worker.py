@@ -4,8 +4,9 @@ import os
 
 import pytest
 
+from jobs.models import Job, JobKind, JobStatus
 from labeling.models import Grade, Task
-from selector.models import Job, JobKind, JobStatus, SolutionScore
+from selector.models import SolutionScore
 from selector.services import job_start, selector_create_base
 from tests.factories import ProblemFactory, SolutionFactory
 

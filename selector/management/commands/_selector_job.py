@@ -9,8 +9,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
+from jobs.models import Job, JobStatus
 from selector import services
-from selector.models import Job, JobStatus, SelectorVersion
+from selector.models import SelectorVersion
 
 
 class SelectorJobCommand(BaseCommand):

@@ -3,8 +3,8 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
+from jobs.models import Job, JobKind
 from selector.management.commands._selector_job import SelectorJobCommand
-from selector.models import Job, JobKind
 from selector.queries import metrics_table
 
 

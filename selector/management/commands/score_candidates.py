@@ -2,8 +2,8 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
+from jobs.models import JobKind
 from selector.management.commands._selector_job import SelectorJobCommand
-from selector.models import JobKind
 
 
 class Command(SelectorJobCommand):

@@ -2,9 +2,9 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
+from jobs.models import JobKind
 from selector import services
 from selector.management.commands._selector_job import SelectorJobCommand
-from selector.models import JobKind
 
 
 class Command(SelectorJobCommand):

@@ -1,0 +1,145 @@
+"""Jobs in the Django admin: a live progress bar, the worker's heartbeat, and the two things an
+admin can do about a job that went wrong: mark it failed, or retry it.
+
+Apps add their own part to a job's page (the selector shows evaluation results) by registering
+a section for their kinds, so this app never imports theirs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404
+from django.urls import URLPattern, path, reverse
+
+from jobs import queries, services
+from jobs.models import Job
+
+
+@dataclass(frozen=True)
+class JobPageSection:
+    template: str
+    context: Callable[[Job], dict[str, Any]]
+
+
+JOB_PAGE_SECTIONS: dict[str, JobPageSection] = {}
+
+
+def job_page_section_register(
+    *kinds: str, template: str, context: Callable[[Job], dict[str, Any]]
+) -> None:
+    for kind in kinds:
+        JOB_PAGE_SECTIONS[kind] = JobPageSection(template=template, context=context)
+
+
+@admin.register(Job)
+class JobAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "kind",
+        "status",
+        "version",
+        "progress_percent",
+        "attempts",
+        "heartbeat_at",
+        "created_by",
+        "created_at",
+        "finished_at",
+    ]
+    list_filter = ["kind", "status"]
+    list_select_related = ["version", "created_by"]
+    readonly_fields = [
+        "kind",
+        "status",
+        "version",
+        "params",
+        "progress_done",
+        "progress_total",
+        "error",
+        "result",
+        "created_by",
+        "created_at",
+        "started_at",
+        "heartbeat_at",
+        "worker",
+        "attempts",
+        "finished_at",
+    ]
+    change_form_template = "admin/jobs/job/change_form.html"
+    actions = ["mark_failed", "retry"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # jobs are started from the pages of what they work on
+
+    def has_change_permission(self, request: HttpRequest, obj: Job | None = None) -> bool:
+        return False  # a job's record is written by its worker; the actions below steer it
+
+    def has_steer_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("jobs.change_job")
+
+    @admin.action(description="Mark the selected jobs failed", permissions=["steer"])
+    def mark_failed(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        self._each(request, queryset, "marked failed", lambda job: services.job_mark_failed(
+            job_id=job.pk, user=request.user
+        ))  # fmt: skip
+
+    @admin.action(description="Retry the selected jobs", permissions=["steer"])
+    def retry(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        self._each(request, queryset, "queued again", lambda job: services.job_retry(job_id=job.pk))
+
+    def _each(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet[Job],
+        done: str,
+        act: Callable[[Job], Job],
+    ) -> None:
+        count = 0
+        for job in queryset:
+            try:
+                act(job)
+                count += 1
+            except services.JobError as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+        if count:
+            self.message_user(request, f"{count} job(s) {done}.", messages.SUCCESS)
+
+    def get_urls(self) -> list[URLPattern]:
+        return [
+            path(
+                "<path:object_id>/progress/",
+                self.admin_site.admin_view(self.progress_view),
+                name="jobs_job_progress",
+            ),
+            *super().get_urls(),
+        ]
+
+    def progress_view(self, request: HttpRequest, object_id: str) -> JsonResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        job = get_object_or_404(Job, pk=object_id)
+        return JsonResponse(queries.job_progress(job))
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        job = get_object_or_404(Job.objects.select_related("version"), pk=object_id)
+        section = JOB_PAGE_SECTIONS.get(job.kind)
+        extra: dict[str, Any] = {
+            "job": job,
+            "progress": queries.job_progress(job),
+            "progress_url": reverse("admin:jobs_job_progress", args=[job.pk]),
+            "section_template": section.template if section else None,
+            **(section.context(job) if section else {}),
+        }
+        return super().change_view(request, object_id, form_url, {**extra, **(extra_context or {})})

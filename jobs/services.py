@@ -1,0 +1,357 @@
+"""Background jobs: create and enqueue, run with progress and a heartbeat, reap lost ones.
+
+A job's life: ``job_create`` (queued; its Celery task is sent on commit) → ``job_run`` in a
+worker (running; heartbeat every JOBS_HEARTBEAT_SECONDS) → succeeded or failed. When a
+worker dies without a word (SIGKILL, OOM, a lost machine), ``jobs_reap`` notices the silent
+heartbeat and fails the job, or re-queues it once if its kind is resumable. Decision 0007.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from celery import current_app
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db import DatabaseError, connection, connections, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from jobs.models import FINISHED, Job, JobStatus
+from jobs.registry import JOB_TASKS
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+Runner = Callable[[Job, "JobProgress"], dict[str, Any]]
+
+
+class JobError(Exception):
+    """A job operation cannot proceed; the message says why, for the admin and the CLI."""
+
+
+class JobAbandoned(Exception):
+    """The job was marked finished by someone else (the admin, the reaper) while it ran."""
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+# --- Create and enqueue -------------------------------------------------------------------
+
+
+def job_create(
+    *,
+    kind: str,
+    params: dict[str, Any] | None = None,
+    user: AbstractBaseUser | AnonymousUser | None = None,
+    version_id: int | None = None,
+    enqueue: bool = True,
+) -> Job:
+    """Record a queued Job and send its Celery task once the row is committed."""
+    if kind not in JOB_TASKS:
+        raise JobError(f"kind {kind!r}: no task runs this kind of job")
+    with transaction.atomic():
+        job = Job.objects.create(
+            kind=kind,
+            params=params or {},
+            version_id=version_id,
+            created_by_id=user.pk if user is not None and user.is_authenticated else None,
+        )
+        if enqueue:
+            job_enqueue(job=job)
+    return job
+
+
+def job_enqueue(*, job: Job) -> None:
+    """Send the job's task when the current transaction commits (at once outside one)."""
+    task_name, job_id = JOB_TASKS[job.kind].task, job.pk
+    transaction.on_commit(lambda: _send(task_name, job_id))
+
+
+def _send(task_name: str, job_id: int) -> None:
+    # By name, so this app never imports the apps whose tasks it sends; send_task applies
+    # CELERY_TASK_ROUTES like .delay() does. Eager mode (a settings switch for development)
+    # needs the task object, which autodiscovery provides.
+    if current_app.conf.task_always_eager:
+        current_app.loader.import_default_modules()
+        current_app.tasks[task_name].apply(args=[job_id])
+        return
+    current_app.send_task(task_name, args=[job_id])
+
+
+# --- Run: progress and heartbeat ----------------------------------------------------------
+
+
+class JobProgress:
+    """A progress callback that writes to the Job row at most every ``interval`` seconds (and
+    always on completion), so a fast loop doesn't turn into a write storm. Each write is also
+    a heartbeat. If the job was marked finished meanwhile (the admin's "mark failed", or the
+    reaper), it raises ``JobAbandoned`` so the work stops."""
+
+    def __init__(
+        self, job: Job | None, *, interval: float = 0.5, echo: Progress | None = None
+    ) -> None:
+        self.job = job
+        self.interval = interval
+        self.echo = echo
+        self._last: float | None = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.echo is not None:
+            self.echo(done, total)
+        if self.job is None:
+            return
+        now = time.monotonic()
+        throttled = self._last is not None and now - self._last < self.interval
+        if throttled and done < total and total == self.job.progress_total:
+            return
+        self._last = now
+        self.job.progress_done = max(0, int(done))
+        self.job.progress_total = max(0, int(total))
+        self.job.heartbeat_at = timezone.now()
+        updated = (
+            Job.objects.filter(pk=self.job.pk)
+            .exclude(status__in=FINISHED)
+            .update(
+                progress_done=self.job.progress_done,
+                progress_total=self.job.progress_total,
+                heartbeat_at=self.job.heartbeat_at,
+            )
+        )
+        if not updated:
+            raise JobAbandoned(f"{self.job} was marked finished while it ran")
+
+
+def progress_for(job: Job | None, progress: Progress | None) -> Progress:
+    if isinstance(progress, JobProgress):
+        return progress
+    if job is None:
+        return progress or (lambda _d, _t: None)
+    return JobProgress(job, echo=progress)
+
+
+class _Heartbeat:
+    """A daemon thread that stamps ``heartbeat_at`` while the work runs, so a job whose work
+    reports no progress for a long time (loading a model, one long training epoch) still
+    looks alive. It stops with the process: a SIGKILLed worker goes silent, which is the
+    point. Its own database connection, closed when it stops."""
+
+    def __init__(self, job_id: int, worker: str, interval: float) -> None:
+        self.job_id, self.worker, self.interval = job_id, worker, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"job-{job_id}-heartbeat")
+        self._thread.daemon = True
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        try:
+            while not self._stop.wait(self.interval):
+                try:
+                    Job.objects.filter(
+                        pk=self.job_id, status=JobStatus.RUNNING, worker=self.worker
+                    ).update(heartbeat_at=timezone.now())
+                except DatabaseError:
+                    # A busy or briefly unreachable database: the next beat tries again, and
+                    # the reaper's threshold is many beats long.
+                    logger.warning("job %s: heartbeat write failed", self.job_id, exc_info=True)
+        finally:
+            connections.close_all()
+
+
+def _last_sign_of_life(job: Job) -> datetime:
+    return job.heartbeat_at or job.started_at or job.created_at
+
+
+def _lost_after() -> timedelta:
+    return timedelta(seconds=settings.JOBS_LOST_AFTER_SECONDS)
+
+
+def _job_claim(job_id: int, worker: str) -> Job | None:
+    """Mark the job running here, or None when it must not run: it already finished (a stale
+    redelivery of its message), or another worker holds it with a live heartbeat."""
+    with transaction.atomic():
+        job = Job.objects.select_for_update().get(pk=job_id)
+        now = timezone.now()
+        if job.status in FINISHED:
+            return None
+        if job.status == JobStatus.RUNNING and _last_sign_of_life(job) > now - _lost_after():
+            logger.info("job %s: already running on %s; not starting twice", job_id, job.worker)
+            return None
+        job.status = JobStatus.RUNNING
+        job.started_at = job.heartbeat_at = now
+        job.worker = worker
+        job.attempts += 1
+        job.error = ""
+        job.finished_at = None
+        job.save(
+            update_fields=[
+                "status",
+                "started_at",
+                "heartbeat_at",
+                "worker",
+                "attempts",
+                "error",
+                "finished_at",
+            ]
+        )
+    return job
+
+
+def job_run(*, job_id: int, runner: Runner, echo: Progress | None = None) -> Job:
+    """Run a Job in this process: queued → running → succeeded or failed (with the error).
+
+    Safe for redelivered messages: a finished job, or one another live worker holds, is not
+    run again. Never raises for a failure of the work itself; the Job row carries it. The
+    final write happens only if nobody marked the job finished meanwhile.
+    """
+    worker = worker_name()
+    job = _job_claim(job_id, worker)
+    if job is None:
+        return Job.objects.get(pk=job_id)
+    progress = JobProgress(job, echo=echo)
+    # Inside an outer transaction (a test, a caller's atomic block) the row is invisible to
+    # other connections, so a second connection's heartbeat could only wait on locks.
+    heartbeat = not connection.in_atomic_block
+    outcome: dict[str, Any]
+    try:
+        if heartbeat:
+            with _Heartbeat(job_id, worker, settings.JOBS_HEARTBEAT_SECONDS):
+                result = runner(job, progress)
+        else:
+            result = runner(job, progress)
+    except JobAbandoned:
+        logger.warning("job %s: stopped, it was marked finished while it ran", job_id)
+        return Job.objects.get(pk=job_id)
+    except Exception as exc:
+        logger.exception("job %s failed", job_id)
+        outcome = {"status": JobStatus.FAILED, "error": f"{type(exc).__name__}: {exc}"}
+    else:
+        total = job.progress_total or 1
+        outcome = {
+            "status": JobStatus.SUCCEEDED,
+            "result": jsonable(result),
+            "progress_done": total,
+            "progress_total": total,
+        }
+    written = (
+        Job.objects.filter(pk=job_id, worker=worker)
+        .exclude(status__in=FINISHED)
+        .update(finished_at=timezone.now(), heartbeat_at=timezone.now(), **outcome)
+    )
+    if not written:
+        logger.warning("job %s: finished here, but it was marked finished meanwhile", job_id)
+    return Job.objects.get(pk=job_id)
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON types (numpy scalars from metrics, Paths) for a JSONField."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item") and callable(value.item):
+        return value.item()
+    return value
+
+
+# --- Lost workers, and the admin's hands ---------------------------------------------------
+
+
+@dataclass
+class ReapReport:
+    failed: list[int] = field(default_factory=list)
+    requeued: list[int] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, list[int]]:
+        return {"failed": self.failed, "requeued": self.requeued}
+
+
+def jobs_reap(*, lost_after: float | None = None) -> ReapReport:
+    """Fail, or re-queue once if resumable, every running job whose heartbeat is older than
+    ``lost_after`` seconds (default JOBS_LOST_AFTER_SECONDS). Beat runs this every minute."""
+    cutoff = timezone.now() - (
+        timedelta(seconds=lost_after) if lost_after is not None else _lost_after()
+    )
+    silent = Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff)
+    report = ReapReport()
+    ids = Job.objects.filter(silent, status=JobStatus.RUNNING).values_list("pk", flat=True)
+    for job_id in list(ids):
+        with transaction.atomic():
+            job = (
+                Job.objects.select_for_update(skip_locked=True)
+                .filter(silent, pk=job_id, status=JobStatus.RUNNING)
+                .first()
+            )
+            if job is None:  # it beat, finished, or a worker is claiming it right now
+                continue
+            since = _last_sign_of_life(job).isoformat(timespec="seconds")
+            lost = f"worker lost: no heartbeat since {since} (worker {job.worker or '?'})"
+            if JOB_TASKS[job.kind].resumable and job.attempts < settings.JOBS_MAX_ATTEMPTS:
+                job.status = JobStatus.QUEUED
+                job.error = f"{lost}; re-queued"
+                job.save(update_fields=["status", "error"])
+                job_enqueue(job=job)
+                report.requeued.append(job.pk)
+            else:
+                job.status = JobStatus.FAILED
+                job.error = lost
+                job.finished_at = timezone.now()
+                job.save(update_fields=["status", "error", "finished_at"])
+                report.failed.append(job.pk)
+            logger.warning("job %s: %s", job.pk, job.error)
+    return report
+
+
+def job_mark_failed(*, job_id: int, user: AbstractBaseUser | AnonymousUser | None = None) -> Job:
+    """The admin's verdict on a queued or running job. A worker still running it stops at its
+    next progress write and does not overwrite this."""
+    with transaction.atomic():
+        job = Job.objects.select_for_update().get(pk=job_id)
+        if job.status in FINISHED:
+            raise JobError(f"{job} already {job.get_status_display().lower()}")
+        who = getattr(user, "username", "") or "an admin"
+        job.status = JobStatus.FAILED
+        job.error = f"marked failed by {who} while {job.get_status_display().lower()}"
+        job.finished_at = timezone.now()
+        job.save(update_fields=["status", "error", "finished_at"])
+    return job
+
+
+def job_retry(*, job_id: int) -> Job:
+    """Queue a failed job again, with its original parameters, or re-send a queued one whose
+    message was lost. A running job with a live heartbeat is refused: it is not lost."""
+    with transaction.atomic():
+        job = Job.objects.select_for_update().get(pk=job_id)
+        if job.status == JobStatus.SUCCEEDED:
+            raise JobError(f"{job} succeeded; start a new job instead")
+        if job.status == JobStatus.RUNNING and _last_sign_of_life(job) > (
+            timezone.now() - _lost_after()
+        ):
+            raise JobError(f"{job} is running on {job.worker or 'a worker'} (live heartbeat)")
+        job.status = JobStatus.QUEUED
+        job.error = ""
+        job.finished_at = None
+        job.progress_done = 0
+        job.save(update_fields=["status", "error", "finished_at", "progress_done"])
+        job_enqueue(job=job)
+    return job
