@@ -113,49 +113,74 @@ def _database_url_for_subprocess() -> str:
     return f"postgres://{user}{password}@{host}:{port}/{cfg['NAME']}"
 
 
-@pytest.fixture
-def celery_worker_process(transactional_db: None) -> Iterator[subprocess.Popen[bytes]]:
-    """A real `celery worker` process on the test database, consuming every queue.
+WorkerStarter = Callable[..., "subprocess.Popen[bytes]"]
 
-    Tests that use it must see the worker's writes, hence `transactional_db`.
+
+@pytest.fixture
+def celery_worker_factory(transactional_db: None) -> Iterator[WorkerStarter]:
+    """Start real `celery worker` processes on the test database.
+
+    ``start(queues="ml", name="ml", env={...})`` returns the process (its own process group,
+    so a test can SIGKILL it whole). Every process still alive is stopped at teardown. Tests
+    that use it must see the workers' writes, hence `transactional_db`.
     """
-    env = dict(os.environ)
-    env["DATABASE_URL"] = _database_url_for_subprocess()
-    env["CELERY_TASK_ALWAYS_EAGER"] = "0"
-    ARTIFACTS.mkdir(exist_ok=True)
-    log = ARTIFACTS / "celery-worker.log"
-    with open(log, "ab") as log_file:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "stepwise",
-                "worker",
-                "-Q",
-                "default,ml",
-                "--pool=solo",
-                "--loglevel=INFO",
-                "--without-heartbeat",
-                "--without-mingle",
-                "--without-gossip",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(
+        queues: str = "default,ml", name: str = "worker", env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        worker_env = dict(os.environ)
+        worker_env["DATABASE_URL"] = _database_url_for_subprocess()
+        worker_env["CELERY_TASK_ALWAYS_EAGER"] = "0"
+        worker_env.update(env or {})
+        ARTIFACTS.mkdir(exist_ok=True)
+        log = ARTIFACTS / f"celery-{name}.log"
+        with open(log, "ab") as log_file:
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "stepwise",
+                    "worker",
+                    "-Q",
+                    queues,
+                    "-n",
+                    f"{name}-{len(procs)}@%h",
+                    "--pool=solo",
+                    "--loglevel=INFO",
+                    "--without-heartbeat",
+                    "--without-mingle",
+                    "--without-gossip",
+                ],
+                cwd=ROOT,
+                env=worker_env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        procs.append(proc)
+        return proc
+
     try:
-        yield proc
+        yield start
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        for proc in procs:
+            if proc.poll() is not None:
+                continue
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+@pytest.fixture
+def celery_worker_process(celery_worker_factory: WorkerStarter) -> subprocess.Popen[bytes]:
+    """A real `celery worker` process on the test database, consuming every queue."""
+    return celery_worker_factory()
 
 
 @pytest.fixture

@@ -1,14 +1,30 @@
-"""The selector jobs on a real Celery worker process (the `ml` queue), tiny model on CPU."""
+"""The selector jobs on real Celery worker processes, tiny model on CPU: a run end to end, a
+worker SIGKILLed mid-job (the reaper re-queues or fails the job), and the top-up on `default`
+while a training job holds the `ml` worker."""
 
+import base64
+import json
 import os
+import signal
+import subprocess
 
 import pytest
+from django.conf import settings
+from django.utils import timezone
 
 from jobs.models import Job, JobKind, JobStatus
-from labeling.models import Grade, Task
+from jobs.services import jobs_reap
+from jobs.tasks import jobs_reap as jobs_reap_task
+from labeling.models import Grade, Solution, Task
 from selector.models import SolutionScore
 from selector.services import job_start, selector_create_base
+from selector.tasks import queue_top_up
 from tests.factories import ProblemFactory, SolutionFactory
+from tests.selector.test_pipeline import build_world
+
+# The workers stamp a heartbeat twice a second, so a few silent seconds mean a lost worker.
+FAST_HEARTBEAT = {"STEPWISE_JOBS_HEARTBEAT_SECONDS": "0.5"}
+LOST_AFTER = 3.0
 
 
 @pytest.fixture
@@ -62,3 +78,131 @@ def test_score_and_fill_jobs_run_on_a_real_worker(worker_env, celery_worker_proc
     fill.refresh_from_db()
     assert fill.status == JobStatus.SUCCEEDED, fill.error
     assert Task.objects.count() == 8 and fill.result["created"] == 8
+
+
+def sigkill(worker: subprocess.Popen[bytes]) -> None:
+    os.killpg(worker.pid, signal.SIGKILL)
+    worker.wait()
+
+
+def finished(job: Job) -> bool:
+    job.refresh_from_db()
+    return job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED)
+
+
+def silent_for(job: Job, seconds: float) -> bool:
+    job.refresh_from_db()
+    assert job.heartbeat_at is not None
+    return (timezone.now() - job.heartbeat_at).total_seconds() > seconds
+
+
+def on_redis() -> bool:
+    return settings.CELERY_BROKER_URL.startswith("redis")
+
+
+def drop_parked_redis_messages(job_id: int) -> int:
+    """Remove (and count) the messages for ``job_id`` that a Redis consumer took and never
+    acked. Left alone, the killed worker's message would come back after the 7 h visibility
+    timeout, into whatever database a later test run uses."""
+    import redis
+
+    client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    dropped = 0
+    for tag, raw in client.hgetall("unacked").items():
+        payload = json.loads(raw)[0]  # kombu stores [message, exchange, routing key]
+        if json.loads(base64.b64decode(payload["body"]))[0] == [job_id]:
+            client.hdel("unacked", tag)
+            client.zrem("unacked_index", tag)
+            dropped += 1
+    return dropped
+
+
+@pytest.mark.worker
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_score_job_whose_worker_is_sigkilled_is_requeued_once_and_resumes(
+    worker_env, celery_worker_factory, wait_until
+):
+    version = selector_create_base(name="kill-base")
+    problem = ProblemFactory()
+    n = 3000  # a few scoring chunks (1,024 each, committed one by one)
+    Solution.objects.bulk_create([SolutionFactory.build(problem=problem) for _ in range(n)])
+    worker = celery_worker_factory(queues="ml", name="ml", env=FAST_HEARTBEAT)
+    job = job_start(kind=JobKind.SCORE, params={}, version=version)
+    wait_until(
+        lambda: SolutionScore.objects.filter(version=version).exists(),
+        timeout=300,
+        message="the first chunk of scores",
+    )
+    sigkill(worker)
+
+    job.refresh_from_db()
+    assert job.status == JobStatus.RUNNING and job.attempts == 1, job.error
+    scored_before = SolutionScore.objects.filter(version=version).count()
+    assert 0 < scored_before < n
+    if on_redis():
+        # Redis parks the dead worker's message until the visibility timeout; nothing but the
+        # reaper brings the job back within minutes.
+        assert drop_parked_redis_messages(job.pk) == 1
+
+    assert jobs_reap(lost_after=LOST_AFTER).requeued == []  # its heartbeat is still fresh
+    wait_until(lambda: silent_for(job, LOST_AFTER), timeout=30, message="a silent heartbeat")
+    report = jobs_reap(lost_after=LOST_AFTER)
+    assert report.requeued == [job.pk] and report.failed == []
+    job.refresh_from_db()
+    assert job.status == JobStatus.QUEUED
+    assert job.error.startswith("worker lost: no heartbeat since ")
+
+    celery_worker_factory(queues="ml", name="ml-again", env=FAST_HEARTBEAT)
+    wait_until(lambda: finished(job), timeout=300, message="the re-queued job to finish")
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    assert job.attempts == 2 and job.error == ""
+    # Resumed, not redone: the second run scored only what the first had not stored.
+    assert job.result == {"scored": n - scored_before}
+    assert SolutionScore.objects.filter(version=version).count() == n
+
+
+@pytest.mark.worker
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_top_up_runs_on_default_while_training_holds_ml_and_a_killed_training_fails(
+    worker_env, celery_worker_factory, wait_until, monkeypatch
+):
+    build_world(n_problems=12, per_problem=4)
+    version = selector_create_base(name="busy-base")
+    SolutionScore.objects.bulk_create(
+        SolutionScore(solution=s, version=version, score=0.5, step_scores=[0.5])
+        for s in Solution.objects.all()
+    )
+    monkeypatch.setitem(os.environ, "SELECTOR_LOW_WATER", "1000")  # always top up
+    ml = celery_worker_factory(queues="ml", name="ml", env=FAST_HEARTBEAT)
+    celery_worker_factory(
+        queues="default",
+        name="default",
+        env={**FAST_HEARTBEAT, "STEPWISE_JOBS_LOST_AFTER_SECONDS": str(LOST_AFTER)},
+    )
+    train = job_start(kind=JobKind.TRAIN, params={"epochs": 100_000, "name": "endless"})
+    wait_until(
+        lambda: Job.objects.filter(pk=train.pk, progress_done__gt=0).exists(),
+        timeout=300,
+        message="the training job to be under way on the ml worker",
+    )
+    before = Task.objects.filter(generation=1).count()
+    queue_top_up.delay()
+    wait_until(
+        lambda: Task.objects.filter(generation=1).count() > before,
+        timeout=120,
+        message="the top-up to create tasks",
+    )
+    train.refresh_from_db()
+    assert train.status == JobStatus.RUNNING  # the top-up did not wait for the training
+
+    sigkill(ml)
+    if on_redis():
+        assert drop_parked_redis_messages(train.pk) == 1
+    wait_until(lambda: silent_for(train, LOST_AFTER + 0.5), timeout=30, message="silence")
+    jobs_reap_task.delay()  # the beat's reaper task, on the default worker
+    wait_until(lambda: finished(train), timeout=120, message="the reaper to fail the job")
+    assert train.status == JobStatus.FAILED
+    assert train.error.startswith("worker lost: no heartbeat since ")
+    assert train.attempts == 1 and train.finished_at is not None
