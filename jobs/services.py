@@ -330,8 +330,8 @@ def job_mark_failed(*, job_id: int, user: AbstractBaseUser | AnonymousUser | Non
         if job.status in FINISHED:
             raise JobError(f"{job} already {job.get_status_display().lower()}")
         who = getattr(user, "username", "") or "an admin"
-        job.status = JobStatus.FAILED
         job.error = f"marked failed by {who} while {job.get_status_display().lower()}"
+        job.status = JobStatus.FAILED
         job.finished_at = timezone.now()
         job.save(update_fields=["status", "error", "finished_at"])
     return job

@@ -7,7 +7,7 @@ from jobs.models import Job, JobKind, JobStatus
 from labeling.models import Grade, Task
 from selector import tasks
 from selector.models import SelectorVersion, SolutionScore, VersionStatus
-from selector.services import JobProgress, job_execute, job_start, selector_create_base
+from selector.services import job_execute, job_start, selector_create_base
 from tests.factories import ProblemFactory, SolutionFactory
 
 
@@ -53,18 +53,6 @@ def test_jobs_needing_a_version_refuse_without_one(db):
     with pytest.raises(SelectorError, match="not a background"):
         job_start(kind="export", params={})
     assert not Job.objects.exists()
-
-
-def test_progress_writes_are_throttled_but_the_end_is_always_written(db):
-    job = Job.objects.create(kind=JobKind.SCORE)
-    progress = JobProgress(job, interval=3600)
-    progress(1, 100)  # first write goes through
-    progress(50, 100)  # throttled
-    job.refresh_from_db()
-    assert (job.progress_done, job.progress_total) == (1, 100)
-    progress(100, 100)
-    job.refresh_from_db()
-    assert job.progress_done == 100
 
 
 def test_fill_queue_command_sync(scored_pool, capsys):
