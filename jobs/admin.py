@@ -85,13 +85,17 @@ class JobAdmin(admin.ModelAdmin):
 
     @admin.action(description="Mark the selected jobs failed", permissions=["steer"])
     def mark_failed(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
-        self._each(request, queryset, "marked failed", lambda job: services.job_mark_failed(
-            job_id=job.pk, user=request.user
-        ))  # fmt: skip
+        def act(job: Job) -> Job:
+            return services.job_mark_failed(job_id=job.pk, user=request.user)
+
+        self._each(request, queryset, "marked failed", act)
 
     @admin.action(description="Retry the selected jobs", permissions=["steer"])
     def retry(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
-        self._each(request, queryset, "queued again", lambda job: services.job_retry(job_id=job.pk))
+        def act(job: Job) -> Job:
+            return services.job_retry(job_id=job.pk)
+
+        self._each(request, queryset, "queued again", act)
 
     def _each(
         self,
