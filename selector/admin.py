@@ -2,7 +2,7 @@
 evaluation tables and plots, and the selector's section on a job's page (``jobs.admin``).
 
 Buttons POST to small admin views that call ``services.job_start`` and redirect to the job's
-page; the work itself runs on the ``ml`` Celery queue.
+page; the model work runs on the ``ml`` Celery queue, filling the queue on ``default``.
 """
 
 from __future__ import annotations
