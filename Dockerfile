@@ -39,6 +39,7 @@ COPY manage.py ./
 COPY stepwise/ stepwise/
 COPY labeling/ labeling/
 COPY selector/ selector/
+COPY jobs/ jobs/
 # Editable install without dependencies: the code runs from /app, where the templates are.
 RUN pip install --no-deps -e .
 COPY --from=frontend /build/frontend/dist frontend/dist

@@ -256,7 +256,9 @@ def test_dockerfile_copy_sources_exist_and_are_in_the_build_context() -> None:
 
 def test_dockerfile_installs_every_package_the_settings_load() -> None:
     text = dockerfile()
-    for package in ("stepwise", "labeling", "selector"):
+    project_apps = [app for app in settings.INSTALLED_APPS if (ROOT / app).is_dir()]
+    assert {"labeling", "selector", "jobs"} <= set(project_apps)
+    for package in ("stepwise", *project_apps):
         assert re.search(rf"^COPY {package}/ {package}/$", text, re.MULTILINE), package
     assert "COPY manage.py" in text
     assert "pyproject.toml" in text and "pip install" in text
