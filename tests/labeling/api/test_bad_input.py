@@ -3,19 +3,18 @@
 import io
 import json
 import sqlite3
-import uuid
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django.urls import reverse
-from rest_framework.test import APIClient
 
 from labeling.models import Label, Problem, QualitySettings
 from labeling.services.imports import ImportFailed, problems_import
 from labeling.services.jsonl import JSON_MAX_DEPTH
 from tests.factories import SolutionFactory, TaskFactory, UserFactory, annotator
+from tests.labeling.api.support import client_for, submit_body
 
 STEPS = ["Let $x = 2$.", "Then $x^2 = 4$.", "# Answer\n\n4"]
 DEEP = "[" * 100_000 + "]" * 100_000
@@ -26,24 +25,8 @@ def quality() -> None:
     QualitySettings.objects.create(pk=1, qc_rate=0.0)
 
 
-def client_for(user) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
-
-
 def body(**overrides) -> dict:
-    values = {
-        "idempotency_key": str(uuid.uuid4()),
-        "ratings": [1, 1, 1],
-        "flags": None,
-        "human_completion": None,
-        "finish_reason": "solution",
-        "total_time_ms": 1000,
-        "started_at": "2026-11-30T10:00:00Z",
-    }
-    values.update(overrides)
-    return values
+    return submit_body(**{"started_at": "2026-11-30T10:00:00Z", **overrides})
 
 
 @pytest.mark.django_db

@@ -1,7 +1,5 @@
 """Quality control stays blind, and gold authors are not stuck in screening (issue 11, item 9)."""
 
-import uuid
-
 import pytest
 from django.contrib.auth.models import Permission, User
 from rest_framework.test import APIClient
@@ -9,6 +7,7 @@ from rest_framework.test import APIClient
 from labeling.models import AnnotatorProfile, QualitySettings
 from labeling.services.quality_reports import task_gold_set
 from tests.factories import LabelFactory, SolutionFactory, TaskFactory, UserFactory, annotator
+from tests.labeling.api.support import submit_body
 
 pytestmark = pytest.mark.django_db
 
@@ -36,14 +35,7 @@ def test_a_qc_question_looks_like_any_other_task():
     client = client_for(user)
     first = claim(client)
     assert first.json()["id"] == normal.pk
-    body = {
-        "idempotency_key": str(uuid.uuid4()),
-        "ratings": [1, 1, 1],
-        "flags": None,
-        "human_completion": None,
-        "finish_reason": "solution",
-        "total_time_ms": 1000,
-    }
+    body = submit_body()
     assert client.post(f"/api/tasks/{normal.pk}/submit/", body, format="json").status_code == 201
     second = claim(client_for(user))
     assert second.json()["id"] == qc.pk
@@ -63,14 +55,7 @@ def test_staff_who_wrote_the_screening_gold_are_exempt_from_screening():
     client = client_for(staff)
     # the gold-less screening question is served to staff to write its answer key
     assert claim(client).json()["id"] == screening.pk
-    body = {
-        "idempotency_key": str(uuid.uuid4()),
-        "ratings": [1, 1, 1],
-        "flags": None,
-        "human_completion": None,
-        "finish_reason": "solution",
-        "total_time_ms": 1000,
-    }
+    body = submit_body()
     assert client.post(f"/api/tasks/{screening.pk}/submit/", body, format="json").status_code == 201
     task_gold_set(task_id=screening.pk, user=staff)
     # screening is now pending for everyone; the author is never served their own item and

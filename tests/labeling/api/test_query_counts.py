@@ -6,8 +6,6 @@ three with a token. SQLite has no data-modifying CTEs and its writers open and c
 transaction explicitly, so its numbers are higher; they are locked here too.
 """
 
-import uuid
-
 import pytest
 from django.db import connection
 from rest_framework.authtoken.models import Token
@@ -15,6 +13,7 @@ from rest_framework.test import APIClient
 
 from labeling.models import QualitySettings
 from tests.factories import TaskFactory, annotator
+from tests.labeling.api.support import submit_body
 
 pytestmark = pytest.mark.django_db(transaction=True)  # real transactions, as in production
 
@@ -44,14 +43,7 @@ def claim_then_submit(client: APIClient) -> tuple[object, object]:
     claimed = client.post("/api/queue/next/", {}, format="json")
     assert claimed.status_code == 200
     task = claimed.json()
-    body = {
-        "idempotency_key": str(uuid.uuid4()),
-        "ratings": [1] * len(task["steps"]),
-        "flags": None,
-        "human_completion": None,
-        "finish_reason": "solution",
-        "total_time_ms": 1000,
-    }
+    body = submit_body(ratings=[1] * len(task["steps"]))
     return task, client.post(f"/api/tasks/{task['id']}/submit/", body, format="json")
 
 
@@ -65,14 +57,7 @@ def test_claim_and_submit_query_counts(queue, auth, django_assert_num_queries):
         claimed = client.post("/api/queue/next/", {}, format="json")
     assert claimed.status_code == 200
     task = claimed.json()
-    body = {
-        "idempotency_key": str(uuid.uuid4()),
-        "ratings": [1] * len(task["steps"]),
-        "flags": None,
-        "human_completion": None,
-        "finish_reason": "solution",
-        "total_time_ms": 1000,
-    }
+    body = submit_body(ratings=[1] * len(task["steps"]))
     with django_assert_num_queries(submit_count):
         submitted = client.post(f"/api/tasks/{task['id']}/submit/", body, format="json")
     assert submitted.status_code == 201

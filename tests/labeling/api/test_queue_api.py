@@ -10,6 +10,7 @@ from rest_framework.test import APIClient
 
 from labeling.models import Label, Lease, QualitySettings, Task
 from tests.factories import SolutionFactory, TaskFactory, UserFactory, annotator
+from tests.labeling.api.support import client_for
 
 pytestmark = pytest.mark.django_db
 
@@ -19,12 +20,6 @@ STEPS = ["Let $x = 2$.", "Then $x^2 = 5$.", "# Answer\n\n5"]
 @pytest.fixture(autouse=True)
 def no_qc() -> None:
     QualitySettings.objects.create(pk=1, qc_rate=0.0)
-
-
-def client_for(user) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
 
 
 def next_task(client: APIClient, exclude: list[int] | None = None):

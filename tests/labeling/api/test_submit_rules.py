@@ -2,7 +2,6 @@
 kind of task, and only an eligible annotator. Through APIClient, on SQLite and PostgreSQL."""
 
 import datetime
-import uuid
 
 import pytest
 from django.contrib.auth.models import Permission
@@ -12,6 +11,7 @@ from rest_framework.test import APIClient
 from labeling.models import AnnotatorProfile, Label, Lease, QualitySettings, ReleasedLease, Task
 from labeling.services.queue import leases_release_expired
 from tests.factories import LabelFactory, SolutionFactory, TaskFactory, UserFactory, annotator
+from tests.labeling.api.support import client_for, submit_body
 
 pytestmark = pytest.mark.django_db
 
@@ -23,12 +23,6 @@ def no_qc() -> None:
     QualitySettings.objects.create(pk=1, qc_rate=0.0)
 
 
-def client_for(user) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
-
-
 def claim(client: APIClient) -> dict:
     response = client.post("/api/queue/next/", {}, format="json")
     assert response.status_code == 200, response.content
@@ -36,16 +30,7 @@ def claim(client: APIClient) -> dict:
 
 
 def submit(client: APIClient, task_id: int, **overrides):
-    body = {
-        "idempotency_key": str(uuid.uuid4()),
-        "ratings": [1, 1, 1],
-        "flags": None,
-        "human_completion": None,
-        "finish_reason": "solution",
-        "total_time_ms": 1000,
-    }
-    body.update(overrides)
-    return client.post(f"/api/tasks/{task_id}/submit/", body, format="json")
+    return client.post(f"/api/tasks/{task_id}/submit/", submit_body(**overrides), format="json")
 
 
 def gold_task(kind: str) -> Task:
