@@ -1,7 +1,7 @@
 """The one map from job kind to the Celery task that runs it.
 
-Task names, not task objects: the jobs app enqueues by name and never imports the apps whose
-services the tasks run. Each task is named after the service it runs (``grep queue_fill``
+Task names and hook paths, not objects: the jobs app enqueues by name and never imports the
+apps whose services the tasks run. Each task is named after the service it runs (``grep queue_fill``
 finds the service, the task and this entry).
 """
 
@@ -16,10 +16,16 @@ class JobTask:
     # The reaper may re-queue a job of this kind once after its worker was lost: running it
     # again neither repeats finished work nor duplicates rows (see docs/decisions/0007).
     resumable: bool = False
+    # Dotted path of ``fn(*, job)``, called in the transaction that finishes a job its worker
+    # will not finish (the reaper's "worker lost", the admin's mark failed or cancel), so the
+    # kind's own rows never stay half-done: a version left "training" forever, say.
+    on_abandon: str = ""
 
 
 JOB_TASKS: dict[str, JobTask] = {
-    JobKind.TRAIN: JobTask("selector.selector_train"),
+    JobKind.TRAIN: JobTask(
+        "selector.selector_train", on_abandon="selector.services.training.training_abandoned"
+    ),
     JobKind.EVALUATE: JobTask("selector.selector_evaluate"),
     JobKind.PROMOTE: JobTask("selector.selector_promote"),
     JobKind.SCORE: JobTask("selector.candidates_score", resumable=True),

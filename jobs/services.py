@@ -25,6 +25,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import DatabaseError, connection, connections, transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from jobs.models import FINISHED, Job, JobStatus
 from jobs.registry import JOB_TASKS
@@ -328,9 +329,18 @@ def jobs_reap(*, lost_after: float | None = None) -> ReapReport:
                 job.error = lost
                 job.finished_at = timezone.now()
                 job.save(update_fields=["status", "error", "finished_at"])
+                _job_abandoned(job)
                 report.failed.append(job.pk)
             logger.warning("job %s: %s", job.pk, job.error)
     return report
+
+
+def _job_abandoned(job: Job) -> None:
+    """Run the kind's clean-up for a job finished by someone other than its worker. A worker
+    still alive stops at its next progress write and cleans up the same way itself."""
+    hook = JOB_TASKS[job.kind].on_abandon
+    if hook:
+        import_string(hook)(job=job)
 
 
 def job_mark_failed(*, job_id: int, user: AbstractBaseUser | AnonymousUser | None = None) -> Job:
@@ -345,6 +355,7 @@ def job_mark_failed(*, job_id: int, user: AbstractBaseUser | AnonymousUser | Non
         job.status = JobStatus.FAILED
         job.finished_at = timezone.now()
         job.save(update_fields=["status", "error", "finished_at"])
+        _job_abandoned(job)
     return job
 
 
@@ -360,6 +371,7 @@ def job_cancel(*, job: Job) -> bool:
         locked.status = JobStatus.CANCELLED
         locked.finished_at = timezone.now()
         locked.save(update_fields=["status", "error", "finished_at"])
+        _job_abandoned(locked)
     job.status = JobStatus.CANCELLED
     return True
 

@@ -348,3 +348,14 @@ def selector_train(
     }
     version.save(update_fields=["status", "training_summary"])
     return version
+
+
+def training_abandoned(*, job: Job) -> None:
+    """The jobs registry's hook for a train job finished without its worker (lost, marked
+    failed, cancelled): the version it was training never completes, so it is failed with the
+    job's reason rather than showing "training" forever."""
+    if job.version_id is None:
+        return  # it never got as far as creating one
+    SelectorVersion.objects.filter(pk=job.version_id, status=VersionStatus.TRAINING).update(
+        status=VersionStatus.FAILED, training_summary={"error": job.error}
+    )

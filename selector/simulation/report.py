@@ -280,9 +280,9 @@ def plots_write(curves: Mapping[str, Any], out_dir: Path) -> list[Path]:
     return written
 
 
-def _fmt(value: Any) -> str:
+def _fmt(value: Any, digits: int = 3) -> str:
     if isinstance(value, float):
-        return "n/a" if math.isnan(value) else f"{value:.3f}"
+        return "n/a" if math.isnan(value) else f"{value:.{digits}f}"
     return "n/a" if value is None else str(value)
 
 
@@ -296,13 +296,19 @@ def summary_write(report: Mapping[str, Any], out_dir: Path) -> Path:
         "",
         f"**Data efficiency ({de['arms'][0]} vs {de['arms'][1]}, {de['metric']}):** "
         f"{_fmt(de['ratio'])}x (95% CI {_fmt(de['ci95'][0])} to {_fmt(de['ci95'][1])})"
-        + (f", censored {de['censored']}" if de.get("censored") else "")
+        + {
+            "above": f": {de['arms'][1]} never reached {de['arms'][0]}'s final value, so the "
+            "ratio is a lower bound (its largest budget over that of the other)",
+            "below": f": {de['arms'][1]} was there before its first budget, so the ratio is "
+            "an upper bound",
+        }.get(de.get("censored") or "", "")
         + ".",
         "",
         de["method"] + ".",
         "",
-        "| arm | labels | steps rated | step AUROC | F1 | best-of-N (selector / majority) |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "| arm | labels | steps rated | step AUROC | F1 | first error found / correct kept "
+        "| best-of-N (selector / majority) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for arm, by_seed in report["arms"].items():
         finals = [rounds[-1] for rounds in by_seed.values() if rounds]
@@ -317,8 +323,20 @@ def summary_write(report: Mapping[str, Any], out_dir: Path) -> Path:
         steps = float(np.mean([f["steps_rated"] for f in finals])) if finals else float("nan")
         lines.append(
             f"| {arm} | {labels:.0f} | {steps:.0f} | {_fmt(mean('step_auroc'))} | "
-            f"{_fmt(mean('f1'))} | {_fmt(mean('bon_selector'))} / {_fmt(mean('bon_majority'))} |"
+            f"{_fmt(mean('f1'))} | {_fmt(mean('acc_erroneous'))} / {_fmt(mean('acc_correct'))} | "
+            f"{_fmt(mean('bon_selector'))} / {_fmt(mean('bon_majority'))} "
+            f"(N = {_fmt(mean('bon_n'), 0)}) |"
         )
+    pool = report.get("pool") or {}
+    if pool:
+        lines += [
+            "",
+            f"Pool: {pool['problems']} problems, {pool['candidates']} candidates; held out "
+            f"(the same for every arm): {pool['held_out_problems']} problems, "
+            f"{pool['held_out_labels']} fully labeled solutions. Final round, mean over seeds. "
+            "F1 is ProcessBench's (the first step scored below 0.5 is the predicted error): "
+            "a selector that scores no step below 0.5 finds no error and gets F1 0.",
+        ]
     lines += ["", "Curves: `curves_labels.png`, `curves_steps.png` (seed mean, 95% band).", ""]
     path = out_dir / "summary.md"
     path.write_text("\n".join(lines), encoding="utf-8")

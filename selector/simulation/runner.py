@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,10 @@ class SimConfig:
     flip_rate: float = 0.0
     neutral_rate: float = 0.0
     bias: float = 0.0
+    # Share of problems held out for evaluation (the product's SELECTOR_EVAL_FRACTION, set in
+    # each worker): more than the product's 10% so the interval over held-out problems is
+    # not resting on a handful of them.
+    held_out_fraction: float = 0.25
     metric: str = "step_auroc"
     resamples: int = 500
     jobs: int = 2
@@ -120,6 +125,7 @@ PRESETS: dict[str, SimConfig] = {
         max_length=512,
         token_budget=16384,
         device="cuda",
+        held_out_fraction=0.1,
         jobs=1,
         resamples=1000,
     ),
@@ -212,6 +218,7 @@ def _subprocess(
         "SELECTOR_MAX_LENGTH": str(spec["config"]["max_length"]),
         "SELECTOR_TOKEN_BUDGET": str(spec["config"]["token_budget"]),
         "SELECTOR_PER_PROBLEM": str(spec["config"]["per_problem"]),
+        "SELECTOR_EVAL_FRACTION": str(spec["config"]["held_out_fraction"]),
         "OMP_NUM_THREADS": str(threads),
         "MKL_NUM_THREADS": str(threads),
         "HF_HUB_OFFLINE": "1",
@@ -259,6 +266,8 @@ def simulation_run(
         raise SimulationError("no arms to run")
     if config.seeds < 1 or config.rounds < 1:
         raise SimulationError("seeds and rounds must be at least 1")
+    if not 0 < config.held_out_fraction < 1:
+        raise SimulationError("--held-out-fraction must be between 0 and 1")
     if config.labels_per_round is not None and config.labels_per_round < 1:
         raise SimulationError("--labels-per-round must be at least 1")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -282,18 +291,31 @@ def simulation_run(
         if progress:
             progress(done, total)
         template = work / "template.sqlite3"
+        workers = _Workers()
         say("building the template database (pool, base version, held-out labels)")
-        _subprocess(
-            {"role": "template", "config": asdict(config), "work": str(work), "base_model": base},
-            work,
-            template,
-            work / "checkpoints-template",
-            threads=max(1, os.cpu_count() or 1),
+        _run_polling(
+            [
+                lambda: _subprocess(
+                    {
+                        "role": "template",
+                        "config": asdict(config),
+                        "work": str(work),
+                        "base_model": base,
+                    },
+                    work,
+                    template,
+                    work / "checkpoints-template",
+                    threads=max(1, os.cpu_count() or 1),
+                    workers=workers,
+                )
+            ],
+            jobs=1,
+            workers=workers,
+            poll=lambda: progress(0, total) if progress else None,
         )
         template_done = 1
         if progress:
             progress(template_done, total)
-        workers = _Workers()
         jobs = max(1, min(config.jobs, len(config.arms) * config.seeds))
         threads = max(1, (os.cpu_count() or 1) // jobs)
 
@@ -321,25 +343,14 @@ def simulation_run(
             _round_mark(work, arm, seed, _rounds_of(config, arm))
             say(f"{arm} seed {seed} done ({time.perf_counter() - started:.0f}s)")
 
-        with ThreadPoolExecutor(max_workers=jobs) as executor:
-            futures = [
-                executor.submit(one, arm, seed)
-                for seed in range(config.seeds)
-                for arm in config.arms
-            ]
-            pending = set(futures)
-            try:
-                while pending:
-                    finished, pending = wait(pending, timeout=2.0, return_when=FIRST_EXCEPTION)
-                    for future in finished:
-                        future.result()  # a failed worker fails the run at once
-                    if progress:
-                        # Raises when the job was cancelled or marked failed meanwhile.
-                        progress(template_done + _rounds_done(work, config), total)
-            except BaseException:
-                workers.stop()
-                executor.shutdown(wait=True, cancel_futures=True)
-                raise
+        _run_polling(
+            [partial(one, arm, seed) for seed in range(config.seeds) for arm in config.arms],
+            jobs=jobs,
+            workers=workers,
+            poll=lambda: (
+                progress(template_done + _rounds_done(work, config), total) if progress else None
+            ),
+        )
 
         held_out = json.loads((work / "held_out.json").read_text(encoding="utf-8"))
         raw = {
@@ -389,6 +400,26 @@ def simulation_run(
     finally:
         if not keep:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def _run_polling(
+    calls: list[Callable[[], None]], *, jobs: int, workers: _Workers, poll: Callable[[], None]
+) -> None:
+    """Run ``calls`` on ``jobs`` threads, calling ``poll`` every two seconds meanwhile (it
+    raises when the job was cancelled or marked failed). The first failure, or a raising poll,
+    terminates every running worker process and is raised."""
+    with ThreadPoolExecutor(max_workers=jobs) as executor:
+        pending = {executor.submit(call) for call in calls}
+        try:
+            while pending:
+                finished, pending = wait(pending, timeout=2.0, return_when=FIRST_EXCEPTION)
+                for future in finished:
+                    future.result()  # a failed worker fails the run at once
+                poll()
+        except BaseException:
+            workers.stop()
+            executor.shutdown(wait=True, cancel_futures=True)
+            raise
 
 
 def _rounds_of(config: SimConfig, arm: str) -> int:
@@ -499,6 +530,19 @@ def _no_fsync(sender: Any, connection: Any, **kwargs: Any) -> None:
             cursor.execute("PRAGMA synchronous=OFF")
 
 
+def _exit_with_parent() -> None:
+    """Stop when the parent dies (a SIGKILLed Celery worker, say) instead of running on for
+    minutes with no one left to read the result."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def worker_main(spec_path: Path) -> None:
     from django.conf import settings
     from django.db import connection
@@ -506,6 +550,7 @@ def worker_main(spec_path: Path) -> None:
 
     if connection.vendor != "sqlite" or "sqlite" not in settings.DATABASES["default"]["ENGINE"]:
         raise SimulationError("a simulation worker runs only on its throw-away SQLite copy")
+    _exit_with_parent()
     connection_created.connect(_no_fsync)
     connection.close()  # reopened with the pragma on first use
     spec = json.loads(spec_path.read_text(encoding="utf-8"))

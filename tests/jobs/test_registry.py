@@ -5,6 +5,7 @@ import ast
 from pathlib import Path
 
 from django.conf import settings
+from django.utils.module_loading import import_string
 
 from jobs.models import JobKind
 from jobs.registry import JOB_TASKS
@@ -22,6 +23,13 @@ def test_every_kind_has_a_registered_task():
     assert set(JOB_TASKS) == set(JobKind)
     for kind, entry in JOB_TASKS.items():
         assert entry.task in app.tasks, (kind, entry.task)
+
+
+def test_every_abandon_hook_imports():
+    hooks = {kind: entry.on_abandon for kind, entry in JOB_TASKS.items() if entry.on_abandon}
+    assert JobKind.TRAIN in hooks
+    for hook in hooks.values():
+        assert callable(import_string(hook)), hook
 
 
 def test_model_work_goes_to_ml_and_queue_top_up_and_fill_to_default():

@@ -165,7 +165,7 @@ def test_job_page_has_a_live_progress_bar(staff_client, versions):
     assert reverse("admin:jobs_job_progress", args=[job.pk]) in html
     # The polling script is a static file (the CSP allows no inline script); it runs in
     # tests/selector/test_admin_browser.py.
-    assert 'data-finished="0"' in html and 'src="/static/selector/job_progress.js"' in html
+    assert 'data-finished="0"' in html and 'src="/static/jobs/job_progress.js"' in html
     assert "cdn" not in html.lower()
 
 

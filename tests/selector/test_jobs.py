@@ -1,9 +1,13 @@
 """Jobs: the thin Celery tasks called directly, idempotency, failures, and the commands."""
 
+from datetime import timedelta
+
 import pytest
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 
 from jobs.models import Job, JobKind, JobStatus
+from jobs.services import job_cancel, job_mark_failed, jobs_reap
 from labeling.models import Grade, Task
 from selector import tasks
 from selector.models import SelectorVersion, SolutionScore, VersionStatus
@@ -114,3 +118,42 @@ def test_train_job_with_base_creates_the_first_active_version(db, selector_setti
     version = SelectorVersion.objects.get(name="first")
     assert job.version == version and version.is_active
     assert job.result == {"version_id": version.pk, "version": "first", "active": True}
+
+
+def training_job(version_status: str) -> tuple[Job, SelectorVersion]:
+    version = SelectorVersion.objects.create(name="half", base_model="-", status=version_status)
+    job = Job.objects.create(
+        kind=JobKind.TRAIN,
+        status=JobStatus.RUNNING,
+        version=version,
+        started_at=timezone.now() - timedelta(hours=1),
+        heartbeat_at=timezone.now() - timedelta(hours=1),
+        worker="gone-host:1",
+    )
+    return job, version
+
+
+@pytest.mark.parametrize(
+    "finish",
+    [
+        lambda job: jobs_reap(lost_after=60),
+        lambda job: job_mark_failed(job_id=job.pk),
+        lambda job: job_cancel(job=job),
+    ],
+    ids=["worker-lost", "marked-failed", "cancelled"],
+)
+def test_a_train_job_finished_without_its_worker_fails_its_version(db, finish):
+    job, version = training_job(VersionStatus.TRAINING)
+    finish(job)
+    job.refresh_from_db()
+    version.refresh_from_db()
+    assert job.status in (JobStatus.FAILED, JobStatus.CANCELLED)
+    assert version.status == VersionStatus.FAILED
+    assert version.training_summary == {"error": job.error} and job.error
+
+
+def test_the_abandon_hook_leaves_a_finished_version_alone(db):
+    job, version = training_job(VersionStatus.READY)  # trained; the worker died after
+    assert jobs_reap(lost_after=60).failed == [job.pk]
+    version.refresh_from_db()
+    assert version.status == VersionStatus.READY

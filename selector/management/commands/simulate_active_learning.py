@@ -43,6 +43,9 @@ class Command(BaseCommand):
         parser.add_argument("--flip-rate", type=float)
         parser.add_argument("--neutral-rate", type=float)
         parser.add_argument("--bias", type=float)
+        parser.add_argument(
+            "--held-out-fraction", type=float, help="share of problems held out for evaluation"
+        )
         parser.add_argument("--metric", choices=["step_auroc", "f1"])
         parser.add_argument("--warm-start", action="store_true", default=None)
         parser.add_argument("--keep", action="store_true", help="keep the work directory")
@@ -71,6 +74,7 @@ class Command(BaseCommand):
                 flip_rate=options["flip_rate"],
                 neutral_rate=options["neutral_rate"],
                 bias=options["bias"],
+                held_out_fraction=options["held_out_fraction"],
                 metric=options["metric"],
                 warm_start=options["warm_start"],
                 labels_per_round=options["labels_per_round"],
@@ -84,11 +88,16 @@ class Command(BaseCommand):
         except (SimulationError, PoolError, ValueError) as exc:
             raise CommandError(str(exc)) from exc
         de = result["data_efficiency"]
+        bound = {"above": " (a lower bound)", "below": " (an upper bound)"}.get(de["censored"], "")
         self.stdout.write(
-            f"{de['arms'][0]} vs {de['arms'][1]} on {de['metric']}: ratio {de['ratio']} "
-            f"(95% CI {de['ci95'][0]} to {de['ci95'][1]}), {result['seconds']}s; "
-            f"report in {options['out'] / 'report.json'}"
+            f"{de['arms'][0]} vs {de['arms'][1]} on {de['metric']}: ratio {_fmt(de['ratio'])}"
+            f"{bound}, 95% CI {_fmt(de['ci95'][0])} to {_fmt(de['ci95'][1])}; "
+            f"{result['seconds']:.0f} s; report in {options['out'] / 'report.json'}"
         )
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
 
 
 def argparse_suppress() -> str:

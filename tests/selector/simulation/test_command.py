@@ -9,6 +9,7 @@ from django.core.management import CommandError, call_command
         (["--seeds", "0"], "seeds and rounds must be at least 1"),
         (["--pool", "/nonexistent.jsonl"], "no such file"),
         (["--labels-per-round", "0"], "--labels-per-round must be at least 1"),
+        (["--held-out-fraction", "1"], "--held-out-fraction must be between 0 and 1"),
     ],
 )
 def test_bad_options_fail_before_anything_runs(tmp_path, args, message):

@@ -5,7 +5,9 @@ import json
 import sqlite3
 
 import pytest
+from django.conf import settings
 
+from selector.ml.training import split_by_problem
 from selector.simulation.pool import synthetic_pool
 from selector.simulation.runner import ARMS, config_for, simulation_run
 
@@ -37,13 +39,17 @@ def test_simulation_runs_every_arm_through_the_real_services(tmp_path):
         assert (out / name).stat().st_size > 0
 
     # The noise-free oracle's stored labels are the pool's known ratings, up to the first -1.
-    truth = {
-        (p.key, c.steps): c.ratings
-        for p in synthetic_pool(
-            problems=config.problems, candidates=config.candidates, seed=config.pool_seed
-        )
-        for c in p.candidates
-    }
+    pool = synthetic_pool(
+        problems=config.problems, candidates=config.candidates, seed=config.pool_seed
+    )
+    truth = {(p.key, c.steps): c.ratings for p in pool for c in p.candidates}
+    # The workers hold out the preset's share of problems, not the product's default.
+    _, held = split_by_problem(
+        [p.key for p in pool],
+        eval_fraction=config.held_out_fraction,
+        seed=settings.SELECTOR_EVAL_SEED,
+    )
+    assert on_disk["pool"]["held_out_problems"] == len(held) > 2
     db = sqlite3.connect(out / "work" / "80_20-0.sqlite3")
     rows = db.execute(
         "SELECT l.ratings, l.finish_reason, s.steps, p.unique_id FROM labeling_label l "
@@ -83,3 +89,22 @@ def test_a_stopped_run_ends_its_workers_instead_of_waiting_for_them(tmp_path):
     started = {p.name for p in work.glob("spec-arm-*.json")}
     assert len(started) == config_for("test").jobs  # the queued arms never started
     assert not (out / "report.json").exists()
+
+
+@pytest.mark.slow
+def test_a_run_stopped_while_the_template_builds_never_starts_an_arm(tmp_path):
+    """The template build is polled like the arms: a cancel during it ends the build."""
+    calls = []
+
+    def progress(done: int, total: int) -> None:
+        calls.append((done, total))
+        if len(calls) >= 2:  # the first poll while the template builds
+            raise Stop
+
+    out = tmp_path / "sim"
+    with pytest.raises(Stop):
+        simulation_run(config=config_for("test"), out_dir=out, keep=True, progress=progress)
+    work = out / "work"
+    assert [done for done, _ in calls] == [0, 0]
+    assert not (work / "held_out.json").exists()  # the template's last write never came
+    assert not list(work.glob("spec-arm-*.json"))
