@@ -23,6 +23,7 @@ from labeling.models import AnnotatorProfile, QualitySettings, Solution, Task, T
 from labeling.services.export import (
     ExportFilters,
     ExportJobBusy,
+    StepwiseOptions,
     export_job_create,
     labels_for_export,
     prm800k_chunks,
@@ -77,6 +78,23 @@ class ExportForm(forms.Form):
         choices=[("positive", "positive"), ("negative", "negative")],
         help_text="TRL only: how a neutral step is labeled",
     )
+    trajectories_only = forms.BooleanField(
+        required=False,
+        help_text="TRL only: one row per label, its chosen trajectory (no alternative completions)",
+    )
+    include_flagged = forms.BooleanField(
+        required=False,
+        label="Include flagged steps",
+        help_text="TRL only: keep flagged steps as targets (by default a row ends before one)",
+    )
+    include_unreliable = forms.BooleanField(
+        required=False,
+        label="Include unreliable annotators",
+        help_text="TRL only: keep labels of annotators who failed screening or are paused",
+    )
+
+    def stepwise_options(self) -> StepwiseOptions:
+        return StepwiseOptions.from_params(self.cleaned_data)
 
     def filters(self) -> ExportFilters:
         data = self.cleaned_data
@@ -116,14 +134,14 @@ class ExportAdminMixin:
         if request.method == "POST" and form.is_valid():
             filters = form.filters()
             export_format = form.cleaned_data["format"]
-            neutral = form.cleaned_data["neutral"]
+            stepwise = form.stepwise_options()
             if "background" in request.POST:
                 try:
                     job = export_job_create(
                         created_by=request.user if isinstance(request.user, User) else None,
                         filters=filters,
                         export_format=export_format,
-                        neutral=neutral,
+                        stepwise=stepwise,
                     )
                 except ExportJobBusy as busy:
                     messages.error(request, str(busy))
@@ -132,9 +150,8 @@ class ExportAdminMixin:
                 return redirect(reverse("admin:labeling_label_export"))
             labels = labels_for_export(filters=filters)
             if export_format == "stepwise":
-                return _jsonl_download(
-                    stepwise_chunks(labels=labels, neutral=neutral), "stepwise.jsonl"
-                )
+                chunks = stepwise_chunks(labels=labels, **stepwise.as_params())
+                return _jsonl_download(chunks, "stepwise.jsonl")
             return _jsonl_download(prm800k_chunks(labels=labels), "prm800k.jsonl")
         jobs = list(Job.objects.filter(kind=JobKind.EXPORT).order_by("-created_at")[:20])
         context = {

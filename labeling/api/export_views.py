@@ -19,6 +19,7 @@ from labeling import permissions
 from labeling.services.export import (
     ExportFilters,
     ExportJobBusy,
+    StepwiseOptions,
     export_job_create,
     export_path,
     labels_for_export,
@@ -66,7 +67,31 @@ class ExportFiltersSerializer(serializers.Serializer):
 
 
 class StepwiseExportSerializer(ExportFiltersSerializer):
-    neutral = serializers.ChoiceField(choices=["positive", "negative"], default="positive")
+    """The filters and the TRL options (``StepwiseOptions``; defaults as ``export_stepwise``)."""
+
+    neutral = serializers.ChoiceField(
+        choices=["positive", "negative"],
+        default="positive",
+        help_text="TRL only: how a neutral (0) step is labeled",
+    )
+    trajectories_only = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="TRL only: one row per label, its chosen trajectory (no alternative completions)",
+    )
+    include_flagged = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="TRL only: keep flagged steps as targets (default: a row ends before one)",
+    )
+    include_unreliable = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="TRL only: keep labels of annotators who failed screening or are paused",
+    )
+
+    def stepwise_options(self) -> StepwiseOptions:
+        return StepwiseOptions.from_params(self.validated_data)
 
 
 class ExportJobCreateSerializer(StepwiseExportSerializer):
@@ -142,7 +167,7 @@ class StepwiseExportView(APIView):
         params = StepwiseExportSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
         labels = labels_for_export(filters=params.filters())
-        chunks = stepwise_chunks(labels=labels, neutral=params.validated_data["neutral"])
+        chunks = stepwise_chunks(labels=labels, **params.stepwise_options().as_params())
         return _jsonl_response(chunks, "stepwise.jsonl")
 
 
@@ -171,7 +196,7 @@ class ExportJobListView(APIView):
                 created_by=request.user,  # type: ignore[arg-type]
                 filters=params.filters(),
                 export_format=params.validated_data["format"],
-                neutral=params.validated_data["neutral"],
+                stepwise=params.stepwise_options(),
             )
         except ExportJobBusy as busy:
             raise ExportJobConflict(str(busy)) from None

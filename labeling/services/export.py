@@ -16,7 +16,7 @@ import os
 import queue
 import threading
 import uuid
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from pathlib import Path
@@ -72,6 +72,44 @@ class ExportFilters:
             since=parse_since(since) if since else None,
             include_qc=bool(params.get("include_qc")),
             include_screening=bool(params.get("include_screening")),
+        )
+
+
+@dataclass(frozen=True)
+class StepwiseOptions:
+    """How the TRL stepwise export shapes its rows. The defaults are training hygiene: labels
+    of annotators who failed screening or are paused left out, flagged steps no targets, one
+    row per rated branch.
+
+    ``as_params()`` is both a job's stored parameters and the keyword arguments of
+    ``stepwise_chunks`` / ``stepwise_export``.
+    """
+
+    neutral: Neutral = "positive"
+    trajectories_only: bool = False
+    include_flagged: bool = False
+    include_unreliable: bool = False
+
+    def __post_init__(self) -> None:
+        if self.neutral not in ("positive", "negative"):
+            raise ValueError(f"neutral: {self.neutral!r} is not one of positive, negative")
+
+    def as_params(self) -> dict[str, Any]:
+        return {
+            "neutral": self.neutral,
+            "trajectories_only": self.trajectories_only,
+            "include_flagged": self.include_flagged,
+            "include_unreliable": self.include_unreliable,
+        }
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> StepwiseOptions:
+        # A job queued before an option existed has no key for it: the default applies.
+        return cls(
+            neutral=params.get("neutral", "positive"),
+            trajectories_only=bool(params.get("trajectories_only")),
+            include_flagged=bool(params.get("include_flagged")),
+            include_unreliable=bool(params.get("include_unreliable")),
         )
 
 
@@ -562,15 +600,18 @@ def export_job_create(
     created_by: User | None,
     filters: ExportFilters,
     export_format: ExportFormat = "prm800k",
-    neutral: Neutral = "positive",
+    stepwise: StepwiseOptions | None = None,
 ) -> Job:
-    """Queue an export that a Celery worker writes under ``settings.EXPORT_DIR``.
+    """Queue an export that a Celery worker writes under ``settings.EXPORT_DIR``; ``stepwise``
+    (TRL only, recorded in the job's params) defaults to ``StepwiseOptions()``.
 
     Raises ExportJobBusy while ``created_by`` has one queued or running: each job reads the
     whole label table, so an unbounded number of them is a way to starve the workers.
     """
     if export_format not in ("prm800k", "stepwise"):
         raise ValueError(f"format: {export_format!r} is not one of prm800k, stepwise")
+    # The params say what the file holds, so a PRM800K job carries no TRL options.
+    options = (stepwise or StepwiseOptions()).as_params() if export_format == "stepwise" else {}
     with transaction.atomic():
         if created_by is not None:
             # The user's row is the lock: two simultaneous requests cannot both see no job.
@@ -591,9 +632,9 @@ def export_job_create(
             user=created_by,
             params={
                 "format": export_format,
-                "neutral": neutral,
                 "token": uuid.uuid4().hex,
                 **filters.as_params(),
+                **options,
             },
         )
 
@@ -629,10 +670,11 @@ def _export_write(job: Job, progress: JobProgress) -> dict[str, Any]:
         with open(tmp, "wb") as out:
             if export_format == "stepwise":
                 written = stepwise_export(
-                    out=out, filters=filters, neutral=params.get("neutral", "positive"),
-                    trajectories_only=bool(params.get("trajectories_only")),
+                    out=out,
+                    filters=filters,
+                    **StepwiseOptions.from_params(params).as_params(),
                     on_progress=lambda done: progress(done, total),
-                )  # fmt: skip
+                )
             else:
                 written = prm800k_export(
                     out=out, filters=filters, on_progress=lambda done: progress(done, total)

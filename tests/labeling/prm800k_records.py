@@ -1,4 +1,5 @@
-"""A generator of PRM800K records covering the format's corners, and a loader for the tests."""
+"""A generator of PRM800K records covering the format's corners, a loader for the tests, and
+labels on which each TRL export option shows."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from labeling.models import AnnotatorProfile
 from labeling.services.imports import prm800k_import
+from tests.factories import LabelFactory, annotator
 
 QUESTION_KEYS_PHASE2 = [
     "problem",
@@ -329,3 +332,45 @@ def shape_records() -> dict[str, dict[str, Any]]:
             phase=1,
         ),
     }
+
+
+# --- Labels on which each TRL stepwise option changes the export -------------------------------
+
+
+def stepwise_option_labels() -> dict[str, list[tuple[str, ...]]]:
+    """Labels on which each TRL option alone changes the stepwise export: a rated branch
+    (``trajectories_only``), a flagged negative step (``include_flagged``), a paused annotator
+    and one who failed screening (``include_unreliable``).
+
+    Returns the exported rows' completions (as ``row_completions`` reads them) per option set
+    to true, "" for all defaults.
+    """
+    branch = [_s([_c("a", 1)]), _s([_c("b", 1), _c("b-alt", -1)])]
+    LabelFactory(steps=branch, finish_reason="solution")
+    flagged = [_s([_c("c", 1)]), _s([_c("f", -1, flagged=True)])]
+    LabelFactory(steps=flagged, finish_reason="found_error")
+    paused, failed = annotator(), annotator()
+    AnnotatorProfile.objects.filter(user=paused).update(is_paused=True)
+    AnnotatorProfile.objects.filter(user=failed).update(screening_passed=False)
+    for user, text in ((paused, "paused"), (failed, "failed")):
+        LabelFactory(
+            annotator=user,
+            labeler=user.annotator_profile.labeler,
+            steps=[_s([_c(text, 1)])],
+            finish_reason="solution",
+        )
+    default = [("a", "b"), ("a", "b-alt"), ("c",)]
+    return {
+        "": default,
+        "trajectories_only": [("a", "b"), ("c",)],
+        "include_flagged": [("a", "b"), ("a", "b-alt"), ("c", "f")],
+        "include_unreliable": sorted([*default, ("failed",), ("paused",)]),
+    }
+
+
+STEPWISE_OPTIONS = ["", "trajectories_only", "include_flagged", "include_unreliable"]
+
+
+def row_completions(rows: list[dict[str, Any]]) -> list[tuple[str, ...]]:
+    """The completions of TRL rows, sorted: what ``stepwise_option_labels`` predicts."""
+    return sorted(tuple(row["completions"]) for row in rows)

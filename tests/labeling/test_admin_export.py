@@ -10,6 +10,11 @@ from jobs.models import Job
 from labeling.models import AnnotatorProfile, QualitySettings, Task, TaskKind
 from labeling.services.export import export_job_run
 from tests.factories import LabelFactory, SolutionFactory, TaskFactory, UserFactory, annotator
+from tests.labeling.prm800k_records import (
+    STEPWISE_OPTIONS,
+    row_completions,
+    stepwise_option_labels,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -90,6 +95,45 @@ def test_export_page_download_and_background_job(
     assert [
         json.loads(x)["generation"] for x in b"".join(download.streaming_content).splitlines()
     ] == [4]
+
+
+def test_export_page_offers_the_trl_options_off_by_default(admin_client: Client) -> None:
+    form = admin_client.get("/admin/labeling/label/export/").context["form"]
+    for option in STEPWISE_OPTIONS[1:]:
+        assert form.fields[option].help_text.startswith("TRL only:")
+        assert not form.fields[option].required and not form[option].value()
+
+
+@pytest.mark.parametrize("option", STEPWISE_OPTIONS)
+def test_export_page_download_passes_each_trl_option_through(
+    admin_client: Client, option: str
+) -> None:
+    expected = stepwise_option_labels()
+    form = {"format": "stepwise", "neutral": "positive", "download": "1"}
+    if option:
+        form[option] = "on"
+    response = admin_client.post("/admin/labeling/label/export/", form)
+    assert response.status_code == 200 and response.streaming
+    assert row_completions(streamed_lines(response)) == expected[option]
+
+
+@pytest.mark.parametrize("option", STEPWISE_OPTIONS)
+def test_export_page_background_job_passes_each_trl_option_through(
+    admin_client: Client, option: str, django_capture_on_commit_callbacks: Any
+) -> None:
+    expected = stepwise_option_labels()
+    form = {"format": "stepwise", "neutral": "negative", "background": "1"}
+    if option:
+        form[option] = "on"
+    with django_capture_on_commit_callbacks(execute=False):
+        admin_client.post("/admin/labeling/label/export/", form)
+    job = Job.objects.get()
+    assert job.params["neutral"] == "negative"
+    assert [k for k in STEPWISE_OPTIONS[1:] if job.params[k]] == ([option] if option else [])
+    export_job_run(job_id=job.pk)
+    download = admin_client.get(f"/api/export/jobs/{job.pk}/download/")
+    rows = [json.loads(x) for x in b"".join(download.streaming_content).splitlines()]
+    assert row_completions(rows) == expected[option]
 
 
 def test_export_page_rejects_a_bad_date(admin_client: Client) -> None:

@@ -8,6 +8,11 @@ from django.core.management import CommandError, call_command
 
 from labeling.models import TaskKind
 from tests.factories import LabelFactory, TaskFactory
+from tests.labeling.prm800k_records import (
+    STEPWISE_OPTIONS,
+    row_completions,
+    stepwise_option_labels,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -102,3 +107,13 @@ def test_export_stepwise_writes_a_row_per_branch_unless_trajectories_only(tmp_pa
     ]
     call_command("export_stepwise", "-o", str(out), "--trajectories-only")
     assert [r["completions"] for r in read_jsonl(out)] == [["a", "b"]]
+
+
+@pytest.mark.parametrize("option", STEPWISE_OPTIONS)
+def test_export_stepwise_each_option_changes_the_rows(tmp_path: Path, option: str) -> None:
+    """The same labels and outcomes as the API's and the admin's tests of these options."""
+    expected = stepwise_option_labels()
+    out = tmp_path / "trl.jsonl"
+    flags = ["--" + option.replace("_", "-")] if option else []
+    call_command("export_stepwise", "-o", str(out), *flags)
+    assert row_completions(read_jsonl(out)) == expected[option]

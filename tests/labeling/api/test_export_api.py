@@ -16,10 +16,17 @@ from labeling.models import TaskKind
 from labeling.services.export import (
     ExportFilters,
     ExportJobBusy,
+    StepwiseOptions,
     export_job_create,
     export_job_run,
+    export_path,
 )
 from tests.factories import LabelFactory, TaskFactory, UserFactory, annotator, staff_with
+from tests.labeling.prm800k_records import (
+    STEPWISE_OPTIONS,
+    row_completions,
+    stepwise_option_labels,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -105,6 +112,73 @@ def test_stepwise_export_endpoint(staff_client: APIClient) -> None:
     assert record["labels"] == [True] * len(label.steps)
 
 
+@pytest.mark.parametrize("option", STEPWISE_OPTIONS)
+def test_stepwise_export_endpoint_passes_each_option_through(
+    staff_client: APIClient, option: str
+) -> None:
+    expected = stepwise_option_labels()
+    response = staff_client.get("/api/export/stepwise/", {option: "true"} if option else {})
+    assert response.status_code == 200
+    assert row_completions(body_lines(response)) == expected[option]
+
+
+@pytest.mark.parametrize("option", STEPWISE_OPTIONS[1:])
+def test_bad_stepwise_option_is_a_400_naming_the_field(
+    staff_client: APIClient, option: str
+) -> None:
+    response = staff_client.get("/api/export/stepwise/", {option: "maybe"})
+    assert response.status_code == 400
+    assert list(response.json()) == [option]
+    body = {"format": "stepwise", option: "maybe"}
+    response = staff_client.post("/api/export/jobs/", body, format="json")
+    assert response.status_code == 400
+    assert list(response.json()) == [option]
+    assert Job.objects.count() == 0
+
+
+@pytest.mark.parametrize("option", STEPWISE_OPTIONS)
+def test_stepwise_export_job_records_and_honours_each_option(
+    staff_client: APIClient, option: str, django_capture_on_commit_callbacks: Any
+) -> None:
+    expected = stepwise_option_labels()
+    body = {"format": "stepwise", **({option: True} if option else {})}
+    with django_capture_on_commit_callbacks(execute=False):
+        response = staff_client.post("/api/export/jobs/", body, format="json")
+    assert response.status_code == 202
+    params = response.json()["params"]
+    assert {k: params[k] for k in STEPWISE_OPTIONS[1:]} == {
+        k: k == option for k in STEPWISE_OPTIONS[1:]
+    }
+    export_job_run(job_id=response.json()["id"])
+    download = staff_client.get(f"/api/export/jobs/{response.json()['id']}/download/")
+    rows = [json.loads(line) for line in b"".join(download.streaming_content).splitlines()]
+    assert row_completions(rows) == expected[option]
+
+
+def test_export_job_params_hold_the_trl_options_only_for_a_stepwise_job() -> None:
+    options = StepwiseOptions(neutral="negative", trajectories_only=True, include_unreliable=True)
+    prm800k = export_job_create(created_by=None, filters=ExportFilters(), stepwise=options)
+    stepwise = export_job_create(
+        created_by=None, filters=ExportFilters(), export_format="stepwise", stepwise=options
+    )
+    assert not set(options.as_params()) & set(prm800k.params)
+    assert StepwiseOptions.from_params(stepwise.params) == options
+
+
+def test_stepwise_options_refuse_an_unknown_neutral() -> None:
+    with pytest.raises(ValueError, match="neutral: 'maybe'"):
+        StepwiseOptions.from_params({"neutral": "maybe"})
+
+
+def test_a_stepwise_job_queued_without_options_exports_with_the_defaults() -> None:
+    """Jobs queued before the options existed (a re-queued one, say) keep label hygiene."""
+    expected = stepwise_option_labels()
+    job = Job.objects.create(kind="export", params={"format": "stepwise", "token": "t"})
+    assert export_job_run(job_id=job.pk).status == JobStatus.SUCCEEDED
+    rows = [json.loads(line) for line in export_path(job).read_text().splitlines()]
+    assert row_completions(rows) == expected[""]
+
+
 def test_export_job_runs_and_offers_download(
     staff_client: APIClient, django_capture_on_commit_callbacks: Any
 ) -> None:
@@ -144,9 +218,7 @@ def test_export_job_through_a_real_worker(celery_worker_process: Any, wait_until
     for _ in range(5):
         LabelFactory()
     staff = UserFactory(username="boss2", is_staff=True)
-    job = export_job_create(
-        created_by=staff, filters=ExportFilters(), export_format="stepwise", neutral="positive"
-    )
+    job = export_job_create(created_by=staff, filters=ExportFilters(), export_format="stepwise")
     wait_until(
         lambda: Job.objects.get(pk=job.pk).status in (JobStatus.SUCCEEDED, JobStatus.FAILED),
         timeout=120,
@@ -158,8 +230,6 @@ def test_export_job_through_a_real_worker(celery_worker_process: Any, wait_until
 
 
 def test_failed_export_job_records_the_error_and_leaves_no_file(staff_client: APIClient) -> None:
-    from labeling.services.export import export_path
-
     label = LabelFactory(record_extras={"question_keys": ["mystery"]})
     job = Job.objects.create(kind="export", params={"format": "prm800k", "token": "t"})
     assert export_job_run(job_id=job.pk).status == JobStatus.FAILED
