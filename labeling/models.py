@@ -251,7 +251,8 @@ class Label(models.Model):
     once at write time for statistics and training.
     """
 
-    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="labels")
+    # No index of its own: the (task, labeler) unique index leads with the task.
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="labels", db_index=False)
     annotator = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
@@ -267,7 +268,7 @@ class Label(models.Model):
     total_time_ms = models.PositiveIntegerField(default=0)
     started_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(db_index=True)  # PRM800K's "timestamp"
-    idempotency_key = models.CharField(max_length=64, null=True, blank=True, unique=True)
+    idempotency_key = models.CharField(max_length=64, null=True, blank=True)  # unique: Meta
     is_gold = models.BooleanField(default=False)
     # For imported records: what the export needs to reproduce the record exactly (which
     # optional question keys it had, a ground-truth answer that differs from the problem's).
@@ -282,6 +283,11 @@ class Label(models.Model):
             models.UniqueConstraint(fields=["task", "labeler"], name="label_unique_per_labeler"),
             models.UniqueConstraint(
                 fields=["task", "annotator"], name="label_unique_per_annotator"
+            ),
+            # A constraint rather than unique=True, so PostgreSQL gets no second (LIKE) index
+            # on the key: every label write maintains each index, and keys are only matched.
+            models.UniqueConstraint(
+                fields=["idempotency_key"], name="label_idempotency_key_unique"
             ),
             models.CheckConstraint(
                 condition=Q(finish_reason__in=FinishReason.values),
