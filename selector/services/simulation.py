@@ -127,7 +127,8 @@ def simulation_demo_replay(
     from selector.services.versions import selector_create_base
     from selector.simulation.oracle import Oracle
     from selector.simulation.pool import synthetic_pool
-    from selector.simulation.runner import oracle_label_all, pool_store, tiny_base_model
+    from selector.simulation.runner import tiny_base_model
+    from selector.simulation.worker import oracle_label_all, pool_store
 
     say = echo or (lambda _m: None)
     started = time.perf_counter()

@@ -17,8 +17,8 @@ from selector.simulation.runner import (
     SimulationError,
     config_for,
     simulation_run,
-    worker_main,
 )
+from selector.simulation.worker import worker_main
 
 
 class Command(BaseCommand):
