@@ -346,11 +346,13 @@ def is_causal(model: Any, *, length: int = 24) -> bool:
     return bool(torch.allclose(whole, half, atol=1e-4, rtol=1e-3))
 
 
-def prm_init(*, base_model: str, output_dir: str | Path) -> None:
+def prm_init(*, base_model: str, output_dir: str | Path, seed: int = 0) -> None:
     """Make a fresh PRM from a local Hugging Face model directory (encoder or decoder).
 
     Adds the step token as a special token, gives decoders a pad token, puts a 3-way token
     classification head on top and saves model + tokenizer (float32) into ``output_dir``.
+    The new weights (head, step-token embedding) come from ``seed``: the same base gives the
+    same PRM, so runs that start from it can be repeated.
     """
     import torch
     from transformers import AutoModelForTokenClassification, AutoTokenizer
@@ -374,7 +376,8 @@ def prm_init(*, base_model: str, output_dir: str | Path) -> None:
         "dtype": torch.float32,
         "use_cache": False,  # scoring and training never decode; a KV cache only costs memory
     }
-    with _quiet_transformers():
+    with _quiet_transformers(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
         model = AutoModelForTokenClassification.from_pretrained(base, **options)
         if not is_causal(model):
             # A BERT-family encoder reads both ways; as a "decoder" it gets a causal mask, so a

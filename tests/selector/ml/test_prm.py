@@ -223,3 +223,19 @@ def test_prm_init_writes_beside_other_files_and_over_an_earlier_checkpoint(
     assert not [p for p in out.iterdir() if p.name.startswith(".partial-")]
     with pytest.raises(FileExistsError, match="not a directory"):
         prm_init(base_model=str(tiny_qwen2_base), output_dir=out / "notes.txt")
+
+
+def test_prm_init_is_repeatable_and_leaves_the_global_seed_alone(tiny_bert_base, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    torch.manual_seed(123)
+    for name, seed in (("a", 7), ("b", 7), ("c", 8)):
+        prm_init(base_model=str(tiny_bert_base), output_dir=tmp_path / name, seed=seed)
+    after = torch.rand(3)
+    torch.manual_seed(123)
+    assert torch.equal(after, torch.rand(3))  # its own RNG: the caller's sequence goes on
+    a, b, c = (load_file(tmp_path / n / "model.safetensors") for n in ("a", "b", "c"))
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], c[k]) for k in a)  # the seed decides the new weights
