@@ -51,6 +51,7 @@ ARMS: dict[str, dict[str, Any]] = {
     "random_wrong": {"wrong_fraction": 0.8, "prm": False},
 }
 BASE_NAME = "sim-base"
+PARENT_PID_ENV = "STEPWISE_SIMULATION_PARENT"
 HELD_OUT_ANNOTATOR = "sim-heldout"
 
 
@@ -219,6 +220,7 @@ def _subprocess(
         "SELECTOR_TOKEN_BUDGET": str(spec["config"]["token_budget"]),
         "SELECTOR_PER_PROBLEM": str(spec["config"]["per_problem"]),
         "SELECTOR_EVAL_FRACTION": str(spec["config"]["held_out_fraction"]),
+        PARENT_PID_ENV: str(os.getpid()),
         "OMP_NUM_THREADS": str(threads),
         "MKL_NUM_THREADS": str(threads),
         "HF_HUB_OFFLINE": "1",

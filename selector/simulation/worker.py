@@ -22,6 +22,7 @@ from selector.simulation.runner import (
     ARMS,
     BASE_NAME,
     HELD_OUT_ANNOTATOR,
+    PARENT_PID_ENV,
     SimConfig,
     SimulationError,
     round_mark,
@@ -104,8 +105,9 @@ def _no_fsync(sender: Any, connection: Any, **kwargs: Any) -> None:
 
 def _exit_with_parent() -> None:
     """Stop when the parent dies (a SIGKILLed Celery worker, say) instead of running on for
-    minutes with no one left to read the result."""
-    parent = os.getppid()
+    minutes with no one left to read the result. The parent's pid comes from the parent: one
+    that died while this process was still starting up would otherwise go unnoticed."""
+    parent = int(os.environ.get(PARENT_PID_ENV) or os.getppid())
 
     def watch() -> None:
         while os.getppid() == parent:

@@ -7,9 +7,7 @@ from django.db import connection
 
 pytestmark = [
     pytest.mark.django_db,
-    pytest.mark.skipif(
-        connection.vendor != "postgresql", reason="reads PostgreSQL's catalogue"
-    ),
+    pytest.mark.skipif(connection.vendor != "postgresql", reason="reads PostgreSQL's catalogue"),
 ]
 
 TABLES = ("labeling_label", "labeling_task", "labeling_solution", "selector_solutionscore")

@@ -66,6 +66,6 @@ def test_cancel_and_a_killed_worker_end_the_simulation_processes(sim_worker, set
     wait_until(lambda: running_arms(second, second_dir), timeout=180, message="arms again")
     os.kill(sim_worker.pid, signal.SIGKILL)
     sim_worker.wait()
-    wait_until(lambda: not arm_processes(second_dir), timeout=30, message="orphans to exit")
+    wait_until(lambda: not arm_processes(second_dir), timeout=60, message="orphans to exit")
     if on_redis():
         drop_parked_redis_messages(second.pk)
