@@ -30,6 +30,16 @@ def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
+def env_count(name: str, default: int) -> int:
+    """A whole number >= 0; anything else refuses to start (unset or empty: the default)."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    if not (value.isascii() and value.isdigit()):
+        raise ImproperlyConfigured(f"{name} must be a whole number, 0 or more (got {value!r}).")
+    return int(value)
+
+
 DEBUG = env_bool("DEBUG", False)
 
 # --- Secret key -----------------------------------------------------------------------------
@@ -130,7 +140,9 @@ AUTH_PASSWORD_VALIDATORS = [
 # Both sign-in forms (annotators' /accounts/login/ and the admin's) authenticate through Django,
 # where axes' backend refuses a locked-out username+address before the password is checked.
 # Counts live in the database, so every web process sees them. `manage.py axes_reset_username`
-# unlocks early. Behind a proxy REMOTE_ADDR is the proxy: the lock is then per username.
+# unlocks early. The address is the client's as the outermost of STEPWISE_TRUSTED_PROXIES
+# reverse proxies saw it (stepwise/client_ip.py); with none configured behind a proxy it is the
+# proxy's for everyone, and the lock is then per username.
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     # Loads the user with their annotator profile in one query (the claim path counts queries).
@@ -139,6 +151,8 @@ AUTHENTICATION_BACKENDS = [
 AXES_FAILURE_LIMIT = int(os.environ.get("STEPWISE_LOGIN_FAILURE_LIMIT", "5"))
 AXES_COOLOFF_TIME = timedelta(minutes=int(os.environ.get("STEPWISE_LOGIN_COOLOFF_MINUTES", "15")))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+STEPWISE_TRUSTED_PROXIES = env_count("STEPWISE_TRUSTED_PROXIES", 0)
+AXES_CLIENT_IP_CALLABLE = "stepwise.client_ip.client_ip"
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_VERBOSE = False
@@ -177,6 +191,9 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # No throttles yet; should one come, it reads the client from the same proxies as axes
+    # (DRF's default, None, would trust the whole client-written X-Forwarded-For).
+    "NUM_PROXIES": STEPWISE_TRUSTED_PROXIES,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Stepwise API",

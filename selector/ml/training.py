@@ -22,6 +22,7 @@ from selector.ml.prm import (
     rating_to_class,
     resolve_max_length,
     save_pretrained_atomically,
+    step_token_id,
 )
 
 WARMUP_FRACTION = 0.1
@@ -124,7 +125,11 @@ def _checkpointing(model: Any, *, on: bool) -> None:
         getattr(model, f"{prefix}_checkpointing_disable")()
 
 
-def _apply_lora(model: Any, rank: int) -> Any:
+def _apply_lora(model: Any, rank: int, *, step_id: int) -> Any:
+    """LoRA on every linear layer, the heads trained in full, and the step token's input
+    embedding row trained on its own: ``prm_init`` gave it random values, and every score is
+    read at its position. A pad token ``prm_init`` may have added stays frozen: padding is on
+    the right and masked, so no scored position ever sees it."""
     try:
         import peft
     except ImportError as exc:
@@ -139,6 +144,10 @@ def _apply_lora(model: Any, rank: int) -> Any:
         target_modules="all-linear",
         # The heads (BERT-style "classifier", decoder-style "score") are trained in full.
         exclude_modules=["classifier", "score"],
+        # A list targets the input embedding whatever its name. merge_and_unload writes the
+        # trained row back into the embedding matrix. A token-classification model has no LM
+        # head, so a base's tie_word_embeddings leaves nothing tied to the row.
+        trainable_token_indices=[step_id],
     )
     return peft.get_peft_model(model, config)
 
@@ -210,8 +219,9 @@ def train(
     optimizer step (the loss is averaged over all their labeled steps, so k micro-batches equal
     one batch of their union), ``gradient_checkpointing`` (recompute activations in the
     backward pass), ``bf16`` autocast (default: on CUDA only; weights stay float32) and
-    ``lora_rank`` > 0 for LoRA adapters on every linear layer (needs ``peft``; merged into
-    the weights before saving, so the checkpoint loads like any other).
+    ``lora_rank`` > 0 for LoRA adapters on every linear layer, plus the step token's embedding
+    row (needs ``peft``; merged into the weights before saving, so the checkpoint loads like any
+    other).
     """
     import torch
 
@@ -285,7 +295,7 @@ def train(
     warmup = math.ceil(WARMUP_FRACTION * total_steps)
 
     if lora_rank:
-        model = _apply_lora(model, lora_rank)
+        model = _apply_lora(model, lora_rank, step_id=step_token_id(tokenizer))
     if gradient_checkpointing:
         _checkpointing(model, on=True)
 

@@ -265,6 +265,53 @@ def test_lora_trains_few_parameters_and_saves_a_plain_checkpoint(tiny_prm, tmp_p
     assert after != pytest.approx(before, abs=1e-3)
 
 
+@pytest.mark.parametrize("family", ["tiny_prm", "tiny_llama_prm", "tiny_bert_prm"])
+def test_lora_trains_the_step_token_row_and_no_other_embedding(family, request, tmp_path):
+    """prm_init gives the step token a random embedding and every score is read at it: LoRA
+    must train that row (and only it), and the merged checkpoint must keep it."""
+    pytest.importorskip("peft")
+    import torch
+
+    from selector.ml.prm import load_prm, step_token_id
+
+    prm: Path = request.getfixturevalue(family)
+    rank = 4
+    summary = train(
+        init_from=prm,
+        output_dir=tmp_path / "lora",
+        examples=_examples(16, seed=2),
+        epochs=1,
+        learning_rate=5e-3,
+        lora_rank=rank,
+        device="cpu",
+    )
+    initial, tokenizer = load_prm(prm, device="cpu", dtype=torch.float32)
+    step_id = step_token_id(tokenizer)
+    hidden = initial.config.hidden_size
+    if family == "tiny_prm":
+        # A tied decoder base; its token-classification model has no LM head to tie the row to.
+        assert initial.config.tie_word_embeddings and initial.get_output_embeddings() is None
+
+    # Before: rank x (in + out) per adapted linear layer, and the head in full. Now one more
+    # embedding row.
+    head = initial.classifier if hasattr(initial, "classifier") else initial.score
+    adapted = [m for m in initial.modules() if isinstance(m, torch.nn.Linear) and m is not head]
+    before = sum(rank * (m.in_features + m.out_features) for m in adapted)
+    before += sum(p.numel() for p in head.parameters())
+    assert summary["trainable_params"] == before + hidden
+
+    # The checkpoint as Scorer.load reads it: a plain model whose step row moved, alone.
+    start = initial.get_input_embeddings().weight.detach()
+    saved = Scorer.load(tmp_path / "lora", device="cpu").model.get_input_embeddings().weight
+    saved = saved.detach()
+    assert saved.shape == start.shape
+    assert not torch.allclose(saved[step_id], start[step_id], atol=1e-4)
+    others = torch.arange(start.shape[0]) != step_id
+    assert torch.equal(saved[others], start[others])
+    common = tokenizer("1 + 1 = 2.", add_special_tokens=False)["input_ids"][0]
+    assert torch.equal(saved[common], start[common])
+
+
 def test_long_examples_train_on_every_rated_step_and_a_lost_one_is_reported(tiny_prm, tmp_path):
     long_steps = [f"{i} + {i} = {2 * i}." for i in range(40)]
     examples = [
