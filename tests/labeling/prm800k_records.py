@@ -128,6 +128,24 @@ def load_records(records: list[dict[str, Any]], tmp_path: Path) -> None:
     assert report.imported == len(records)
 
 
+def load_shared_samples(shared_data: Path, tmp_path: Path) -> set[tuple[str, int, str]]:
+    """Import the PRM800K samples in ../shared/data; returns their distinct -1-rated
+    completions as (problem, step index, text)."""
+    records = [
+        json.loads(line)
+        for name in ["prm800k_phase1_sample.jsonl", "prm800k_phase2_sample.jsonl"]
+        for line in (shared_data / name).read_text().splitlines()
+    ]
+    load_records(records, tmp_path)
+    return {
+        (record["question"]["problem"], k, completion["text"])
+        for record in records
+        for k, step in enumerate(record["label"]["steps"])
+        for completion in step.get("completions") or []
+        if completion.get("rating") == -1
+    }
+
+
 # --- Every record shape of the public release (docs/decisions/0008-prm800k-record-shapes.md) --
 
 

@@ -26,3 +26,20 @@ def selector_settings(settings, tiny_base_model: Path, tmp_path: Path):
     settings.SELECTOR_MAX_LENGTH = 128
     settings.SELECTOR_TOKEN_BUDGET = 4096
     return settings
+
+
+@pytest.fixture
+def ml_staff(db):
+    """A staff user in the ML-staff group (the selector loop, read-only labeling data)."""
+    from selector.services import selector_permissions_grant
+    from tests.factories import UserFactory
+
+    user = UserFactory(username="ml", is_staff=True)
+    user.groups.add(selector_permissions_grant())
+    return user
+
+
+@pytest.fixture
+def staff_client(client, ml_staff):
+    client.force_login(ml_staff)
+    return client

@@ -7,7 +7,6 @@ from django.urls import reverse
 
 from jobs.models import Job, JobKind, JobStatus
 from selector.models import SelectorVersion, VersionStatus
-from selector.services import selector_permissions_grant
 from tests.factories import UserFactory, annotator
 
 METRICS = {
@@ -29,19 +28,6 @@ METRICS = {
         "best_of_n": {"n": [1, 2, 4], "selector": [0.3, 0.31, 0.32]},
     },
 }
-
-
-@pytest.fixture
-def ml_staff(db):
-    user = UserFactory(username="ml", is_staff=True)
-    user.groups.add(selector_permissions_grant())
-    return user
-
-
-@pytest.fixture
-def staff_client(client, ml_staff):
-    client.force_login(ml_staff)
-    return client
 
 
 @pytest.fixture

@@ -1,7 +1,6 @@
 """Training data: every rated branch becomes an example; label hygiene; what a version saw."""
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +9,7 @@ import pytest
 from labeling.models import AnnotatorProfile
 from selector.services import LabelHygiene, labeled_trajectories, training_data_build
 from tests.factories import LabelFactory, SolutionFactory, TaskFactory, annotator
-from tests.labeling.prm800k_records import load_records
+from tests.labeling.prm800k_records import load_shared_samples
 
 pytestmark = pytest.mark.django_db
 
@@ -35,19 +34,7 @@ def test_examples_hold_every_negative_of_the_real_samples(
 ) -> None:
     """Done-when of issue 8, on the selector's side: the branches the TRL export writes are
     the ones training sees (>= 95% of the distinct -1-rated completions, each a -1 target)."""
-    records = [
-        json.loads(line)
-        for name in ["prm800k_phase1_sample.jsonl", "prm800k_phase2_sample.jsonl"]
-        for line in (shared_data / name).read_text().splitlines()
-    ]
-    load_records(records, tmp_path)
-    wanted = {
-        (record["question"]["problem"], k, completion["text"])
-        for record in records
-        for k, step in enumerate(record["label"]["steps"])
-        for completion in step.get("completions") or []
-        if completion.get("rating") == -1
-    }
+    wanted = load_shared_samples(shared_data, tmp_path)
     data = build()
     targets = {
         (problem, k, text)

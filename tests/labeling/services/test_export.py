@@ -27,6 +27,7 @@ from tests.labeling.prm800k_records import (
     QUESTION_KEYS_PHASE2,
     generate_records,
     load_records,
+    load_shared_samples,
     shape_records,
 )
 
@@ -451,19 +452,7 @@ def test_trl_export_has_every_negative_of_the_real_samples(
 ) -> None:
     """Done-when of issue 8: >= 95% of the distinct -1-rated completions in the source files
     appear as a False label (at their step, after their problem) in export_stepwise."""
-    records = [
-        json.loads(line)
-        for name in ["prm800k_phase1_sample.jsonl", "prm800k_phase2_sample.jsonl"]
-        for line in (shared_data / name).read_text().splitlines()
-    ]
-    load_records(records, tmp_path)
-    wanted = {
-        (record["question"]["problem"], k, completion["text"])
-        for record in records
-        for k, step in enumerate(record["label"]["steps"])
-        for completion in step.get("completions") or []
-        if completion.get("rating") == -1
-    }
+    wanted = load_shared_samples(shared_data, tmp_path)
     rows = trl_lines()
     exported = {
         (row["prompt"], k, text)

@@ -95,30 +95,20 @@ def tiny_llama_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_prm(tiny_qwen2_base: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh (untrained head) PRM on the tiny Qwen2; read-only for tests."""
-    from selector.ml.prm import prm_init
-
-    out = tmp_path_factory.mktemp("qwen2-prm") / "prm"
-    prm_init(base_model=str(tiny_qwen2_base), output_dir=out)
-    return out
+    return fresh_prm(str(tiny_qwen2_base), tmp_path_factory.mktemp("qwen2-prm"))
 
 
 @pytest.fixture(scope="session")
 def minilm_prm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh PRM on the packaged all-MiniLM-L6-v2 (BERT encoder)."""
-    from selector.ml.prm import default_base_model, prm_init
+    from selector.ml.prm import default_base_model
 
-    out = tmp_path_factory.mktemp("minilm-prm") / "prm"
-    prm_init(base_model=default_base_model(), output_dir=out)
-    return out
+    return fresh_prm(default_base_model(), tmp_path_factory.mktemp("minilm-prm"))
 
 
 @pytest.fixture(scope="session")
 def tiny_llama_prm(tiny_llama_base: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from selector.ml.prm import prm_init
-
-    out = tmp_path_factory.mktemp("llama-prm") / "prm"
-    prm_init(base_model=str(tiny_llama_base), output_dir=out)
-    return out
+    return fresh_prm(str(tiny_llama_base), tmp_path_factory.mktemp("llama-prm"))
 
 
 # A minimal ChatML template, the shape of Qwen2.5's: system and user turns, then the assistant.
@@ -239,8 +229,13 @@ def tiny_bert_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_bert_prm(tiny_bert_base: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return fresh_prm(str(tiny_bert_base), tmp_path_factory.mktemp("bert-prm"))
+
+
+def fresh_prm(base_model: str, root: Path) -> Path:
+    """A fresh (untrained head) PRM on ``base_model`` under ``root``; read-only for tests."""
     from selector.ml.prm import prm_init
 
-    out = tmp_path_factory.mktemp("bert-prm") / "prm"
-    prm_init(base_model=str(tiny_bert_base), output_dir=out)
+    out = root / "prm"
+    prm_init(base_model=base_model, output_dir=out)
     return out

@@ -8,22 +8,8 @@ from django.urls import reverse
 
 from jobs.models import Job, JobKind, JobStatus
 from selector import tasks
-from selector.services import selector_permissions_grant
 from selector.simulation.runner import config_for
 from tests.factories import UserFactory, annotator
-
-
-@pytest.fixture
-def ml_staff(db):
-    user = UserFactory(username="ml", is_staff=True)
-    user.groups.add(selector_permissions_grant())
-    return user
-
-
-@pytest.fixture
-def staff_client(client, ml_staff):
-    client.force_login(ml_staff)
-    return client
 
 
 @pytest.fixture
