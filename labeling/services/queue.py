@@ -42,10 +42,8 @@ from labeling.models import (
     Task,
     TaskKind,
 )
-from labeling.services.quality import (
-    annotator_screening_update,
-    qc_interval,
-)
+from labeling.services.quality import qc_interval
+from labeling.services.screening import annotator_screening_update
 
 logger = logging.getLogger(__name__)
 

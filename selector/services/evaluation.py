@@ -8,7 +8,6 @@ problem-to-problem variation both share cancels out).
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 from django.utils import timezone
 
 from jobs.models import Job
+from labeling.answers import answer_normalize
 from labeling.models import FinishReason, Grade, Problem, Solution
 from selector.models import EvalSet, SelectorVersion, SolutionScore
 from selector.services.common import Progress, jsonable, progress_for
@@ -29,12 +29,6 @@ BEST_OF_N_TRIALS = 200
 # Wrong answers are merged by pairwise math-verify checks; a problem with a long tail of
 # distinct wrong answers stops merging after this many checks (the rest stay apart).
 MAX_EQUIVALENCE_CHECKS_PER_PROBLEM = 500
-
-
-def _normalized(answer: str) -> str:
-    """Cheap first merge before math-verify: spacing, ``$``, ``\\left``/``\\right``, a box."""
-    text = re.sub(r"\\[,;!: ]|\\left|\\right|\$|\s+", "", answer or "")
-    return text.removeprefix("\\boxed{").removesuffix("}") if text.startswith("\\boxed{") else text
 
 
 def answer_classes(
@@ -57,7 +51,7 @@ def answer_classes(
             by_normal: dict[str, str] = {}
             checks = 0
             for answer in sorted({a for a, g in candidates if g != Grade.CORRECT}):
-                normal = _normalized(answer)
+                normal = answer_normalize(answer)
                 if normal in by_normal:
                     classes[(problem_id, answer)] = classes[(problem_id, by_normal[normal])]
                     continue

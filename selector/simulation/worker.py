@@ -195,8 +195,8 @@ def _worker_template(spec: dict[str, Any]) -> None:
 
     from labeling.models import Label, Solution, TaskKind
     from labeling.services.queue import tasks_enqueue
-    from selector.services import selector_create_base
     from selector.services.training import held_out_keys
+    from selector.services.versions import selector_create_base
 
     config = spec["config"]
     work = Path(spec["work"])
@@ -275,7 +275,10 @@ def _worker_arm(spec: dict[str, Any]) -> None:
     from labeling.models import Task
     from labeling.services.queue import tasks_enqueue
     from selector.models import SelectorVersion, SolutionScore
-    from selector.services import queue_fill, selector_evaluate, selector_promote, selector_train
+    from selector.services.evaluation import selector_evaluate
+    from selector.services.promotion import selector_promote
+    from selector.services.queue_fill import queue_fill
+    from selector.services.training import selector_train
 
     config = SimConfig(**spec["config"])
     arm, seed = spec["arm"], int(spec["seed"])
