@@ -20,6 +20,7 @@ from django.db import transaction
 from labeling.models import AnnotatorProfile, Problem, Solution, Task, TaskKind
 from labeling.services.queue import tasks_enqueue
 from selector.models import SelectorVersion
+from selector.queries import active_selector_scores
 from selector.services.common import SelectorError
 from selector.services.eval_set import eval_set_freeze, eval_set_reserve
 from selector.services.evaluation import selector_evaluate
@@ -95,7 +96,12 @@ def demo_replay(
             by_problem.setdefault(problem_id, []).append(pk)
     rng = random.Random("demo-sim-seed-set")
     seed_set = [rng.choice(sorted(ids)) for _, ids in sorted(by_problem.items())]
-    tasks_enqueue(solution_ids=sorted(reserved) + seed_set, generation=0, priority_from="zero")
+    tasks_enqueue(
+        solution_ids=sorted(reserved) + seed_set,
+        generation=0,
+        priority_from="zero",
+        scores=active_selector_scores,
+    )
     oracle = Oracle(seed=0)
 
     def label_round(tag: str) -> int:

@@ -163,34 +163,6 @@ def _outcomes(
     return out
 
 
-def _ranking_from_counts(pos: Any, neg: Any) -> tuple[float, float] | None:
-    """(AUROC, average precision) from the positive and negative weight at each distinct
-    score, scores ascending; sklearn's definitions (ties averaged, one threshold per score)."""
-    import numpy as np
-
-    p_total, n_total = pos.sum(), neg.sum()
-    if p_total <= 0 or n_total <= 0:
-        return None
-    below = np.cumsum(neg) - neg  # negatives strictly below each score
-    auroc = float((pos * (below + 0.5 * neg)).sum() / (p_total * n_total))
-    tp = np.cumsum(pos[::-1])  # thresholds from the highest score down
-    fp = np.cumsum(neg[::-1])
-    precision = tp / np.maximum(tp + fp, 1e-300)
-    return auroc, float((pos[::-1] / p_total * precision).sum())
-
-
-def _weighted_ranking(y: Any, risk: Any, w: Any) -> tuple[float, float] | None:
-    """(AUROC, average precision) of ``risk`` for the positive class ``y`` with weights ``w``.
-    Written out in numpy because the bootstrap needs thousands of them and sklearn's input
-    checks cost more than the sums (the tests compare the two)."""
-    import numpy as np
-
-    values, inverse = np.unique(risk, return_inverse=True)
-    pos = np.bincount(inverse, weights=w * y, minlength=len(values))
-    neg = np.bincount(inverse, weights=w * ~y, minlength=len(values))
-    return _ranking_from_counts(pos, neg)
-
-
 class _Arrays:
     """One version's outcomes as arrays indexed by problem, so a resample is a vector of
     problem counts and every metric a few weighted sums (no per-step Python)."""
@@ -224,11 +196,13 @@ class _Arrays:
     def metrics(self, counts: Any) -> dict[str, float | None]:
         import numpy as np
 
+        from selector.ml.metrics import ranking_from_counts
+
         out: dict[str, float | None] = {}
         w = counts[self.step_unit]
         pos = np.bincount(self.rank, weights=w * self.y, minlength=self.n_values)
         neg = np.bincount(self.rank, weights=w * (1.0 - self.y), minlength=self.n_values)
-        ranking = _ranking_from_counts(pos, neg)
+        ranking = ranking_from_counts(pos, neg)
         out["step.auroc"], out["step.auprc"] = ranking if ranking else (None, None)
         w = counts[self.fe_unit]
         n_err, n_ok = (w * self.fe_err).sum(), (w * (1 - self.fe_err)).sum()
