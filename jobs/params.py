@@ -100,7 +100,9 @@ def job_params_clean(
 
 
 def _clean(cls: type[JobParams], data: Mapping[str, Any], *, text: bool) -> dict[str, Any]:
-    fields = {f.name: f for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else {}
+    fields: dict[str, dataclasses.Field[Any]] = (
+        {f.name: f for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else {}
+    )
     hints = typing.get_type_hints(cls)
     errors: dict[str, str] = {}
     values: dict[str, Any] = {}
