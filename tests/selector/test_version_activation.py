@@ -1,15 +1,14 @@
 """One way to change the active selector version, with one lock order (``version_activate``)."""
 
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from django.db import connection, transaction
+from django.db import transaction
 
 from selector.models import SelectorVersion, VersionStatus
 from selector.services import SelectorError
 from selector.services.versions import version_activate
+from tests.labeling.test_queue_concurrency import run_at_once
 
 
 def ready(name: str, *, active: bool = False) -> SelectorVersion:
@@ -24,7 +23,8 @@ def active_names() -> list[str]:
 
 @pytest.mark.django_db
 def test_activating_switches_the_one_active_version_and_stamps_it():
-    old, new = ready("old", active=True), ready("new")
+    ready("old", active=True)
+    new = ready("new")
     assert version_activate(version=new) is True
     assert active_names() == ["new"]
     new.refresh_from_db()
@@ -51,20 +51,6 @@ def test_a_version_that_is_not_ready_is_never_activated():
     assert active_names() == ["current"]
 
 
-def at_once(count: int, work) -> list[object]:
-    barrier = threading.Barrier(count)
-
-    def call(index: int) -> object:
-        try:
-            barrier.wait(timeout=30)
-            return work(index)
-        finally:
-            connection.close()
-
-    with ThreadPoolExecutor(max_workers=count) as pool:
-        return list(pool.map(call, range(count)))
-
-
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_two_first_activations_at_once_make_exactly_one_active():
@@ -78,7 +64,7 @@ def test_two_first_activations_at_once_make_exactly_one_active():
             time.sleep(0.3)  # the other one decides while this transaction is still open
             return activated
 
-    results = at_once(2, activate_and_linger)
+    results = run_at_once(2, activate_and_linger)
     assert sorted(results) == [False, True]
     assert len(active_names()) == 1
 
@@ -95,5 +81,5 @@ def test_many_simultaneous_switches_never_deadlock_and_leave_one_active():
             time.sleep(0.05)
             return activated
 
-    assert at_once(len(versions), activate) == [True] * len(versions)
+    assert run_at_once(len(versions), activate) == [True] * len(versions)
     assert len(active_names()) == 1 and active_names() != ["start"]
