@@ -148,21 +148,13 @@ def selector_create_base(
     name = name or version_name_default("base")
     output_dir = version_dir(name)
     prm_init(base_model=base, output_dir=output_dir)
-    try:
-        with transaction.atomic():
-            version = SelectorVersion.objects.create(
-                name=name,
-                base_model=base,
-                checkpoint_path=str(output_dir),
-                status=VersionStatus.READY,
-                training_summary={"init": "base", "base_model": base},
-            )
-            if activate is not False:
-                version_activate(version=version, unless_one_is_active=activate is None)
-            return version
-    except Exception:
-        shutil.rmtree(output_dir, ignore_errors=True)
-        raise
+    return _ready_version_record(
+        name=name,
+        base_model=base,
+        output_dir=output_dir,
+        summary={"init": "base", "base_model": base},
+        activate=activate,
+    )
 
 
 def selector_import(
@@ -181,17 +173,36 @@ def selector_import(
     except (ValueError, FileNotFoundError, OSError) as exc:
         shutil.rmtree(output_dir, ignore_errors=True)
         raise SelectorError(f"{model}: {exc}") from exc
+    return _ready_version_record(
+        name=name,
+        base_model=path,
+        output_dir=output_dir,
+        summary={"init": "import", "model": model, **facts},
+        activate=activate,
+    )
+
+
+def _ready_version_record(
+    *,
+    name: str,
+    base_model: str,
+    output_dir: Path,
+    summary: dict[str, Any],
+    activate: bool | None,
+) -> SelectorVersion:
+    """The row of a ready version whose checkpoint directory is written, active if asked
+    (``None``: only when no version is); the directory goes if the row cannot be written."""
     try:
         with transaction.atomic():
             version = SelectorVersion.objects.create(
                 name=name,
-                base_model=path,
+                base_model=base_model,
                 checkpoint_path=str(output_dir),
                 status=VersionStatus.READY,
-                training_summary={"init": "import", "model": model, **facts},
+                training_summary=summary,
             )
-            if activate:
-                version_activate(version=version)
+            if activate is not False:
+                version_activate(version=version, unless_one_is_active=activate is None)
             return version
     except Exception:
         shutil.rmtree(output_dir, ignore_errors=True)
