@@ -113,7 +113,9 @@ class TaskSubmitView(AnnotatorView):
             404: OpenApiResponse(description="No such task, or it is not leased to you."),
             409: OpenApiResponse(description="The task already has all its labels."),
             422: OpenApiResponse(description="The key was used for a different submission."),
-            503: OpenApiResponse(description="The database is busy; retry after Retry-After."),
+            503: OpenApiResponse(
+                description="The database is busy or unreachable; retry after Retry-After."
+            ),
         },
     )
     def post(self, request: Request, task_id: int) -> Response:
