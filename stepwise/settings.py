@@ -242,6 +242,9 @@ CELERY_TASK_ROUTES = {
     "selector.*": {"queue": "ml"},
 }
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+# Periodic tasks are catch-up tasks (stepwise.celery.PERIODIC_TASK); a send that fails while
+# the broker is down is tried again within seconds, a bounded number of times (stepwise.beat).
+CELERY_BEAT_SCHEDULER = "stepwise.beat:CatchUpScheduler"
 CELERY_BEAT_SCHEDULE = {
     "release-expired-leases": {"task": "labeling.leases_release_expired", "schedule": 60.0},
     "queue-top-up": {"task": "selector.queue_top_up", "schedule": 120.0},
