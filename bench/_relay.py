@@ -5,7 +5,8 @@ and the outage tests break a real connection without touching the server behind 
 server dies) and stops listening (new connections are refused); ``restore()`` listens on the
 same port again. ``swallow`` (given the first bytes a client sends) picks connections whose
 request is forwarded but whose answer is dropped: the server finishes the work, the client
-sees the connection close with no response. Threads, one pair per connection: fine for the
+sees the connection close with no response; ``swallowed`` keeps each such request's first
+bytes with the whole answer the client never got. Threads, one pair per connection: fine for the
 tens of connections a test or the soak opens.
 """
 
@@ -27,7 +28,7 @@ class TcpRelay:
     ) -> None:
         self.upstream = upstream
         self.swallow = swallow
-        self.swallowed = 0  # responses dropped so far
+        self.swallowed: list[tuple[bytes, bytes]] = []  # (request's first bytes, answer)
         self._lock = threading.Lock()
         self._open: set[socket.socket] = set()
         self._listener: socket.socket | None = None
@@ -103,6 +104,7 @@ class _Pair:
     def __init__(self, relay: TcpRelay, client: socket.socket, server: socket.socket) -> None:
         self.relay, self.client, self.server = relay, client, server
         self.swallowing = False
+        self.request_head = b""
         self.decided = threading.Event()
 
     def client_to_server(self) -> None:
@@ -113,6 +115,7 @@ class _Pair:
                     first = False
                     swallow = self.relay.swallow
                     self.swallowing = bool(swallow and swallow(chunk))
+                    self.request_head = chunk
                     self.decided.set()
                 self.server.sendall(chunk)
             self.server.shutdown(socket.SHUT_WR)
@@ -124,14 +127,17 @@ class _Pair:
                 self.relay._forget(self.client, self.server)
 
     def server_to_client(self) -> None:
+        answer = bytearray()
         try:
             while chunk := self.server.recv(65536):
                 self.decided.wait(5)
-                if not self.swallowing:
+                if self.swallowing:
+                    answer += chunk
+                else:
                     self.client.sendall(chunk)
             if self.swallowing:
                 with self.relay._lock:
-                    self.relay.swallowed += 1
+                    self.relay.swallowed.append((self.request_head, bytes(answer)))
         except OSError:
             pass
         finally:

@@ -9,7 +9,6 @@ through a relay the test cuts (PostgreSQL) or whose database directory vanishes 
 
 import datetime
 import shutil
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,65 +19,32 @@ from django.db import connection
 from django.utils import timezone
 
 from bench._relay import TcpRelay
+from bench._servers import ThrowawayRedis
 from labeling.models import Lease, ReleasedLease
 from labeling.tasks import leases_release_expired_task
 from stepwise.beat import CatchUpScheduler
 from tests.conftest import ARTIFACTS, WorkerStarter, _database_url_for_subprocess
 from tests.factories import TaskFactory, annotator
-from tests.stepwise.test_database_outage import free_port
 
-REDIS_SERVER = shutil.which("redis-server")
 ENTRY = "release-expired-leases"
 Breaker = Callable[[], None]
 
 
-class ThrowawayRedis:
-    """A redis-server of the test's own on a free port; never the one the suite uses."""
+def queued(redis_server: ThrowawayRedis, queue: str = "default") -> int:
+    import redis
 
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        assert REDIS_SERVER
-        self.proc = subprocess.Popen(
-            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""],
-            stdout=subprocess.DEVNULL,
-        )
-        import redis
-
-        client = redis.Redis(port=self.port)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                return
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-            self.proc = None
-
-    def queued(self, queue: str = "default") -> int:
-        import redis
-
-        return int(redis.Redis(port=self.port).llen(queue))
+    return int(redis.Redis(port=redis_server.port).llen(queue))
 
 
 @pytest.fixture
-def throwaway_redis() -> Iterator[ThrowawayRedis]:
-    if REDIS_SERVER is None:
+def throwaway_redis(tmp_path: Path) -> Iterator[ThrowawayRedis]:
+    if shutil.which("redis-server") is None:
         pytest.skip("redis-server is not installed")
-    server = ThrowawayRedis()
+    server = ThrowawayRedis(tmp_path / "redis")
     try:
         yield server
     finally:
-        server.stop()
+        server.close()
 
 
 @pytest.fixture
@@ -118,7 +84,7 @@ def test_a_send_that_failed_while_redis_was_down_goes_out_once_it_is_back(
     assert delay <= scheduler.first_retry_seconds  # not the entry's 60 s
     throwaway_redis.start()
     tick_until(scheduler, lambda: not scheduler.owed, seconds=15)
-    assert throwaway_redis.queued() == 1  # caught up: the missed run is on the queue
+    assert queued(throwaway_redis) == 1  # caught up: the missed run is on the queue
     # The regular schedule goes on from the tick that was due, not from the retry.
     assert 50 < scheduler.tick() <= 60
 

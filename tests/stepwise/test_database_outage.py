@@ -8,7 +8,6 @@ through real gunicorn whose database connections run through a TCP relay that th
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,18 +21,13 @@ from django.test import Client
 from rest_framework.authtoken.models import Token
 
 from bench._relay import TcpRelay
+from bench._servers import free_port
 from labeling.models import QualitySettings
 from stepwise.database_errors import database_busy, database_error_kind, database_unavailable
 from tests.conftest import ARTIFACTS, ROOT, _database_url_for_subprocess
 from tests.factories import SolutionFactory, TaskFactory, UserFactory, annotator
 
 PAGES = ["/label/", "/admin/", "/admin/labeling/task/"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def assert_json_503(response) -> None:
