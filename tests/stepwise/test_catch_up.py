@@ -154,4 +154,5 @@ def test_a_lease_release_that_hit_a_database_outage_retries_and_catches_up(
     assert ReleasedLease.objects.filter(task=task).exists()
     task.refresh_from_db()
     assert task.lease_count == 0
-    assert "succeeded" in log.read_text().split("Retry in 2s", 1)[1]
+    # The worker logs the success just after its commit.
+    wait_until(lambda: "succeeded" in log.read_text().split("Retry in 2s", 1)[1], timeout=10)
