@@ -7,7 +7,7 @@ FRONTEND_BUILT := frontend/dist/.vite/manifest.json
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: run test test-python test-frontend lint format bench install frontend migrate clean chromium
+.PHONY: run test test-python test-frontend lint format bench soak install frontend migrate clean chromium
 
 $(INSTALLED): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -62,6 +62,11 @@ bench: install
 	$(PY) bench/queue_fill.py
 	$(PY) bench/queue_load.py
 	$(PY) bench/export_bench.py
+
+# Faults injected under load on a throw-away PostgreSQL and Redis (~3 min; CI runs it);
+# PRESET=full gives the README's table (~17 min).
+soak: install
+	$(PY) bench/chaos_soak.py --preset $(or $(PRESET),short)
 
 clean:
 	rm -rf var/ frontend/dist test-artifacts

@@ -199,6 +199,7 @@ class TaskAdmin(admin.ModelAdmin):
         "queued_score",
         "required_labels",
         "label_count",
+        "late_count",
         "lease_count",
         "created_at",
     ]
@@ -231,8 +232,9 @@ class LabelAdmin(ExportAdminMixin, JsonlImportAdminMixin, admin.ModelAdmin):
         "total_time_ms",
         "created_at",
         "is_gold",
+        "late",
     ]
-    list_filter = ["finish_reason", "is_gold", "task__kind", "task__generation"]
+    list_filter = ["finish_reason", "is_gold", "late", "task__kind", "task__generation"]
     raw_id_fields = ["task", "annotator"]
     actions = [export_selected_prm800k, export_selected_stepwise]
 

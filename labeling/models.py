@@ -125,8 +125,11 @@ class Task(models.Model):
         related_name="queued_tasks",
     )
     required_labels = models.PositiveSmallIntegerField(default=1)  # overlap
-    label_count = models.PositiveSmallIntegerField(default=0)
+    label_count = models.PositiveSmallIntegerField(default=0)  # labels within the overlap
     lease_count = models.PositiveSmallIntegerField(default=0)
+    # Late labels kept beyond the overlap (decision 0003); the database default lets the
+    # set-based writers (fill, import) leave the column out.
+    late_count = models.PositiveSmallIntegerField(default=0, db_default=0)
     gold_label = models.ForeignKey(
         "Label", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -195,7 +198,7 @@ class Lease(models.Model):
 
 
 class ReleasedLease(models.Model):
-    """An expired lease that was taken back: its holder may still submit while a slot is free.
+    """An expired lease that was taken back: its holder may still submit (decision 0003).
 
     Only the lease-expiry sweep writes these; a submit consumes one, and the sweep forgets
     them after ``settings.RELEASED_LEASE_HOURS``. An explicit skip leaves none.
@@ -270,6 +273,9 @@ class Label(models.Model):
     created_at = models.DateTimeField(db_index=True)  # PRM800K's "timestamp"
     idempotency_key = models.CharField(max_length=64, null=True, blank=True)  # unique: Meta
     is_gold = models.BooleanField(default=False)
+    # Submitted after the annotator's lease was taken back, when the task had no free slot:
+    # kept anyway, counted in the task's late_count rather than its label_count (decision 0003).
+    late = models.BooleanField(default=False, db_default=False)
     # For imported records: what the export needs to reproduce the record exactly (which
     # optional question keys it had, a ground-truth answer that differs from the problem's).
     record_extras = models.JSONField(null=True, blank=True)

@@ -2,6 +2,8 @@
 
 from celery import shared_task
 
+from stepwise.celery import PERIODIC_TASK
+
 
 @shared_task(name="labeling.export_job_run", acks_late=True, time_limit=6 * 3600)
 def export_job_run(job_id: int) -> str:
@@ -11,9 +13,10 @@ def export_job_run(job_id: int) -> str:
     return run(job_id=job_id).status
 
 
-@shared_task(name="labeling.leases_release_expired", acks_late=True, time_limit=300)
+@shared_task(name="labeling.leases_release_expired", **PERIODIC_TASK)
 def leases_release_expired_task() -> int:
-    """Beat, every minute: give the slots of abandoned leases back to the queue."""
+    """Beat, every minute: give the slots of abandoned leases back to the queue (every lease
+    past its expiry, so a late run makes up for missed ones)."""
     from labeling.services.queue import leases_release_expired
 
     return leases_release_expired()

@@ -10,6 +10,7 @@ redelivery is safe; a worker that dies mid-job is handled by the jobs reaper.
 from celery import shared_task
 
 from selector import services
+from stepwise.celery import PERIODIC_TASK
 
 # Training can take hours on a real pool; the soft limit raises inside the task so the Job is
 # marked failed with a message before the hard limit kills the process.
@@ -52,7 +53,9 @@ def queue_fill(self, job_id: int) -> str:
     return services.job_execute(job_id=job_id).status
 
 
-@shared_task(name="selector.queue_top_up", acks_late=True, **_SHORT)
+@shared_task(name="selector.queue_top_up", **{**PERIODIC_TASK, **_SHORT})
 def queue_top_up() -> int:
+    """Beat, every two minutes: refill the queue when it runs low (idempotent: the low-water
+    check and the fill run under one lock)."""
     report = services.queue_top_up()
     return report.created if report else 0

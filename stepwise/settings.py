@@ -127,11 +127,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "NAME": os.environ.get("STEPWISE_TEST_DB", str(VAR_DIR / "test.sqlite3"))
     }
 IS_POSTGRES = DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+if IS_POSTGRES:
+    # A server that cannot be reached answers 503 within seconds rather than holding a web
+    # thread for the system's TCP timeout (stepwise.database_errors).
+    DATABASES["default"]["OPTIONS"] = {"connect_timeout": 5}
 if IS_POSTGRES and env_bool("STEPWISE_PG_PREPARED", True):
     # Bind parameters on the server and prepare statements run 5+ times on a connection, so
     # PostgreSQL stops re-planning the queue's hot statements (decision 0009). Turn off
     # behind a pooler that cannot keep prepared statements.
-    DATABASES["default"]["OPTIONS"] = {"server_side_binding": True, "prepare_threshold": 5}
+    DATABASES["default"]["OPTIONS"].update({"server_side_binding": True, "prepare_threshold": 5})
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -239,6 +243,9 @@ CELERY_TASK_ROUTES = {
     "selector.*": {"queue": "ml"},
 }
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+# Periodic tasks are catch-up tasks (stepwise.celery.PERIODIC_TASK); a send that fails while
+# the broker is down is tried again within seconds, a bounded number of times (stepwise.beat).
+CELERY_BEAT_SCHEDULER = "stepwise.beat:CatchUpScheduler"
 CELERY_BEAT_SCHEDULE = {
     "release-expired-leases": {"task": "labeling.leases_release_expired", "schedule": 60.0},
     "queue-top-up": {"task": "selector.queue_top_up", "schedule": 120.0},

@@ -20,3 +20,5 @@ urlpatterns = [
 
 # API paths answer a 400 raised before their view (e.g. a body over the size limit) in JSON.
 handler400 = "labeling.api.errors.bad_request_json_for_api"
+# A busy or unreachable database is a 503 with Retry-After on every path, not a 500 page.
+handler500 = "stepwise.database_errors.server_error"

@@ -28,6 +28,8 @@ export interface SubmitResult {
   task_id: number;
   finish_reason: FinishReason;
   created: boolean;
+  /** Kept beyond the task's overlap: the hold had been taken back and others held the slots. */
+  late: boolean;
 }
 
 export interface Me {

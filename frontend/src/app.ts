@@ -20,6 +20,7 @@ import {
   type SessionState,
 } from "./session";
 import { DraftStore, Outbox, type FlushOutcome, type KeyValueStore } from "./storage";
+import { RefusedStore, renderRefused } from "./refused";
 
 const HEARTBEAT_MS = 60_000;
 const EMPTY_POLL_MS = 30_000;
@@ -100,6 +101,7 @@ export class App {
   private readonly api: ApiClient;
   private readonly drafts: DraftStore;
   private readonly outbox: Outbox;
+  private readonly refused: RefusedStore;
   private readonly root: HTMLElement;
   private current: Current | null = null;
   private prefetched: QueueTask | null = null;
@@ -109,12 +111,14 @@ export class App {
   private reasonDialog!: HTMLDialogElement;
   private helpDialog!: HTMLDialogElement;
   private notice!: HTMLElement;
+  private refusedPanel!: HTMLElement;
 
   constructor(opts: AppOptions) {
     this.root = opts.root;
     this.api = new ApiClient(() => opts.csrfToken);
     this.drafts = new DraftStore(opts.storage, opts.username);
     this.outbox = new Outbox(opts.storage, opts.username);
+    this.refused = new RefusedStore(opts.storage, opts.username);
   }
 
   // --- start-up ---------------------------------------------------------------------------
@@ -129,7 +133,8 @@ export class App {
     window.setInterval(() => this.saveDraft(), DRAFT_SAVE_MS);
     window.setInterval(() => this.tick(), 1000);
 
-    this.drafts.prune(Date.now(), new Set(this.outbox.taskIds()));
+    this.drafts.prune(Date.now(), new Set([...this.outbox.taskIds(), ...this.refused.taskIds()]));
+    this.showRefused();
     void this.refreshMe();
     // A page load is a natural moment to retry: don't wait out the backoff of a past session.
     void this.flushOutbox(true);
@@ -150,7 +155,8 @@ export class App {
     );
     document.body.append(this.reasonDialog, this.helpDialog);
     document.getElementById("help-button")?.addEventListener("click", () => this.toggleHelp());
-    this.root.before(this.notice);
+    this.refusedPanel = el("section", { class: "refused", "aria-label": "Labels not saved", hidden: "" });
+    this.root.before(this.notice, this.refusedPanel);
   }
 
   /** After a reload: the task that was on screen (from its draft), else the queue's next. */
@@ -741,18 +747,13 @@ export class App {
       if (o.kind === "saved") {
         saved = true;
         this.drafts.remove(o.taskId);
+        this.refused.remove(o.taskId);
       } else if (o.kind === "rejected") {
-        if (o.status === 409) {
-          this.drafts.remove(o.taskId);
-          this.say("warn", `Task ${o.taskId} already has all its labels, so yours was not needed. ${o.error}`);
-        } else if (o.status === 403) {
-          this.say("error", `Your label for task ${o.taskId} was refused: ${o.error}`);
-        } else {
-          // Kept in local storage (the draft) so it can be recovered; the server said why.
-          this.say("error", `Your label for task ${o.taskId} was rejected: ${o.error}`);
-        }
+        // Shown until dismissed, with the draft (the ratings) kept until then.
+        this.refused.add({ taskId: o.taskId, status: o.status, reason: o.error, refusedAt: Date.now() });
       }
     }
+    this.showRefused();
     if (!this.renderSaveStatus()) {
       this.setSaveStatus(saved ? "All work saved" : "");
     }
@@ -789,6 +790,19 @@ export class App {
       node.textContent = text;
       node.classList.toggle("retrying", problem);
     }
+  }
+
+  private showRefused(): void {
+    renderRefused(
+      this.refusedPanel,
+      this.refused.entries(),
+      (taskId) => this.drafts.load(taskId),
+      (taskId) => {
+        this.refused.remove(taskId);
+        this.drafts.remove(taskId);
+        this.showRefused();
+      },
+    );
   }
 
   private async refreshMe(): Promise<void> {

@@ -30,7 +30,7 @@ function scriptedServer(answers: ((taskId: number, p: SubmitPayload) => SubmitRe
   };
 }
 
-const ok = (created = true) => (taskId: number): SubmitResult => ({ label_id: 1, task_id: taskId, finish_reason: "found_error", created });
+const ok = (created = true) => (taskId: number): SubmitResult => ({ label_id: 1, task_id: taskId, finish_reason: "found_error", created, late: false });
 const fail = (status: number, body: unknown = null) => (): never => {
   throw new ApiError(status, body, `HTTP ${status}`);
 };

@@ -1,37 +1,26 @@
-"""Errors the API answers in JSON: DRF's own, plus a busy database as 503 with Retry-After."""
+"""Errors the API answers in JSON: DRF's own, plus a busy or unreachable database as 503 with
+Retry-After (stepwise.database_errors)."""
 
 from typing import Any
 
 from django.core.exceptions import BadRequest, RequestDataTooBig, SuspiciousOperation
-from django.db import OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.defaults import bad_request
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
-RETRY_AFTER_SECONDS = 5
-# PostgreSQL: lock_not_available, serialization_failure, deadlock_detected, query_canceled
-# (a lock or statement timeout); all are worth retrying once the writer is done.
-_RETRYABLE_SQLSTATES = {"55P03", "40001", "40P01", "57014"}
-
-
-def database_busy(error: OperationalError) -> bool:
-    """A lock held too long by another writer, as opposed to a broken database."""
-    cause = error.__cause__
-    sqlstate = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
-    if sqlstate in _RETRYABLE_SQLSTATES:
-        return True
-    return "database is locked" in str(error) or "database table is locked" in str(error)
+from stepwise.database_errors import RETRY_AFTER_SECONDS, database_error_kind, retry_later_detail
 
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    if isinstance(exc, OperationalError) and database_busy(exc):
+    kind = database_error_kind(exc)
+    if kind is not None:
         # The page's outbox retries 5xx; the label stays queued in the browser meanwhile.
         return Response(
-            {"detail": "The database is busy; retry shortly."},
+            {"detail": retry_later_detail(kind)},
             status=status.HTTP_503_SERVICE_UNAVAILABLE,
-            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS), "Cache-Control": "no-store"},
         )
     if isinstance(exc, RequestDataTooBig | BadRequest | SuspiciousOperation):
         return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)

@@ -69,6 +69,8 @@ class SubmitOutSerializer(serializers.Serializer):
     task_id = serializers.IntegerField(source="label.task_id")
     finish_reason = serializers.CharField(source="label.finish_reason")
     created = serializers.BooleanField()
+    # Kept beyond the task's overlap: the lease had been taken back and others held the slots.
+    late = serializers.BooleanField(source="label.late")
 
 
 class MeOutSerializer(serializers.Serializer):

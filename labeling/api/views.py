@@ -39,7 +39,7 @@ class IsAnnotator(BasePermission):
 
 class Conflict(APIException):
     status_code = status.HTTP_409_CONFLICT
-    default_detail = "The task can take no more labels."
+    default_detail = "The task cannot take this label."
     default_code = "conflict"
 
 
@@ -111,9 +111,11 @@ class TaskSubmitView(AnnotatorView):
             400: OpenApiResponse(description="Invalid field; the body names it."),
             403: OpenApiResponse(description="Paused, failed screening, or not being screened."),
             404: OpenApiResponse(description="No such task, or it is not leased to you."),
-            409: OpenApiResponse(description="The task already has all its labels."),
+            409: OpenApiResponse(description="You already labeled this task (another key)."),
             422: OpenApiResponse(description="The key was used for a different submission."),
-            503: OpenApiResponse(description="The database is busy; retry after Retry-After."),
+            503: OpenApiResponse(
+                description="The database is busy or unreachable; retry after Retry-After."
+            ),
         },
     )
     def post(self, request: Request, task_id: int) -> Response:

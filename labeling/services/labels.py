@@ -189,15 +189,17 @@ def label_submit(
     """Store the annotator's label for the task and free their lease, exactly once per key.
 
     Only the holder of the task's lease may submit: a live lease, one past its expiry that the
-    sweep has not taken back yet, or one it took back (``ReleasedLease``) while the task still
-    has a free slot, so work done on a sleeping laptop is not thrown away. The annotator must
-    be eligible: not paused, not failed at screening, and screening questions only while
-    being screened (or, for staff, while the question has no gold label yet).
+    sweep has not taken back yet, or one it took back (``ReleasedLease``, kept for
+    RELEASED_LEASE_HOURS), so work done on a sleeping laptop is not thrown away. Late work is
+    kept (decision 0003): in a free slot if the task has one, otherwise as a *late* label
+    beyond the overlap (``Label.late``, counted in ``Task.late_count``). The annotator must be
+    eligible: not paused, not failed at screening, and screening questions only while being
+    screened (or, for staff, while the question has no gold label yet).
 
     Raises ``ValidationError`` (bad input, nothing written), ``TaskNotLeased`` (no such task,
-    or not leased to this annotator), ``TaskUnavailable`` (the task has all its labels, or
-    this annotator already labeled it), ``AnnotatorIneligible``, or ``IdempotencyKeyReused``
-    (the key names a different submission).
+    or not leased to this annotator, nor taken back from them within RELEASED_LEASE_HOURS),
+    ``TaskUnavailable`` (this annotator already labeled the task under another key),
+    ``AnnotatorIneligible``, or ``IdempotencyKeyReused`` (the key names a different submission).
     """
     key = idempotency_key.strip()
     if not key or len(key) > 64:
@@ -260,6 +262,10 @@ def _label_create(*, annotator: User, key: str, submission: dict[str, Any]) -> S
             if isinstance(prepared, SubmitResult):
                 return prepared
             _label_write(label=prepared.label, task=prepared.task, holds_lease=prepared.holds_lease)
+    return _written(prepared)
+
+
+def _written(prepared: "_Prepared") -> SubmitResult:
     # The same change the write made to the row, on the copy this request goes on using.
     profile = prepared.profile
     if prepared.task.kind == TaskKind.QUALITY_CONTROL:
@@ -329,10 +335,8 @@ def _submit_prepare(
         return _retry_result(label, key=key, **submission)
     profile = queries.annotator_profile_get(user=annotator)
     holds_lease: bool = task.my_lease  # type: ignore[attr-defined]
-    if not holds_lease:
-        if not task.my_released_lease:  # type: ignore[attr-defined]
-            raise TaskNotLeased(f"task {task_id} is not leased to you")
-        _free_slot_check(task)
+    if not holds_lease and not task.my_released_lease:  # type: ignore[attr-defined]
+        raise TaskNotLeased(f"task {task_id} is not leased to you")
     _eligibility_check(profile=profile, task=task)
     steps = task.solution.steps
     label_validate(
@@ -361,26 +365,29 @@ def _submit_prepare(
         started_at=submission["started_at"],
         created_at=timezone.now(),
         idempotency_key=key,
+        late=not holds_lease and _no_free_slot(task),
     )
     return _Prepared(task=task, label=label, profile=profile, holds_lease=holds_lease)
 
 
-def _free_slot_check(task: Task) -> None:
-    """A lease that expired and was taken back still counts while nobody needs its slot."""
-    if task.kind != TaskKind.NORMAL:
-        return  # one per annotator: no slot limit
-    if task.label_count >= task.required_labels:
-        raise TaskUnavailable(f"task {task.pk} already has all its labels")
-    if task.label_count + task.lease_count >= task.required_labels:
-        raise TaskUnavailable(f"your lease on task {task.pk} expired; others hold it now")
+def _no_free_slot(task: Task) -> bool:
+    """A taken-back lease's work goes in a free slot when there is one, else it is late.
+    Screening and QC questions have no slot limit (everyone answers each once)."""
+    return (
+        task.kind == TaskKind.NORMAL and task.label_count + task.lease_count >= task.required_labels
+    )
 
 
 def _lost_race(*, annotator: User, key: str, submission: dict[str, Any]) -> SubmitResult:
-    """The write found the lease gone since the read: a twin request, the sweep, or others."""
+    """The write found the lease gone since the read: a twin request, a skip, or the sweep,
+    whose released lease this statement's snapshot could not see yet. Read again and write
+    once more; a second miss means the task changed under us twice, which is refused."""
     prepared = _submit_prepare(annotator=annotator, key=key, submission=submission)
     if isinstance(prepared, SubmitResult):
         return prepared  # the twin's label
-    raise TaskUnavailable(f"task {prepared.task.pk} can take no more labels from you")
+    if _label_write_one_statement(label=prepared.label, task=prepared.task):
+        return _written(prepared)
+    raise TaskUnavailable(f"task {prepared.task.pk} changed while saving; submit again")
 
 
 def _label_write(*, label: Label, task: Task, holds_lease: bool) -> None:
@@ -389,8 +396,9 @@ def _label_write(*, label: Label, task: Task, holds_lease: bool) -> None:
     released = Lease.objects.filter(**mine).delete()[0] if holds_lease else 0
     if not holds_lease:
         ReleasedLease.objects.filter(**mine).delete()
+    counter = "late_count" if label.late else "label_count"
     Task.objects.filter(pk=task.pk).update(
-        label_count=F("label_count") + 1, lease_count=F("lease_count") - released
+        **{counter: F(counter) + 1}, lease_count=F("lease_count") - released
     )
     profiles = AnnotatorProfile.objects.filter(user=label.annotator)
     if task.kind == TaskKind.QUALITY_CONTROL:
@@ -400,32 +408,41 @@ def _label_write(*, label: Label, task: Task, holds_lease: bool) -> None:
 
 
 # Lock order as everywhere in the queue: the task row (``locked``), then the lease rows. Each
-# sub-statement reads the one before it, which fixes the order they run in.
+# sub-statement reads the one before it, which fixes the order they run in. ``locked`` reads
+# the row as it is once locked (FOR UPDATE returns the newest version), so whether the task has
+# a free slot is decided on current counts.
 _SUBMIT_SQL = """
 WITH locked AS (
-    SELECT id FROM labeling_task WHERE id = %(task)s FOR UPDATE
+    SELECT id, kind = 'normal' AND label_count + lease_count >= required_labels AS no_free_slot
+    FROM labeling_task WHERE id = %(task)s FOR UPDATE
 ),
 gone AS (
     DELETE FROM labeling_lease
     WHERE task_id = (SELECT id FROM locked) AND annotator_id = %(user)s RETURNING id
 ),
+-- The lease holder, or the one it was taken back from: in a free slot, else late.
+admitted AS (
+    SELECT id, NOT EXISTS (SELECT 1 FROM gone) AND no_free_slot AS late
+    FROM locked
+    WHERE EXISTS (SELECT 1 FROM gone)
+       OR EXISTS (SELECT 1 FROM labeling_releasedlease
+                  WHERE task_id = %(task)s AND annotator_id = %(user)s)
+),
 counted AS (
-    UPDATE labeling_task SET label_count = label_count + 1,
-        lease_count = lease_count - (SELECT count(*) FROM gone)
-    WHERE id = (SELECT id FROM locked) AND (
-        EXISTS (SELECT 1 FROM gone)
-        OR (EXISTS (SELECT 1 FROM labeling_releasedlease
-                    WHERE task_id = %(task)s AND annotator_id = %(user)s)
-            AND (kind <> 'normal' OR label_count + lease_count < required_labels)))
-    RETURNING id
+    UPDATE labeling_task t
+    SET label_count = t.label_count + CASE WHEN a.late THEN 0 ELSE 1 END,
+        late_count = t.late_count + CASE WHEN a.late THEN 1 ELSE 0 END,
+        lease_count = t.lease_count - (SELECT count(*) FROM gone)
+    FROM admitted a WHERE t.id = a.id
+    RETURNING t.id, a.late
 ),
 labeled AS (
     INSERT INTO labeling_label (task_id, annotator_id, labeler, steps, ratings, finish_reason,
-        finish_note, total_time_ms, started_at, created_at, idempotency_key, is_gold)
+        finish_note, total_time_ms, started_at, created_at, idempotency_key, is_gold, late)
     SELECT id, %(user)s, %(labeler)s, %(steps)s::jsonb, %(ratings)s::jsonb, %(finish_reason)s,
-        %(finish_note)s, %(total_time_ms)s, %(started_at)s, %(created_at)s, %(key)s, false
+        %(finish_note)s, %(total_time_ms)s, %(started_at)s, %(created_at)s, %(key)s, false, late
     FROM counted
-    RETURNING id
+    RETURNING id, late
 ),
 forgotten AS (
     DELETE FROM labeling_releasedlease
@@ -437,14 +454,14 @@ spaced AS (
         ELSE labels_since_qc END
     WHERE user_id = %(user)s AND EXISTS (SELECT 1 FROM labeled)
 )
-SELECT (SELECT id FROM labeled)
+SELECT (SELECT id FROM labeled), (SELECT late FROM labeled)
 """
 
 
 def _label_write_one_statement(*, label: Label, task: Task) -> bool:
     """PostgreSQL: what :func:`_label_write` does, as one statement that also re-checks that
-    the annotator still holds the lease (or a released one with a free slot). False when not:
-    nothing was written."""
+    the annotator still holds the lease or had it taken back, and decides under the task's lock
+    whether the label is late. False when neither holds: nothing was written."""
     with one_statement(), connection.cursor() as cursor:
         cursor.execute(
             _SUBMIT_SQL,
@@ -463,9 +480,10 @@ def _label_write_one_statement(*, label: Label, task: Task) -> bool:
                 "key": label.idempotency_key,
             },
         )
-        label_id = cursor.fetchone()[0]
+        label_id, late = cursor.fetchone()
     if label_id is None:
         return False
     label.pk = label_id
+    label.late = bool(late)
     label._state.adding = False
     return True

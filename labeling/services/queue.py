@@ -63,7 +63,8 @@ class TaskNotLeased(QueueError):
 
 
 class TaskUnavailable(QueueError):
-    """The task can take no more labels (409)."""
+    """The task cannot take this label: the annotator labeled it already under another key, or
+    it changed under the submit twice (409)."""
 
 
 class AnnotatorIneligible(QueueError):

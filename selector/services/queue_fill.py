@@ -236,14 +236,23 @@ def queue_top_up() -> FillReport | None:
 
     Fills the current generation first (respecting each problem's budget); if every problem is
     at budget there, it opens the next generation with the same selector so work never runs dry.
+
+    Idempotent: the low-water check and the fill run in one transaction under a lock (an
+    advisory lock on PostgreSQL, the IMMEDIATE transaction on SQLite). Two top-ups at once, say
+    beat's run beside a retried one, fill once; without the lock the second would find the
+    current generation at budget and open the next.
     """
-    if queue_open_slots() >= settings.SELECTOR_LOW_WATER:
-        return None
-    if selector_active() is None:
-        logger.info("queue_top_up: no active selector version")
-        return None
-    latest = generation_latest()
-    report = queue_fill(generation=FIRST_GENERATION if latest is None else latest)
-    if report.created + report.eval_created == 0 and latest is not None:
-        report = queue_fill(generation=latest + 1)
-    return report
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(hashtext('stepwise.queue_top_up'))")
+        if queue_open_slots() >= settings.SELECTOR_LOW_WATER:
+            return None
+        if selector_active() is None:
+            logger.info("queue_top_up: no active selector version")
+            return None
+        latest = generation_latest()
+        report = queue_fill(generation=FIRST_GENERATION if latest is None else latest)
+        if report.created + report.eval_created == 0 and latest is not None:
+            report = queue_fill(generation=latest + 1)
+        return report

@@ -233,6 +233,41 @@ def test_concurrent_fills_never_queue_a_candidate_twice(version):
     assert sorted(r.generation for r in reports) == [1, 2]
 
 
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_top_ups_at_once_fill_once(version, settings):
+    """Beat's top-up beside a retried or late one (issue 21): the second finds the queue
+    refilled and does nothing, rather than opening the next generation."""
+    import threading
+
+    from django.db import connection
+
+    settings.SELECTOR_LOW_WATER = 5
+    settings.SELECTOR_PER_PROBLEM = 2
+    for _ in range(10):
+        first, *_ = make_pool(version, [(0.9, W), (0.8, C), (0.7, W), (0.6, C)])
+        # Generation 1 has room for one more task per problem; its one task is done.
+        TaskFactory(solution=first, generation=1, label_count=1)
+    barrier = threading.Barrier(2)
+    reports = []
+
+    def top_up():
+        try:
+            barrier.wait()
+            reports.append(queue_top_up())
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=top_up) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(r.created if r else 0 for r in reports) == [0, 10]
+    assert set(Task.objects.values_list("generation", flat=True)) == {1}
+    assert Task.objects.count() == 20
+
+
 def test_beat_top_up_task_reports_what_it_queued(version, settings):
     from selector import tasks
 

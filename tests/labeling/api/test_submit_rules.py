@@ -1,15 +1,11 @@
 """Who may submit a label (issue 11, item 2): only the holder of the task's lease, for every
 kind of task, and only an eligible annotator. Through APIClient, on SQLite and PostgreSQL."""
 
-import datetime
-
 import pytest
 from django.contrib.auth.models import Permission
-from django.utils import timezone
 from rest_framework.test import APIClient
 
-from labeling.models import AnnotatorProfile, Label, Lease, QualitySettings, ReleasedLease, Task
-from labeling.services.queue import leases_release_expired
+from labeling.models import AnnotatorProfile, Label, QualitySettings, Task
 from tests.factories import LabelFactory, SolutionFactory, TaskFactory, UserFactory, annotator
 from tests.labeling.api.support import client_for, submit_body
 
@@ -79,52 +75,6 @@ def test_qc_task_needs_the_submitters_own_lease():
     assert claim(holder)["id"] == qc.pk
     assert submit(intruder, qc.pk).status_code == 404
     assert submit(holder, qc.pk).status_code == 201
-
-
-def test_submit_with_a_just_expired_lease_not_yet_released_is_accepted():
-    task = TaskFactory(solution=SolutionFactory(steps=STEPS))
-    client = client_for(annotator())
-    claim(client)
-    Lease.objects.update(expires_at=timezone.now() - datetime.timedelta(minutes=1))
-    assert submit(client, task.pk).status_code == 201
-    task.refresh_from_db()
-    assert (task.label_count, task.lease_count) == (1, 0)
-
-
-def test_submit_after_the_lease_was_released_is_accepted_while_the_slot_is_free():
-    task = TaskFactory(solution=SolutionFactory(steps=STEPS))
-    client = client_for(annotator())
-    claim(client)
-    Lease.objects.update(expires_at=timezone.now() - datetime.timedelta(minutes=1))
-    assert leases_release_expired() == 1
-    assert ReleasedLease.objects.count() == 1
-    assert submit(client, task.pk).status_code == 201
-    task.refresh_from_db()
-    assert (task.label_count, task.lease_count) == (1, 0)
-    assert not ReleasedLease.objects.exists()  # used up
-
-
-def test_submit_after_release_when_others_took_the_slot_is_409():
-    task = TaskFactory(solution=SolutionFactory(steps=STEPS))
-    late = client_for(annotator())
-    claim(late)
-    Lease.objects.update(expires_at=timezone.now() - datetime.timedelta(minutes=1))
-    leases_release_expired()
-    assert claim(client_for(annotator()))["id"] == task.pk  # someone else holds it now
-    response = submit(late, task.pk)
-    assert response.status_code == 409
-    assert "others hold it" in response.json()["detail"]
-    assert not Label.objects.exists()
-
-
-def test_released_leases_are_forgotten_after_a_day():
-    task = TaskFactory(solution=SolutionFactory(steps=STEPS))
-    client = client_for(annotator())
-    claim(client)
-    Lease.objects.update(expires_at=timezone.now() - datetime.timedelta(minutes=1))
-    leases_release_expired()
-    leases_release_expired(now=timezone.now() + datetime.timedelta(hours=25))
-    assert submit(client, task.pk).status_code == 404
 
 
 def test_paused_annotator_cannot_submit_even_with_a_lease():
