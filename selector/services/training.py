@@ -82,8 +82,9 @@ def labeled_trajectories() -> Iterable[LabeledTrajectory]:
     )
     for label in labels.iterator(chunk_size=2000):
         trajectory, branches = _trajectory(label)
-        # An empty trajectory (a give-up on the first step) cannot be scored for evaluation.
-        if not trajectory or (all(s.rating is None for s in trajectory) and not branches):
+        # Every rated completion is an example, whatever the trajectory: a phase-1 label whose
+        # first step has only -1 alternatives has an empty trajectory but rated branches.
+        if all(s.rating is None for s in trajectory) and not branches:
             continue
         problem = label.task.solution.problem
         yield LabeledTrajectory(

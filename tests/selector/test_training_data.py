@@ -103,3 +103,34 @@ def test_a_version_records_how_many_labels_and_which() -> None:
         "count": 3,
         "sha256": hashlib.sha256(",".join(map(str, ids)).encode()).hexdigest(),
     }
+
+
+def test_a_label_whose_first_step_is_wrong_keeps_its_rated_branches() -> None:
+    """Phase 1: every alternative of the first step rated -1 and no step written, so the
+    chosen trajectory is empty; its rated completions are still examples, as in the export."""
+    from labeling.services.export import stepwise_rows
+
+    steps = [
+        {
+            "completions": [
+                {"text": "a", "rating": -1, "flagged": False},
+                {"text": "b", "rating": -1, "flagged": False},
+                {"text": "c", "rating": None, "flagged": False},
+            ],
+            "human_completion": None,
+            "chosen_completion": None,
+        }
+    ]
+    label = LabelFactory(
+        task=TaskFactory(solution=SolutionFactory(steps=["x"])),
+        steps=steps,
+        finish_reason="found_error",
+    )
+    data = build()
+    assert sorted((s, r) for _, s, r in data.examples) == [(["a"], [-1]), (["b"], [-1])]
+    assert data.label_ids == [label.pk]
+    exported = stepwise_rows(problem="p", steps=steps, own_steps=["x"])
+    assert sorted((r["completions"], r["labels"]) for r in exported) == [
+        (["a"], [False]),
+        (["b"], [False]),
+    ]
