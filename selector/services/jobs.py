@@ -87,6 +87,7 @@ def _job_run_kind(job: Job, progress: JobProgress) -> dict[str, Any]:
                 exclude_unreliable=bool(params.get("exclude_unreliable", True)),
                 combine_overlaps=bool(params.get("combine_overlaps", True)),
                 include_flagged=bool(params.get("include_flagged", False)),
+                exclude_human_completions=bool(params.get("exclude_human_completions", False)),
             ),
             progress=progress,
         )
