@@ -13,7 +13,7 @@ from django.db.models import Count, F, Max, Q, Sum
 from django.utils import timezone
 
 from jobs.models import Job
-from labeling.models import Grade, Problem, Solution, Task, TaskKind
+from labeling.models import Grade, Problem, QueuedBy, Solution, Task, TaskKind
 from selector.models import SelectorVersion, SolutionScore
 from selector.services.common import SelectorError, progress_for
 from selector.services.eval_set import eval_queue_fill, eval_set_reserve
@@ -120,8 +120,10 @@ decided AS (
     WHERE b.pick_wrong = 1 OR b.rest_rank <= b.k
 )
 INSERT INTO {task} (solution_id, kind, generation, priority, queued_score, required_labels,
-                    label_count, lease_count, gold_label_id, selector_version_id, created_at)
-SELECT d.id, %s, %s, CASE WHEN d.cut = 1 THEN 0 ELSE d.score END, d.score, %s, 0, 0, NULL, %s, %s
+                    label_count, lease_count, gold_label_id, selector_version_id, queued_by,
+                    created_at)
+SELECT d.id, %s, %s, CASE WHEN d.cut = 1 THEN 0 ELSE d.score END, d.score, %s, 0, 0, NULL, %s,
+       %s, %s
 FROM decided d
 WHERE d.pick_wrong = 1 OR d.rest_rank <= d.rest_budget
 """
@@ -193,6 +195,7 @@ def queue_fill(
                 generation,
                 required_labels,
                 version.pk,
+                QueuedBy.SELECTOR.value,
                 connection.ops.adapt_datetimefield_value(now),
             ]
             with connection.cursor() as cursor:

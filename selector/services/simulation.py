@@ -116,7 +116,7 @@ def simulation_demo_replay(
     """
     from django.contrib.auth.models import User
 
-    from labeling.models import AnnotatorProfile, Problem, Solution, Task, TaskKind
+    from labeling.models import AnnotatorProfile, Problem, QueuedBy, Solution, Task, TaskKind
     from labeling.services.queue import tasks_enqueue
     from selector.models import SelectorVersion
     from selector.services.eval_set import eval_set_freeze, eval_set_reserve
@@ -159,7 +159,13 @@ def simulation_demo_replay(
             by_problem.setdefault(problem_id, []).append(pk)
     rng = random.Random("demo-sim-seed-set")
     seed_set = [rng.choice(sorted(ids)) for _, ids in sorted(by_problem.items())]
-    tasks_enqueue(solution_ids=sorted(reserved) + seed_set, generation=0, priority_from="zero")
+    # Both drawn uniformly: every reserved candidate, one random candidate per other problem.
+    tasks_enqueue(
+        solution_ids=sorted(reserved) + seed_set,
+        generation=0,
+        priority_from="zero",
+        queued_by=QueuedBy.UNIFORM,
+    )
     oracle = Oracle(seed=0)
 
     def label_round(tag: str) -> int:
