@@ -197,8 +197,10 @@ def benchmark_evaluate(
     """ProcessBench F1 of ``version`` on a benchmark file (ProcessBench's metric: the first
     step scoring below ``threshold`` is the predicted first error). ``predictions`` gets one
     JSON line per item: ``{"id", "first_error", "step_scores"}``. A solution longer than the
-    scorer's window has its cut steps unscored; they are counted in ``truncated``."""
-    from selector.ml.metrics import processbench_f1
+    scorer's window has its cut steps unscored (``truncated`` counts such items); an item whose
+    call would need an unscored step (a correct one, or an error past the cut) is left out of
+    F1 with ``first_error`` null, counted in ``undecided`` (decision 0005's one rule)."""
+    from selector.ml.metrics import first_error_decided, processbench_f1
 
     version_require_ready(version)
     if not 0.0 <= threshold <= 1.0:
@@ -209,9 +211,21 @@ def benchmark_evaluate(
     scorer = scorer_load(version)
     results = scorer.score([(item.problem, item.steps) for item in items], progress=report)
     scores = [[float(s) for s in r.step_scores] for r in results]
-    predicted, metrics = processbench_f1(
-        scores, [item.label for item in items], threshold=threshold
+    decided = [
+        first_error_decided(
+            n_scored=len(s),
+            n_steps=len(item.steps),
+            first_error=None if item.label < 0 else item.label,
+        )
+        for item, s in zip(items, scores, strict=True)
+    ]
+    called, metrics = processbench_f1(
+        [s for s, ok in zip(scores, decided, strict=True) if ok],
+        [item.label for item, ok in zip(items, decided, strict=True) if ok],
+        threshold=threshold,
     )
+    calls = iter(called)
+    predicted = [next(calls) if ok else None for ok in decided]
     if predictions is not None:
         _predictions_write(
             predictions,
@@ -229,6 +243,7 @@ def benchmark_evaluate(
         "items": len(items),
         "skipped": info["skipped"],
         "truncated": sum(1 for r in results if r.truncated_steps),
+        "undecided": decided.count(False),
     }
 
 
