@@ -1,0 +1,53 @@
+"""The selector's job parameters, one class per kind, with their bounds (``jobs.params``).
+
+``jobs.registry`` names these classes, so ``job_create`` checks them for every front door; the
+runner (``selector.services.job_runs``) reads a job's stored parameters back through them.
+Evaluate, promote and score take none: their version is the job's own field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from jobs.params import JobParams, bounded
+from selector.services.simulation import JOB_PRESETS
+
+MAX_EPOCHS = 1000
+MAX_PER_PROBLEM = 1000  # K: candidates queued per problem in one generation
+NAME_LENGTH = 100  # SelectorVersion.name's column
+
+
+@dataclass(frozen=True)
+class TrainParams(JobParams):
+    # An untrained version from the base model instead (then only ``name`` applies).
+    base: bool = False
+    name: str | None = bounded(None, max_length=NAME_LENGTH)
+    base_version_id: int | None = bounded(None, low=1)  # default: the active version
+    epochs: int = bounded(3, low=1, high=MAX_EPOCHS)
+    learning_rate: float = bounded(5e-5, low=1e-8, high=1.0)
+    # Label hygiene (docs/decisions/0008-prm800k-record-shapes.md).
+    exclude_unreliable: bool = True
+    combine_overlaps: bool = True
+    include_flagged: bool = False
+    # A step the labeler wrote is a positive example unless this is set (decision 0008).
+    exclude_human_completions: bool = False
+
+
+@dataclass(frozen=True)
+class FillParams(JobParams):
+    # None: the settings' SELECTOR_PER_PROBLEM / SELECTOR_WRONG_FRACTION, a new generation.
+    per_problem: int | None = bounded(None, low=0, high=MAX_PER_PROBLEM)
+    wrong_fraction: float | None = bounded(None, low=0.0, high=1.0)
+    generation: int | None = bounded(None, low=0)
+
+
+@dataclass(frozen=True)
+class BenchmarkParams(JobParams):
+    path: str = bounded()  # the uploaded file, kept where the workers read it
+    name: str | None = bounded(None, max_length=200)
+    threshold: float = bounded(0.5, low=0.0, high=1.0)
+
+
+@dataclass(frozen=True)
+class SimulateParams(JobParams):
+    preset: str = bounded(JOB_PRESETS[0], choices=JOB_PRESETS)
