@@ -17,7 +17,7 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
 
-from labeling.models import AnnotatorProfile, Problem, Solution, Task, TaskKind
+from labeling.models import AnnotatorProfile, Problem, QueuedBy, Solution, Task, TaskKind
 from labeling.services.queue import tasks_enqueue
 from selector.models import SelectorVersion
 from selector.queries import active_selector_scores
@@ -96,11 +96,13 @@ def demo_replay(
             by_problem.setdefault(problem_id, []).append(pk)
     rng = random.Random("demo-sim-seed-set")
     seed_set = [rng.choice(sorted(ids)) for _, ids in sorted(by_problem.items())]
+    # Both drawn uniformly: every reserved candidate, one random candidate per other problem.
     tasks_enqueue(
         solution_ids=sorted(reserved) + seed_set,
         generation=0,
         priority_from="zero",
         scores=active_selector_scores,
+        queued_by=QueuedBy.UNIFORM,
     )
     oracle = Oracle(seed=0)
 

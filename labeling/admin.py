@@ -195,6 +195,7 @@ class TaskAdmin(admin.ModelAdmin):
         "id",
         "kind",
         "generation",
+        "queued_by",
         "priority",
         "queued_score",
         "required_labels",
@@ -203,7 +204,7 @@ class TaskAdmin(admin.ModelAdmin):
         "lease_count",
         "created_at",
     ]
-    list_filter = ["kind", "generation"]
+    list_filter = ["kind", "generation", "queued_by"]
     raw_id_fields = ["solution", "gold_label"]
     actions = [use_my_label_as_gold]
 

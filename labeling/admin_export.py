@@ -91,6 +91,11 @@ class ExportForm(forms.Form):
         label="Include unreliable annotators",
         help_text="TRL only: keep labels of annotators who failed screening or are paused",
     )
+    exclude_human_completions = forms.BooleanField(
+        required=False,
+        label="Exclude steps the labeler wrote",
+        help_text="TRL only: leave out steps the labeler wrote (by default labeled true)",
+    )
 
     def stepwise_options(self) -> StepwiseOptions:
         return StepwiseOptions.from_params(self.cleaned_data)

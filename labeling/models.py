@@ -103,6 +103,16 @@ class TaskKind(models.TextChoices):
     SCREENING = "screening", "Screening"
 
 
+class QueuedBy(models.TextChoices):
+    """How a task came into the queue. Only ``UNIFORM`` tasks are free of any selector's (or
+    person's) choice, so only their labels may measure a selector (the frozen evaluation set)."""
+
+    UNIFORM = "uniform", "Uniform draw"  # eval_queue_fill; the simulation's seeded draws
+    SELECTOR = "selector", "Selector (80/20)"  # queue_fill
+    MANUAL = "manual", "By hand"  # enqueue, the admin, QC and screening items
+    IMPORT = "import", "Import"  # import_prm800k (phase 2: picked by OpenAI's own PRM)
+
+
 class Task(models.Model):
     """One candidate solution queued for labeling.
 
@@ -123,6 +133,10 @@ class Task(models.Model):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="queued_tasks",
+    )
+    # The database default covers raw INSERTs that do not name it: "manual" is never uniform.
+    queued_by = models.CharField(
+        max_length=10, choices=QueuedBy.choices, default=QueuedBy.MANUAL, db_default="manual"
     )
     required_labels = models.PositiveSmallIntegerField(default=1)  # overlap
     label_count = models.PositiveSmallIntegerField(default=0)  # labels within the overlap

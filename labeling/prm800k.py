@@ -27,9 +27,16 @@ The chosen trajectory: at step i the labeler went on with ``completions[chosen_c
 where that is null, with the candidate's own step when it is among the completions (phase 2's
 error step: its rating, usually -1, is the step's, even with a corrected step written beside
 it; an unrated own step gives way to a human completion), else with the human completion
-(rating = ``corrected_rating``, else none: a human step is context, not a target); else the
-trajectory stops there. Branches are the rated completions it did not go on with, each after the
-trajectory's prefix before its step.
+(rating = ``corrected_rating``, else ``human_default``); else the trajectory stops there.
+Branches are the rated completions it did not go on with, each after the trajectory's prefix
+before its step.
+
+A step the labeler wrote (phase 1's own step, the correction at phase 2's error step) is one
+they stood behind: PRM800K's README calls it "their own +1 step", yet the records leave its
+rating null. The readers take ``human_default`` for such a step: None (the record as written:
+context, no target, no branch) by default here; training and the TRL export pass
+``HUMAN_STEP_RATING`` unless asked to leave human completions out, so both count it as a
+positive example.
 """
 
 from __future__ import annotations
@@ -46,6 +53,8 @@ STEP_KEYS = frozenset({"completions", "human_completion", "chosen_completion"})
 COMPLETION_KEYS = frozenset({"text", "rating", "flagged"})
 HUMAN_KEYS = frozenset({"text", "rating", "source", "flagged", "corrected_rating"})
 _RATINGS = (-1, 0, 1, None)
+# The rating training and the TRL export give a human completion the record leaves unrated.
+HUMAN_STEP_RATING = 1
 
 
 def _check_rating(value: Any, name: str) -> None:
@@ -160,9 +169,12 @@ class Branch:
         return -1 in self.prefix_ratings
 
 
-def _human_rating(human: dict[str, Any]) -> int | None:
-    rating = human.get("corrected_rating")
-    return rating if rating is not None else human.get("rating")
+def _human_rating(human: dict[str, Any], default: int | None) -> int | None:
+    for key in ("corrected_rating", "rating"):
+        rating = human.get(key)
+        if rating is not None:
+            return int(rating)
+    return default
 
 
 def _own_index(completions: list[dict[str, Any]], own: str | None) -> int | None:
@@ -175,12 +187,16 @@ def _own_index(completions: list[dict[str, Any]], own: str | None) -> int | None
 
 
 def chosen_trajectory(
-    steps: Sequence[dict[str, Any]], *, own_steps: Sequence[str] | None = None
+    steps: Sequence[dict[str, Any]],
+    *,
+    own_steps: Sequence[str] | None = None,
+    human_default: int | None = None,
 ) -> list[ChosenStep]:
     """The steps the labeler went on with, in order, ending where it ends (see module doc).
 
     ``own_steps`` is the candidate solution that was labeled (phase 2's
-    ``pre_generated_steps``, a Stepwise solution's steps), when there is one.
+    ``pre_generated_steps``, a Stepwise solution's steps), when there is one;
+    ``human_default`` the rating of a human step the record leaves unrated.
     """
     out: list[ChosenStep] = []
     for i, step in enumerate(steps):
@@ -209,7 +225,11 @@ def chosen_trajectory(
             break
         out.append(
             ChosenStep(
-                human["text"], _human_rating(human), human.get("flagged") is True, "human", None
+                human["text"],
+                _human_rating(human, human_default),
+                human.get("flagged") is True,
+                "human",
+                None,
             )
         )
     return out
@@ -228,14 +248,18 @@ def rated_branches(
     *,
     own_steps: Sequence[str] | None = None,
     trajectory: Sequence[ChosenStep] | None = None,
+    human_default: int | None = None,
 ) -> Iterator[Branch]:
     """Every rated completion off the chosen trajectory, in step then completion order.
 
     A step past the trajectory's end has no known prefix, so only steps up to and including
-    the one where it stopped are read (in the real data nothing follows that step).
+    the one where it stopped are read (in the real data nothing follows that step). A human
+    completion off the trajectory (phase 2's correction) is a branch when it has a rating of
+    its own or ``human_default`` gives it one; pass the same ``human_default`` as for
+    ``trajectory``.
     """
     if trajectory is None:
-        trajectory = chosen_trajectory(steps, own_steps=own_steps)
+        trajectory = chosen_trajectory(steps, own_steps=own_steps, human_default=human_default)
     texts = tuple(s.text for s in trajectory)
     ratings = tuple(s.rating for s in trajectory)
     for k in range(min(len(steps), len(trajectory) + 1)):
@@ -257,7 +281,7 @@ def rated_branches(
             )
         human = step.get("human_completion")
         if human is not None and not (on_path is not None and on_path.source == "human"):
-            rating = _human_rating(human)
+            rating = _human_rating(human, human_default)
             if rating is not None:
                 yield Branch(
                     k,
@@ -283,15 +307,17 @@ def training_examples(
     *,
     own_steps: Sequence[str] | None = None,
     include_flagged: bool = False,
+    human_default: int | None = HUMAN_STEP_RATING,
 ) -> list[Example]:
     """The chosen trajectory with its own ratings, then one example per branch.
 
     A branch's prefix is context only (its steps are targets once, in the trajectory's
     example), so a prefix shared by seven alternatives is not counted eight times. Flagged
     steps are context unless ``include_flagged``. Branches after a negative step are dropped:
-    targets run up to and including the first negative of each branch.
+    targets run up to and including the first negative of each branch. A step the labeler
+    wrote is a positive target unless ``human_default=None`` leaves it context.
     """
-    trajectory = chosen_trajectory(steps, own_steps=own_steps)
+    trajectory = chosen_trajectory(steps, own_steps=own_steps, human_default=human_default)
     examples: list[Example] = []
     if trajectory:
         examples.append(
@@ -300,7 +326,7 @@ def training_examples(
                 [None if s.flagged and not include_flagged else s.rating for s in trajectory],
             )
         )
-    for branch in rated_branches(steps, own_steps=own_steps, trajectory=trajectory):
+    for branch in rated_branches(steps, trajectory=trajectory, human_default=human_default):
         if branch.after_error or (branch.flagged and not include_flagged):
             continue
         examples.append(

@@ -53,6 +53,9 @@ COUNT_ROWS: tuple[MetricRow, ...] = (
     MetricRow("step.n_steps", "Evaluation steps", None),
     MetricRow("step.n_negative", "… of which negative", None),
     MetricRow("best_of_n_problems", "Best-of-N problems", None),
+    # Past the model's window: left out of the numbers above, never imputed (decision 0005).
+    MetricRow("unscored.rated_steps", "Rated steps past the window (left out)", None),
+    MetricRow("unscored.undecided_first_errors", "First-error calls past the window", None),
 )
 
 

@@ -87,6 +87,11 @@ class StepwiseExportSerializer(ExportFiltersSerializer):
         default=False,
         help_text="TRL only: keep labels of annotators who failed screening or are paused",
     )
+    exclude_human_completions = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="TRL only: leave out steps the labeler wrote (default: labeled true)",
+    )
 
     def stepwise_options(self) -> StepwiseOptions:
         return StepwiseOptions.from_params(self.validated_data)

@@ -23,7 +23,7 @@ from django.db.models.functions import Cast
 from django.utils import timezone
 
 from labeling.models import FinishReason, Label, TaskKind
-from labeling.prm800k import ChosenStep, chosen_trajectory, rated_branches
+from labeling.prm800k import HUMAN_STEP_RATING, ChosenStep, chosen_trajectory, rated_branches
 from labeling.queries import labels_from_reliable_annotators
 from labeling.read_ahead import read_ahead
 
@@ -61,7 +61,8 @@ class ExportFilters:
 class StepwiseOptions:
     """How the TRL stepwise export shapes its rows. The defaults are training hygiene: labels
     of annotators who failed screening or are paused left out, flagged steps no targets, one
-    row per rated branch.
+    row per rated branch, a step the labeler wrote labeled true (``exclude_human_completions``
+    ends a row before one and writes no row for a correction).
 
     ``as_params()`` is both a job's stored parameters and the keyword arguments of
     ``stepwise_chunks`` / ``stepwise_export``.
@@ -71,6 +72,7 @@ class StepwiseOptions:
     trajectories_only: bool = False
     include_flagged: bool = False
     include_unreliable: bool = False
+    exclude_human_completions: bool = False
 
     def __post_init__(self) -> None:
         if self.neutral not in ("positive", "negative"):
@@ -82,6 +84,7 @@ class StepwiseOptions:
             "trajectories_only": self.trajectories_only,
             "include_flagged": self.include_flagged,
             "include_unreliable": self.include_unreliable,
+            "exclude_human_completions": self.exclude_human_completions,
         }
 
     @classmethod
@@ -92,6 +95,7 @@ class StepwiseOptions:
             trajectories_only=bool(params.get("trajectories_only")),
             include_flagged=bool(params.get("include_flagged")),
             include_unreliable=bool(params.get("include_unreliable")),
+            exclude_human_completions=bool(params.get("exclude_human_completions")),
         )
 
 
@@ -379,15 +383,17 @@ _TRL_FIELDS = (
 )
 
 
-def _trl_label(step: ChosenStep, neutral_ok: bool, include_flagged: bool) -> bool | None:
-    """A trajectory step's TRL label; None where it can carry none (the row must end before)."""
-    if step.flagged and not include_flagged:
+def _trl_label(
+    step: ChosenStep, neutral_ok: bool, include_flagged: bool, exclude_human: bool
+) -> bool | None:
+    """A trajectory step's TRL label; None where it can carry none (the row must end before):
+    TRL needs a label on every step of a row. A step the labeler wrote reads as rated
+    ``HUMAN_STEP_RATING`` (PRM800K's README: "their own +1 step"); a model step left unrated
+    (a give-up's last step) has no label at all."""
+    if (step.flagged and not include_flagged) or (step.source == "human" and exclude_human):
         return None
     if step.rating is None:
-        # TRL needs a label on every step of a row. A step the labeler wrote is one they
-        # stood behind (PRM800K's README: "their own +1 step"); a model step left unrated
-        # (a give-up's last step) has no label at all.
-        return True if step.source == "human" else None
+        return None
     return step.rating == 1 or (step.rating == 0 and neutral_ok)
 
 
@@ -399,6 +405,7 @@ def stepwise_rows(
     neutral: Neutral = "positive",
     trajectories_only: bool = False,
     include_flagged: bool = False,
+    exclude_human_completions: bool = False,
 ) -> Iterator[dict[str, Any]]:
     """TRL rows for one label: its chosen trajectory, then one row per rated branch.
 
@@ -406,10 +413,14 @@ def stepwise_rows(
     unrated or, by default, a flagged step). A branch row is the trajectory's prefix before the
     branch's step, with the prefix's labels, then the branch's completion and its label;
     branches after a negative step, after an unlabeled prefix step or flagged are left out.
+    A step the labeler wrote is labeled true: on the trajectory (phase 1) and as a branch of
+    its own (the correction at phase 2's error step), unless ``exclude_human_completions``.
     """
     neutral_ok = neutral == "positive"
-    trajectory = chosen_trajectory(steps, own_steps=own_steps)
-    labels: list[bool | None] = [_trl_label(s, neutral_ok, include_flagged) for s in trajectory]
+    trajectory = chosen_trajectory(steps, own_steps=own_steps, human_default=HUMAN_STEP_RATING)
+    labels: list[bool | None] = [
+        _trl_label(s, neutral_ok, include_flagged, exclude_human_completions) for s in trajectory
+    ]
     row_texts: list[str] = []
     row_labels: list[bool] = []
     for step, label in zip(trajectory, labels, strict=True):
@@ -423,8 +434,10 @@ def stepwise_rows(
         yield {"prompt": problem, "completions": row_texts, "labels": row_labels}
     if trajectories_only:
         return
-    for branch in rated_branches(steps, trajectory=trajectory):
+    for branch in rated_branches(steps, trajectory=trajectory, human_default=HUMAN_STEP_RATING):
         if branch.after_error or (branch.flagged and not include_flagged):
+            continue
+        if branch.source == "human" and exclude_human_completions:
             continue
         prefix_labels = labels[: branch.step]
         if None in prefix_labels:
@@ -446,6 +459,7 @@ def stepwise_chunks(
     trajectories_only: bool = False,
     include_flagged: bool = False,
     include_unreliable: bool = False,
+    exclude_human_completions: bool = False,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
 ) -> Generator[tuple[str, int, int]]:
     """TRL stepwise-supervision JSONL: ``{"prompt", "completions", "labels"}`` per rated
@@ -453,8 +467,9 @@ def stepwise_chunks(
 
     Labels on broken problems carry no usable step signal and are left out, as are labels
     with no rated step. This is training data, so by default the labels of annotators who
-    failed screening or are paused are left out too (``include_unreliable``), and flagged
-    steps are no targets (``include_flagged``).
+    failed screening or are paused are left out too (``include_unreliable``), flagged
+    steps are no targets (``include_flagged``), and a step the labeler wrote is labeled true
+    (``exclude_human_completions``).
     """
     qs = labels.exclude(finish_reason=FinishReason.BAD_PROBLEM)
     if not include_unreliable:
@@ -469,6 +484,7 @@ def stepwise_chunks(
                 neutral=neutral,
                 trajectories_only=trajectories_only,
                 include_flagged=include_flagged,
+                exclude_human_completions=exclude_human_completions,
             ):
                 lines.append(json.dumps(record, ensure_ascii=False) + "\n")
         yield "".join(lines), len(lines), len(rows)
@@ -511,6 +527,7 @@ def stepwise_export(
     trajectories_only: bool = False,
     include_flagged: bool = False,
     include_unreliable: bool = False,
+    exclude_human_completions: bool = False,
     labels: QuerySet[Label] | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     on_progress: Callable[[int], None] | None = None,
@@ -523,6 +540,7 @@ def stepwise_export(
         trajectories_only=trajectories_only,
         include_flagged=include_flagged,
         include_unreliable=include_unreliable,
+        exclude_human_completions=exclude_human_completions,
         chunk_size=chunk_size,
     )
     return _write(chunks, out, on_progress)

@@ -52,6 +52,7 @@ class ExportParams(JobParams):
     trajectories_only: bool = False
     include_flagged: bool = False
     include_unreliable: bool = False
+    exclude_human_completions: bool = False
 
     def filters(self) -> ExportFilters:
         return ExportFilters(
@@ -67,6 +68,7 @@ class ExportParams(JobParams):
             trajectories_only=self.trajectories_only,
             include_flagged=self.include_flagged,
             include_unreliable=self.include_unreliable,
+            exclude_human_completions=self.exclude_human_completions,
         )
 
 

@@ -36,6 +36,7 @@ from labeling.models import (
     Lease,
     Problem,
     QualitySettings,
+    QueuedBy,
     ReleasedLease,
     Skip,
     Solution,
@@ -489,6 +490,7 @@ def tasks_enqueue(
     kind: str = TaskKind.NORMAL,
     priority_from: PriorityFrom = "score",
     scores: queries.ScoreLookup | None = None,
+    queued_by: str = QueuedBy.MANUAL,
 ) -> int:
     """Queue candidate solutions for labeling; returns how many tasks were created.
 
@@ -497,6 +499,8 @@ def tasks_enqueue(
     ``queries.queue_scores``: the active selector's); it is recorded as ``queued_score`` and,
     with ``priority_from="score"``, is the priority too; with ``"zero"`` every task gets
     priority 0. Without ``scores`` tasks are queued unscored, at priority 0.
+    ``queued_by`` says how the ids were chosen: by hand unless the caller drew them uniformly
+    (only uniform tasks on reserved problems feed the evaluation set).
     Unknown solution ids are an error and nothing is queued.
     """
     if overlap < 1:
@@ -505,6 +509,8 @@ def tasks_enqueue(
         raise ValidationError({"kind": [f"must be one of {', '.join(TaskKind.values)}"]})
     if priority_from not in ("score", "zero"):
         raise ValidationError({"priority_from": ["must be 'score' or 'zero'"]})
+    if queued_by not in QueuedBy.values:
+        raise ValidationError({"queued_by": [f"must be one of {', '.join(QueuedBy.values)}"]})
     wanted = sorted({int(solution_id) for solution_id in solution_ids})
     created = 0
     with transaction.atomic():
@@ -531,6 +537,7 @@ def tasks_enqueue(
                     required_labels=overlap if kind == TaskKind.NORMAL else 1,
                     queued_score=known.get(solution_id),
                     priority=known.get(solution_id, 0.0) if priority_from == "score" else 0.0,
+                    queued_by=queued_by,
                 )
                 for solution_id in batch
                 if solution_id not in already

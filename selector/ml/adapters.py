@@ -5,8 +5,10 @@ own head. Two layouts of the field:
   ``score`` (Linear → ReLU → Linear). The problem is the user turn of the chat template; the
   steps follow in the assistant turn, each ended by the separator token ``<extra_0>``, where
   P(good step) = softmax(head)[1].
-* ``math-shepherd``: a plain causal LM. ``problem Step 1: … ки\\nStep 2: … ки``; at each tag
-  ``ки``, P(good step) = softmax over the ``+`` and ``-`` next-token logits, the ``+`` part.
+* ``math-shepherd``: a plain causal LM. ``problem Step 1: … ки\\nStep 2: … ки``, tokenized as
+  one text as the authors' model card does (its Mistral SentencePiece tokenizer would put a
+  ``▁`` at the start of each separately tokenized piece); at each tag ``ки``, P(good step) =
+  softmax over the ``+`` and ``-`` next-token logits, the ``+`` part.
 
 The head is applied only at the step positions (never a vocabulary-wide logits tensor over every
 token). A selector version of an imported PRM is a directory with one file, ``ADAPTER_FILE``
@@ -218,6 +220,7 @@ def adapter_load(path: str | Path, *, device: str, dtype: Any) -> tuple[Any, Any
                 suffix=suffix,
                 problem_text=_shepherd_problem_text,
                 step_text=_shepherd_step_text,
+                tag_text=" " + SHEPHERD_TAG,  # one text, as the authors tokenize it
             )
     model.config.use_cache = False
     model = model.to(device)

@@ -62,6 +62,41 @@ def step_metrics(step_scores: Sequence[float], step_ratings: Sequence[int]) -> d
     }
 
 
+# Steps past the window (docs/decisions/0005-causal-step-scores.md, "one rule"): a step the
+# model could not score has no score, and none is made up for it. A metric leaves out what
+# would need one and every report counts it; the queue ranks such a candidate after every
+# fully scored one of its problem, at priority 0.
+
+
+def scored_step_targets(
+    step_scores: Sequence[float], ratings: Sequence[int | None]
+) -> tuple[list[tuple[float, int]], int]:
+    """(score, rating) of each rated step up to and including the first negative (later steps
+    carry no target), and how many of those rated steps have no score (left out)."""
+    pairs: list[tuple[float, int]] = []
+    unscored = 0
+    for j, rating in enumerate(ratings):
+        if rating is None:
+            continue
+        if j < len(step_scores):
+            pairs.append((float(step_scores[j]), int(rating)))
+        else:
+            unscored += 1
+        if rating == -1:
+            break
+    return pairs, unscored
+
+
+def first_error_decided(*, n_scored: int, n_steps: int, first_error: int | None) -> bool:
+    """Whether a first-error call needs only scored steps: always when every step was scored;
+    otherwise only for an erroneous solution whose first error is among the scored steps (the
+    call is right iff that step is the first scored below the threshold). A correct solution
+    with unscored steps, or an error past them, is undecided: left out and counted."""
+    if n_scored >= n_steps:
+        return True
+    return first_error is not None and first_error < n_scored
+
+
 def predicted_first_error(step_scores: Sequence[float], threshold: float) -> int | None:
     for j, s in enumerate(step_scores):
         if s < threshold:

@@ -6,7 +6,9 @@ Input layout, shared by training and inference (``encode_many`` is the one imple
 
 The model predicts negative/neutral/positive at each ``<step>`` token. Each text piece is
 tokenized on its own, so a problem shared by a thousand candidates is tokenized once, and the
-step-end positions are known exactly without offset mapping.
+step-end positions are known exactly without offset mapping. A layout whose step end is a tag
+written in the text (Math-Shepherd's ``ки``) is tokenized as one text instead, as its authors
+do, and cut at the tags.
 
 **Causal.** Every PRM made here attends only to earlier tokens (decoders by construction, BERT
 encoders through ``is_decoder=True``; ``prm_init`` checks it), so a step's score depends only on
@@ -91,6 +93,10 @@ class Layout:
     suffix: list[int] = field(default_factory=list)  # after it ([SEP])
     problem_text: Callable[[str], str] = _problem_line
     step_text: Callable[[int, str], str] = _identity_step  # (step index, step) -> text
+    # When set, the step end is this text written after each step (Math-Shepherd's " ки")
+    # and the solution is tokenized as one text, as its authors do: a SentencePiece tokenizer
+    # puts a "▁" at the start of every separate call, so pieces would not add up to the whole.
+    tag_text: str | None = None
 
 
 def default_base_model() -> str:
@@ -266,7 +272,8 @@ def encode_many(
     max_length: int,
     layout: Layout | None = None,
 ) -> list[Encoded]:
-    """Encode many solutions, tokenizing each distinct text once in one batched call."""
+    """Encode many solutions, tokenizing in one batched call (each distinct text piece once,
+    or each whole text for a layout with a ``tag_text``)."""
     layout = layout or native_layout(tokenizer)
     budget = max_length - len(layout.prefix) - len(layout.suffix)
     if budget < 4:
@@ -276,17 +283,14 @@ def encode_many(
     step_id = layout.step_id
 
     # Validate everything before tokenizing anything, so bad input fails fast and names itself.
-    texts: dict[str, int] = {}
     for i, (problem, steps) in enumerate(items):
         if not isinstance(problem, str):
             raise TypeError(f"solution {i}: problem must be a string")
         if isinstance(steps, str):
             raise TypeError(f"solution {i}: steps must be a list of strings, not one string")
-        texts.setdefault(layout.problem_text(problem), len(texts))
         for j, step in enumerate(steps):
             if not isinstance(step, str):
                 raise TypeError(f"solution {i} step {j}: expected a string, got {step!r}")
-            texts.setdefault(layout.step_text(j, step), len(texts))
         if step_labels is not None and step_labels[i] is not None:
             labels_i = step_labels[i]
             assert labels_i is not None
@@ -295,16 +299,16 @@ def encode_many(
             for j, rating in enumerate(labels_i):
                 rating_to_class(rating, where=f"solution {i} step {j}")
 
-    unique = list(texts)
-    token_lists = tokenizer(unique, add_special_tokens=False)["input_ids"] if unique else []
-    # A literal step-end token typed inside a text must not create an extra scoring position.
-    pieces = [[t for t in ids if t != step_id] for ids in token_lists]
+    tokenized = (
+        _tokenize_whole(tokenizer, items, layout)
+        if layout.tag_text is not None
+        else _tokenize_pieces(tokenizer, items, layout)
+    )
 
     out: list[Encoded] = []
-    for i, (problem, steps) in enumerate(items):
+    for i, (whole_problem_ids, step_ids) in enumerate(tokenized):
         # The problem's cut depends on nothing but the problem (prefix invariance).
-        problem_ids = pieces[texts[layout.problem_text(problem)]][: budget // 2]
-        step_ids = [pieces[texts[layout.step_text(j, s)]] for j, s in enumerate(steps)]
+        problem_ids = whole_problem_ids[: budget // 2]
         spans, truncated = _pack([len(s) + 1 for s in step_ids], room=budget - len(problem_ids))
         ratings = step_labels[i] if step_labels is not None else None
         windows: list[Window] = []
@@ -325,6 +329,74 @@ def encode_many(
                 Window(input_ids=ids, step_positions=positions, labels=labels, first_step=first)
             )
         out.append(Encoded(windows=windows, truncated_steps=truncated))
+    return out
+
+
+def _tokenize_pieces(
+    tokenizer: Any, items: Sequence[tuple[str, Sequence[str]]], layout: Layout
+) -> list[tuple[list[int], list[list[int]]]]:
+    """(problem ids, ids of each step) per solution, each distinct text piece tokenized once
+    in one batched call: a problem shared by a thousand candidates costs one tokenization."""
+    texts: dict[str, int] = {}
+    for problem, steps in items:
+        texts.setdefault(layout.problem_text(problem), len(texts))
+        for j, step in enumerate(steps):
+            texts.setdefault(layout.step_text(j, step), len(texts))
+    unique = list(texts)
+    token_lists = tokenizer(unique, add_special_tokens=False)["input_ids"] if unique else []
+    # A literal step-end token typed inside a text must not create an extra scoring position.
+    pieces = [[t for t in ids if t != layout.step_id] for ids in token_lists]
+    return [
+        (
+            pieces[texts[layout.problem_text(problem)]],
+            [pieces[texts[layout.step_text(j, s)]] for j, s in enumerate(steps)],
+        )
+        for problem, steps in items
+    ]
+
+
+def _tokenize_whole(
+    tokenizer: Any, items: Sequence[tuple[str, Sequence[str]]], layout: Layout
+) -> list[tuple[list[int], list[list[int]]]]:
+    """The same shape as ``_tokenize_pieces`` for a layout whose step end is a tag in the text:
+    each solution is tokenized as one text and cut at the tags (found by character offsets,
+    so a tag typed inside a step is never taken for a step end). The problem's ids followed
+    by each step's ids and its tag are exactly the whole text's ids."""
+    tag = layout.tag_text
+    assert tag is not None
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError("a layout with a step tag needs a fast tokenizer (character offsets)")
+    texts: list[str] = []
+    bounds: list[tuple[int, list[int]]] = []  # (end of the problem, end of each tag) in chars
+    for problem, steps in items:
+        text = layout.problem_text(problem)
+        problem_end, tag_ends = len(text), []
+        for j, step in enumerate(steps):
+            text += layout.step_text(j, step) + tag
+            tag_ends.append(len(text))
+        texts.append(text)
+        bounds.append((problem_end, tag_ends))
+    if not texts:
+        return []
+    encoded = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
+    out: list[tuple[list[int], list[list[int]]]] = []
+    for i, (ids, offsets, (problem_end, tag_ends)) in enumerate(
+        zip(encoded["input_ids"], encoded["offset_mapping"], bounds, strict=True)
+    ):
+        ends = [int(end) for _, end in offsets]
+        # A token that straddles the problem's end (SentencePiece's "▁Step") opens step 1.
+        start = next((k for k, end in enumerate(ends) if end > problem_end), len(ids))
+        problem_ids, step_ids = list(ids[:start]), []
+        for j, tag_end in enumerate(tag_ends):
+            at = next((k for k in range(start, len(ids)) if ends[k] >= tag_end), None)
+            if at is None or ends[at] != tag_end or ids[at] != layout.step_id:
+                raise ValueError(
+                    f"solution {i} step {j}: the tokenizer does not read the step tag {tag!r} "
+                    "as its own token after this step"
+                )
+            step_ids.append(list(ids[start:at]))
+            start = at + 1
+        out.append((problem_ids, step_ids))
     return out
 
 

@@ -68,48 +68,58 @@ def _processbench_item(record: dict[str, Any]) -> BenchmarkItem:
 
 
 def _prm800k_item(record: dict[str, Any], line: int) -> BenchmarkItem | None:
-    """A PRM800K label record as a benchmark item, or None when it has no first-error answer
-    (gave up, bad problem). Kept small and separate: a shared PRM800K reader can replace it.
+    """A PRM800K label record as a benchmark item, read by the one PRM800K reader
+    (``labeling.prm800k``), or None when it has no first-error answer (gave up or finished
+    without an error found, bad problem).
 
-    Steps are the pre-generated solution (phase 2) or the rated trajectory (phase 1); a
-    step's rating is its chosen completion's, else its first completion's (in phase 2 the
-    pre-generated step, rated before any human rewrite)."""
+    The item is the chosen trajectory, as the labeler went on (phase 2: the pre-generated
+    solution, scored whole; phase 1: the chosen completions and the labeler's own steps), and
+    its first error the trajectory's first -1. A phase-1 trajectory that stops at a step whose
+    completions were all rated down ends there with the first of them, the error found."""
+    from labeling.prm800k import chosen_trajectory, label_steps_check, rated_branches
+    from labeling.services.jsonl import LineInvalid
+
     question = record.get("question")
     label = record.get("label")
     if not isinstance(question, dict):
         raise _Bad("question", "must be an object")
-    if not isinstance(label, dict) or not isinstance(label.get("steps"), list):
-        raise _Bad("label.steps", "must be a list")
+    if not isinstance(label, dict):
+        raise _Bad("label", "must be an object")
     problem = question.get("problem")
     if not isinstance(problem, str) or not problem.strip():
         raise _Bad("question.problem", "must be a non-empty string")
-    ratings: list[int | None] = []
-    texts: list[str] = []
-    for i, step in enumerate(label["steps"]):
-        if not isinstance(step, dict):
-            raise _Bad(f"label.steps[{i}]", "must be an object")
-        completions = step.get("completions") or []
-        chosen = step.get("chosen_completion")
-        pick = (
-            completions[chosen] if isinstance(chosen, int) and chosen < len(completions) else None
-        )
-        first = pick or (completions[0] if completions else None)
-        ratings.append(first.get("rating") if isinstance(first, dict) else None)
-        human = step.get("human_completion")
-        text = (pick or {}).get("text") or (human or {}).get("text") or (first or {}).get("text")
-        texts.append(text if isinstance(text, str) else "")
-    steps = question.get("pre_generated_steps") or texts
-    if not isinstance(steps, list) or not all(isinstance(s, str) for s in steps):
+    own = question.get("pre_generated_steps")
+    if own is not None and (not isinstance(own, list) or not all(isinstance(s, str) for s in own)):
         raise _Bad("question.pre_generated_steps", "must be a list of strings")
-    first_error = next((i for i, r in enumerate(ratings) if r == -1), None)
-    if first_error is None and label.get("finish_reason") != "solution":
-        return None  # gave up or bad problem: no first-error answer
-    if first_error is not None and first_error >= len(steps):
-        raise _Bad("label.steps", f"first error at step {first_error} of {len(steps)} steps")
+    try:
+        steps = label_steps_check(label.get("steps"))
+    except LineInvalid as exc:
+        raise _Bad(exc.field, exc.message) from None
+    finish = label.get("finish_reason")
+    if finish == "bad_problem":
+        return None
+    trajectory = chosen_trajectory(steps, own_steps=own)
+    texts = [s.text for s in trajectory]
+    first_error = next((i for i, s in enumerate(trajectory) if s.rating == -1), None)
+    if first_error is None and finish == "found_error" and not own:
+        stopped = len(trajectory)
+        found = next(
+            (b for b in rated_branches(steps, trajectory=trajectory)
+             if b.step == stopped and b.rating == -1),
+            None,
+        )  # fmt: skip
+        if found is not None:
+            texts, first_error = [*texts, found.text], stopped
+    if first_error is None and finish != "solution":
+        return None  # gave up: no first-error answer
+    if own and texts == own[: len(texts)]:
+        texts = list(own)  # the whole solution, as a selector scores it
+    if not texts:
+        return None
     return BenchmarkItem(
         id=str(record.get("id") or f"line-{line}"),
         problem=problem,
-        steps=list(steps),
+        steps=texts,
         label=-1 if first_error is None else first_error,
     )
 
@@ -188,8 +198,10 @@ def benchmark_evaluate(
     """ProcessBench F1 of ``version`` on a benchmark file (ProcessBench's metric: the first
     step scoring below ``threshold`` is the predicted first error). ``predictions`` gets one
     JSON line per item: ``{"id", "first_error", "step_scores"}``. A solution longer than the
-    scorer's window has its cut steps unscored; they are counted in ``truncated``."""
-    from selector.ml.metrics import processbench_f1
+    scorer's window has its cut steps unscored (``truncated`` counts such items); an item whose
+    call would need an unscored step (a correct one, or an error past the cut) is left out of
+    F1 with ``first_error`` null, counted in ``undecided`` (decision 0005's one rule)."""
+    from selector.ml.metrics import first_error_decided, processbench_f1
 
     version_require_ready(version)
     if not 0.0 <= threshold <= 1.0:
@@ -200,9 +212,21 @@ def benchmark_evaluate(
     scorer = scorer_load(version)
     results = scorer.score([(item.problem, item.steps) for item in items], progress=report)
     scores = [[float(s) for s in r.step_scores] for r in results]
-    predicted, metrics = processbench_f1(
-        scores, [item.label for item in items], threshold=threshold
+    decided = [
+        first_error_decided(
+            n_scored=len(s),
+            n_steps=len(item.steps),
+            first_error=None if item.label < 0 else item.label,
+        )
+        for item, s in zip(items, scores, strict=True)
+    ]
+    called, metrics = processbench_f1(
+        [s for s, ok in zip(scores, decided, strict=True) if ok],
+        [item.label for item, ok in zip(items, decided, strict=True) if ok],
+        threshold=threshold,
     )
+    calls = iter(called)
+    predicted = [next(calls) if ok else None for ok in decided]
     if predictions is not None:
         _predictions_write(
             predictions,
@@ -220,6 +244,7 @@ def benchmark_evaluate(
         "items": len(items),
         "skipped": info["skipped"],
         "truncated": sum(1 for r in results if r.truncated_steps),
+        "undecided": decided.count(False),
     }
 
 

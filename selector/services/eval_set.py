@@ -4,9 +4,10 @@ A share of problems (``SELECTOR_EVAL_FRACTION``) is reserved once per problem fr
 its unique_id and ``SELECTOR_EVAL_SEED`` — the same problems the held-out split always used,
 so existing metrics keep their meaning. A reserved problem's candidates are never picked by a
 selector's 80/20 rule (``queue_fill`` skips them); ``eval_queue_fill`` queues them by a seeded
-uniform draw instead, so the evaluation labels do not favour the version that chose them.
-``eval_set_freeze`` snapshots the usable labels into an ``EvalSet`` row: metrics name that row,
-and two versions' numbers compare only on the same one.
+uniform draw instead (``Task.queued_by = "uniform"``), so the evaluation labels do not favour
+the version that chose them. ``eval_set_freeze`` snapshots the usable labels (uniform tasks,
+reliable annotators) into an ``EvalSet`` row: metrics name that row, and two versions' numbers
+compare only on the same one.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, Exists, OuterRef
 
-from labeling.models import FinishReason, Label, Problem, Solution, Task, TaskKind
+from labeling.models import FinishReason, Label, Problem, QueuedBy, Solution, Task, TaskKind
+from labeling.queries import labels_from_reliable_annotators
 from selector.models import EvalSet
 from selector.services.common import SelectorError
 
@@ -52,17 +54,16 @@ def eval_set_reserve() -> int:
 
 
 def eval_labels() -> Any:
-    """Labels usable for evaluation: normal tasks on reserved problems that no selector
-    queued (imported labels and uniform evaluation tasks), minus broken problems."""
-    return (
-        Label.objects.filter(
-            task__kind=TaskKind.NORMAL,
-            task__selector_version__isnull=True,
-            task__solution__problem__eval_reserved=True,
-        )
-        .exclude(finish_reason=FinishReason.BAD_PROBLEM)
-        .order_by("pk")
-    )
+    """Labels usable for evaluation: on reserved problems, of normal tasks queued by the
+    uniform draw (not a selector's pick, a hand-queued task or an imported record: PRM800K's
+    phase-2 candidates were picked by OpenAI's own PRM), from annotators who are neither
+    paused nor failed at screening (the hygiene training applies), minus broken problems."""
+    labels = Label.objects.filter(
+        task__kind=TaskKind.NORMAL,
+        task__queued_by=QueuedBy.UNIFORM,
+        task__solution__problem__eval_reserved=True,
+    ).exclude(finish_reason=FinishReason.BAD_PROBLEM)
+    return labels_from_reliable_annotators(labels=labels).order_by("pk")
 
 
 @transaction.atomic
@@ -142,6 +143,7 @@ def eval_queue_fill(
                         priority=rng.random(),
                         queued_score=None,
                         required_labels=required_labels,
+                        queued_by=QueuedBy.UNIFORM,
                     )
                 )
         Task.objects.bulk_create(tasks, batch_size=1000)

@@ -29,6 +29,9 @@ BEST_OF_N_TRIALS = 200
 # Wrong answers are merged by pairwise math-verify checks; a problem with a long tail of
 # distinct wrong answers stops merging after this many checks (the rest stay apart).
 MAX_EQUIVALENCE_CHECKS_PER_PROBLEM = 500
+# Below every real score: best-of-N never picks a candidate it could not score whole while a
+# fully scored one is in the subset (decision 0005's rule; queue_fill gives them priority 0).
+UNSCORED_RANK = -1.0
 
 
 def answer_classes(
@@ -101,6 +104,11 @@ class Outcomes:
     fe_items: list[tuple[list[float], int | None]] = field(default_factory=list)
     # problem → {"selector"|"majority"|"random": {N: accuracy}}
     bon: dict[str, dict[str, dict[int, float]]] = field(default_factory=dict)
+    # Past the window (decision 0005's one rule): left out, counted.
+    truncated: int = 0  # held-out solutions with steps the model could not score
+    unscored_rated_steps: int = 0  # rated steps with no score: not in the step metrics
+    undecided: int = 0  # solutions whose first-error call needs an unscored step
+    bon_truncated: int = 0  # best-of-N candidates with unscored steps: ranked last
 
 
 def _best_of_n_ns(pools: Iterable[Sequence[Any]]) -> list[int]:
@@ -119,34 +127,40 @@ def _outcomes(
     classes: dict[tuple[int, str], str],
     ns: list[int],
 ) -> Outcomes:
-    from selector.ml.metrics import best_of_n
+    from selector.ml.metrics import best_of_n, first_error_decided, scored_step_targets
 
     out = Outcomes()
     scorer = scorer_load(version)
     scored = scorer.score([(t.problem, t.steps) for t in held_out]) if held_out else []
     for item, result in zip(held_out, scored, strict=True):
         step_scores = [float(s) for s in result.step_scores]
-        for s, r in zip(step_scores, item.ratings, strict=False):
-            if r is None:
-                continue
+        # Targets run up to the first negative, as in training; unscored ones are counted.
+        targets, unscored = scored_step_targets(step_scores, item.ratings)
+        out.unscored_rated_steps += unscored
+        out.truncated += bool(result.truncated_steps)
+        for s, r in targets:
             out.step_units.append(item.problem_key)
             out.step_scores.append(s)
-            out.step_ratings.append(int(r))
-            if r == -1:
-                break  # later steps carry no target, as in training
+            out.step_ratings.append(r)
         first_error = next((i for i, r in enumerate(item.ratings) if r == -1), None)
-        if result.truncated_steps:
-            continue  # the error may sit in the cut part: no fair first-error call
-        if first_error is not None or item.finish_reason == FinishReason.SOLUTION:
-            out.fe_units.append(item.problem_key)
-            out.fe_items.append((step_scores, first_error))
+        if first_error is None and item.finish_reason != FinishReason.SOLUTION:
+            continue  # no verdict to compare with
+        if not first_error_decided(
+            n_scored=len(step_scores), n_steps=len(item.steps), first_error=first_error
+        ):
+            out.undecided += 1
+            continue
+        out.fe_units.append(item.problem_key)
+        out.fe_items.append((step_scores, first_error))
     all_ids = [s.pk for sols in bon_solutions.values() for s in sols]
     candidates_score(version=version, solution_ids=all_ids)
-    scores = dict(
-        SolutionScore.objects.filter(version=version, solution_id__in=all_ids).values_list(
-            "solution_id", "score"
-        )
-    )
+    scores: dict[int, float] = {}
+    for pk, score, cut in SolutionScore.objects.filter(
+        version=version, solution_id__in=all_ids
+    ).values_list("solution_id", "score", "truncated_steps"):
+        # A candidate with unscored steps ranks after every fully scored one, as in the queue.
+        scores[pk] = UNSCORED_RANK if cut else score
+        out.bon_truncated += bool(cut)
     for key, sols in bon_solutions.items():
         pool = [
             (scores[s.pk], classes[(s.problem_id, s.answer)], s.grade == Grade.CORRECT)
@@ -284,6 +298,13 @@ def _summary(o: Outcomes, ns: list[int]) -> dict[str, Any]:
         "best_of_n": curve if curve["n"] else None,
         "best_of_n_problems": len(problems),
         "roc": _roc_points(o.step_scores, o.step_ratings),
+        # Past the window: left out, never imputed (decision 0005).
+        "unscored": {
+            "truncated_solutions": o.truncated,
+            "rated_steps": o.unscored_rated_steps,
+            "undecided_first_errors": o.undecided,
+            "best_of_n_candidates": o.bon_truncated,
+        },
     }
 
 

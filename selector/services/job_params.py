@@ -29,6 +29,8 @@ class TrainParams(JobParams):
     exclude_unreliable: bool = True
     combine_overlaps: bool = True
     include_flagged: bool = False
+    # A step the labeler wrote is a positive example unless this is set (decision 0008).
+    exclude_human_completions: bool = False
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ def _train(job: Job, progress: JobProgress) -> dict[str, Any]:
             exclude_unreliable=params.exclude_unreliable,
             combine_overlaps=params.combine_overlaps,
             include_flagged=params.include_flagged,
+            exclude_human_completions=params.exclude_human_completions,
         ),
         progress=progress,
     )

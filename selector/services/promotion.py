@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.db import transaction
-from django.db.models import Exists, OuterRef, Subquery
+from django.db.models import Case, Exists, OuterRef, Subquery, Value, When
 
 from jobs.models import Job
 from labeling.models import Label, Lease, Task, TaskKind
@@ -24,7 +24,8 @@ def selector_promote(
     cancelled promotion leaves the old version active and the queue untouched, and a retry
     picks up where it stopped. ``queued_score`` keeps the score at queue time (PRM800K's
     pre_generated_verifier_score); only priority moves. Tasks on reserved evaluation problems
-    keep their uniform priority: no selector ranks them.
+    keep their uniform priority: no selector ranks them. A candidate the new version could not
+    score whole gets priority 0, as ``queue_fill`` gives it (counted in ``truncated``).
     """
     version_require_ready(version)
     scored = candidates_score(version=version, job=job, progress=progress)
@@ -32,6 +33,8 @@ def selector_promote(
     # version starts with (almost) nothing unscored.
     scored += candidates_score(version=version, job=job)
     new_score = SolutionScore.objects.filter(version=version, solution=OuterRef("solution"))
+    # As queue_fill: a candidate with unscored steps gets priority 0 (decision 0005's rule).
+    cut = new_score.filter(truncated_steps__gt=0)
     with transaction.atomic():
         if job is not None:
             # Locked so a cancel cannot land between this check and the commit; the job's row
@@ -39,12 +42,18 @@ def selector_promote(
             Job.objects.select_for_update().filter(pk=job.pk).first()
             job_cancel_check(job)
         version_activate(version=version)
-        reprioritized = (
+        untouched = (
             Task.objects.filter(kind=TaskKind.NORMAL, label_count=0, lease_count=0)
             .filter(solution__problem__eval_reserved=False)
             .filter(Exists(new_score))
             .filter(~Exists(Label.objects.filter(task=OuterRef("pk"))))
             .filter(~Exists(Lease.objects.filter(task=OuterRef("pk"))))
-            .update(priority=Subquery(new_score.values("score")[:1]))
         )
-    return {"scored": scored, "reprioritized": reprioritized}
+        truncated = untouched.filter(Exists(cut)).count()
+        reprioritized = untouched.update(
+            priority=Case(
+                When(Exists(cut), then=Value(0.0)),
+                default=Subquery(new_score.values("score")[:1]),
+            )
+        )
+    return {"scored": scored, "reprioritized": reprioritized, "truncated": truncated}

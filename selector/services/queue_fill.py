@@ -13,7 +13,7 @@ from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
 
 from jobs.models import Job
-from labeling.models import Grade, Problem, Solution, Task, TaskKind
+from labeling.models import Grade, Problem, QueuedBy, Solution, Task, TaskKind
 from labeling.queries import FIRST_GENERATION, generation_latest
 from selector.models import SelectorVersion, SolutionScore
 from selector.services.common import SelectorError, progress_for
@@ -115,9 +115,10 @@ decided AS (
     WHERE b.pick_wrong = 1 OR b.rest_rank <= b.k
 )
 INSERT INTO {task} (solution_id, kind, generation, priority, queued_score, required_labels,
-                    label_count, lease_count, gold_label_id, selector_version_id, created_at)
+                    label_count, lease_count, gold_label_id, selector_version_id, queued_by,
+                    created_at)
 SELECT d.id, %(kind)s, %(generation)s, CASE WHEN d.cut = 1 THEN 0 ELSE d.score END, d.score,
-       %(required_labels)s, 0, 0, NULL, %(version_id)s, %(now)s
+       %(required_labels)s, 0, 0, NULL, %(version_id)s, %(queued_by)s, %(now)s
 FROM decided d
 WHERE d.pick_wrong = 1 OR d.rest_rank <= d.rest_budget
 """
@@ -187,6 +188,7 @@ def queue_fill(
                 "shortlist": k + wrong_max,
                 "per_problem": k,
                 "required_labels": required_labels,
+                "queued_by": QueuedBy.SELECTOR.value,
                 "now": connection.ops.adapt_datetimefield_value(now),
             }
             with connection.cursor() as cursor:

@@ -14,6 +14,7 @@ from django.db.models import Q
 from jobs.models import Job
 from labeling.models import AnnotatorProfile, FinishReason, Label, Problem, TaskKind
 from labeling.prm800k import (
+    HUMAN_STEP_RATING,
     Branch,
     ChosenStep,
     chosen_trajectory,
@@ -48,15 +49,21 @@ class LabeledTrajectory:
     task_id: int = 0
     labeler: str = ""
     flagged: list[bool] = field(default_factory=list)  # per step of ``steps``
+    human: list[bool] = field(default_factory=list)  # per step: the labeler wrote it
     # The rated completions off the trajectory (PRM800K's alternatives): more examples.
     branches: list[Branch] = field(default_factory=list)
 
 
 def _trajectory(label: Label) -> tuple[list[ChosenStep], list[Branch]]:
-    """The label's chosen trajectory and rated branches, read by the one PRM800K reader."""
+    """The label's chosen trajectory and rated branches, read by the one PRM800K reader; a
+    step the labeler wrote counts as positive (``LabelHygiene`` may leave it out later)."""
     own_steps = list(label.task.solution.steps or [])
-    trajectory = chosen_trajectory(label.steps or [], own_steps=own_steps)
-    branches = list(rated_branches(label.steps or [], trajectory=trajectory))
+    trajectory = chosen_trajectory(
+        label.steps or [], own_steps=own_steps, human_default=HUMAN_STEP_RATING
+    )
+    branches = list(
+        rated_branches(label.steps or [], trajectory=trajectory, human_default=HUMAN_STEP_RATING)
+    )
     return trajectory, branches
 
 
@@ -82,8 +89,9 @@ def labeled_trajectories() -> Iterable[LabeledTrajectory]:
     )
     for label in labels.iterator(chunk_size=2000):
         trajectory, branches = _trajectory(label)
-        # An empty trajectory (a give-up on the first step) cannot be scored for evaluation.
-        if not trajectory or (all(s.rating is None for s in trajectory) and not branches):
+        # Every rated completion is an example, whatever the trajectory: a phase-1 label whose
+        # first step has only -1 alternatives has an empty trajectory but rated branches.
+        if all(s.rating is None for s in trajectory) and not branches:
             continue
         problem = label.task.solution.problem
         yield LabeledTrajectory(
@@ -97,6 +105,7 @@ def labeled_trajectories() -> Iterable[LabeledTrajectory]:
             task_id=label.task.pk,
             labeler=str(label.labeler),
             flagged=[s.flagged for s in trajectory],
+            human=[s.source == "human" for s in trajectory],
             branches=branches,
         )
 
@@ -131,6 +140,9 @@ class LabelHygiene:
     combine_overlaps: bool = True
     # A flagged step is context, not a target (the labeler was unsure).
     include_flagged: bool = False
+    # A step the labeler wrote (phase 1's own step, phase 2's correction) is a positive
+    # target; with this, it is context only and no example of its own.
+    exclude_human_completions: bool = False
 
 
 @dataclass
@@ -152,12 +164,17 @@ def _unreliable_labelers() -> set[str]:
     }
 
 
-def _votes(item: LabeledTrajectory, include_flagged: bool) -> list[int | None]:
-    """The item's ratings that count as targets: up to its first negative, flagged excluded."""
+def _votes(item: LabeledTrajectory, hygiene: LabelHygiene) -> list[int | None]:
+    """The item's ratings that count as targets: up to its first negative, flagged (and, if
+    asked, human-written) steps excluded."""
     out: list[int | None] = []
     flags = item.flagged or [False] * len(item.ratings)
-    for rating, flagged in zip(item.ratings, flags, strict=True):
-        out.append(None if flagged and not include_flagged else rating)
+    human = item.human or [False] * len(item.ratings)
+    for rating, flagged, written in zip(item.ratings, flags, human, strict=True):
+        left_out = (flagged and not hygiene.include_flagged) or (
+            written and hygiene.exclude_human_completions
+        )
+        out.append(None if left_out else rating)
         if rating == -1:
             break
     return out + [None] * (len(item.steps) - len(out))
@@ -180,16 +197,18 @@ def training_data_build(
     examples: list[tuple[str, list[str], list[int | None]]] = []
     branch_examples: list[tuple[str, list[str], list[int | None]]] = []
     ties: list[dict[str, Any]] = []
-    tie_count = combined_tasks = flagged_steps = 0
+    tie_count = combined_tasks = flagged_steps = human_steps = 0
     for group in by_task.values():
         flagged_steps += sum(sum(t.flagged) for t in group)
         flagged_steps += sum(b.flagged for t in group for b in t.branches)
+        human_steps += sum(sum(t.human) for t in group)
+        human_steps += sum(b.source == "human" for t in group for b in t.branches)
         longest = max(group, key=lambda t: len(t.steps))
         # Labels of one task share a solution; combine only where their texts agree.
         agree = all(t.steps == longest.steps[: len(t.steps)] for t in group)
         if len(group) > 1 and agree:
             combined_tasks += 1
-            per_label = [_votes(t, hygiene.include_flagged) for t in group]
+            per_label = [_votes(t, hygiene) for t in group]
             targets: list[int | None] = []
             for i in range(len(longest.steps)):
                 step_votes = [r for v in per_label if i < len(v) and (r := v[i]) is not None]
@@ -202,13 +221,15 @@ def training_data_build(
             examples.append((longest.problem, list(longest.steps), targets))
         else:
             for t in group:
-                examples.append((t.problem, list(t.steps), _votes(t, hygiene.include_flagged)))
+                examples.append((t.problem, list(t.steps), _votes(t, hygiene)))
         # Branches: one example each; the same completion after the same prefix, rated by
         # several labelers, is one example with their combined rating.
         branch_votes: dict[tuple[tuple[str, ...], str], list[int]] = {}
         for t in group:
             for branch in t.branches:
                 if branch.after_error or (branch.flagged and not hygiene.include_flagged):
+                    continue
+                if branch.source == "human" and hygiene.exclude_human_completions:
                     continue
                 branch_votes.setdefault((branch.prefix, branch.text), []).append(branch.rating)
         for (prefix, text), votes in branch_votes.items():
@@ -233,6 +254,8 @@ def training_data_build(
             "tie_list": ties,
             "include_flagged": hygiene.include_flagged,
             "flagged_steps": flagged_steps,
+            "exclude_human_completions": hygiene.exclude_human_completions,
+            "human_steps": human_steps,
         },
         "trained_on_labels": {"count": len(label_ids), "sha256": label_ids_hash(label_ids)},
         "trajectory_examples": len(examples),

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from selector.ml.metrics import auroc
+from selector.ml.metrics import auroc, first_error_decided, predicted_first_error
 
 METRICS = ("step_auroc", "f1")
 THRESHOLD = 0.5  # ProcessBench: the predicted first error is the first step scored below it
@@ -31,9 +31,12 @@ class _Prepared:
     """One round's held-out data, flattened so a bootstrap resample is one fancy index."""
 
     y: np.ndarray  # per rated step: negative?
-    risk: np.ndarray  # per rated step: 1 - score
+    risk: np.ndarray  # per rated step: 1 - score; NaN where the model left it unscored
     hit: np.ndarray  # per fair trajectory: first-error call right?
     erroneous: np.ndarray  # per fair trajectory: has an error?
+    # Past the window (decision 0005's one rule): left out of the metrics, counted.
+    decided: np.ndarray  # per fair trajectory: the call needs scored steps only
+    unscored_rated_steps: int = 0
 
 
 class HeldOutIndex:
@@ -66,30 +69,45 @@ class HeldOutIndex:
             raise ValueError(f"{len(scores)} scored trajectories for {len(self.ratings)} held out")
         risk: list[float] = []
         hit: list[bool] = []
+        decided: list[bool] = []
+        unscored = 0
         for rs, ss, fair in zip(self.ratings, scores, self.fair, strict=True):
-            # A step the model did not score (cut by max length) counts as undecided.
-            padded = list(ss[: len(rs)]) + [0.5] * max(0, len(rs) - len(ss))
-            risk.extend(1.0 - float(s) for s in padded)
+            # A step the model could not score (past its window) has no score: never imputed.
+            risk.extend(1.0 - float(s) for s in ss[: len(rs)])
+            risk.extend([math.nan] * max(0, len(rs) - len(ss)))
+            unscored += sum(1 for r in rs[len(ss) :] if r is not None)
             if fair:
                 first_error = next((i for i, r in enumerate(rs) if r == -1), None)
-                full = list(ss) + [1.0] * max(0, len(rs) - len(ss))
-                predicted = next((i for i, s in enumerate(full) if s < THRESHOLD), None)
+                predicted = predicted_first_error(ss, THRESHOLD)
                 hit.append(predicted == first_error)
+                decided.append(
+                    first_error_decided(n_scored=len(ss), n_steps=len(rs), first_error=first_error)
+                )
         erroneous = np.asarray([f is not None for f in self.first_error], dtype=bool)
-        return _Prepared(self.y, np.asarray(risk), np.asarray(hit, dtype=bool), erroneous)
+        return _Prepared(
+            self.y,
+            np.asarray(risk, dtype=float),
+            np.asarray(hit, dtype=bool),
+            erroneous,
+            np.asarray(decided, dtype=bool),
+            unscored,
+        )
 
     def metric(self, prepared: _Prepared, name: str, problems: np.ndarray | None = None) -> float:
         """``name`` on the held-out set, or on a resample given as problem positions."""
         if name == "step_auroc":
-            if problems is None:
-                return auroc(prepared.y, prepared.risk)
-            idx = np.concatenate([self.steps_of[p] for p in problems])
-            return auroc(prepared.y[idx], prepared.risk[idx])
+            y, risk = prepared.y, prepared.risk
+            if problems is not None:
+                idx = np.concatenate([self.steps_of[p] for p in problems])
+                y, risk = y[idx], risk[idx]
+            scored = ~np.isnan(risk)
+            return auroc(y[scored], risk[scored])
         if name == "f1":
-            hit, err = prepared.hit, prepared.erroneous
+            hit, err, decided = prepared.hit, prepared.erroneous, prepared.decided
             if problems is not None:
                 idx = np.concatenate([self.traj_of[p] for p in problems])
-                hit, err = hit[idx], err[idx]
+                hit, err, decided = hit[idx], err[idx], decided[idx]
+            hit, err = hit[decided], err[decided]
             if not err.any() or err.all():
                 return float("nan")
             acc_err, acc_ok = hit[err].mean(), hit[~err].mean()
@@ -235,6 +253,21 @@ def analyse(
             ),
         },
         "curves": curves,
+        # Past the window, per arm: the largest count over its seeds and rounds (the same
+        # tokenizer and window score every held-out solution alike).
+        "unscored": {
+            arm: {
+                "rated_steps": max(
+                    (p.unscored_rated_steps for rounds in by_seed.values() for p in rounds),
+                    default=0,
+                ),
+                "undecided_first_errors": max(
+                    (int((~p.decided).sum()) for rounds in by_seed.values() for p in rounds),
+                    default=0,
+                ),
+            }
+            for arm, by_seed in prepared.items()
+        },
     }
 
 
@@ -326,6 +359,17 @@ def summary_write(report: Mapping[str, Any], out_dir: Path) -> Path:
             f"{pool['held_out_labels']} fully labeled solutions. Final round, mean over seeds. "
             "F1 is ProcessBench's (the first step scored below 0.5 is the predicted error): "
             "a selector that scores no step below 0.5 finds no error and gets F1 0.",
+        ]
+    unscored = report.get("unscored") or {}
+    if unscored:
+        counts = ", ".join(
+            f"{arm} {u['rated_steps']} / {u['undecided_first_errors']}"
+            for arm, u in unscored.items()
+        )
+        lines += [
+            "",
+            "Past the model's window (left out, never imputed; rated steps / first-error calls "
+            f"per arm): {counts}.",
         ]
     lines += ["", "Curves: `curves_labels.png`, `curves_steps.png` (seed mean, 95% band).", ""]
     path = out_dir / "summary.md"

@@ -393,6 +393,7 @@ def simulation_run(
             },
             "data_efficiency": analysis["data_efficiency"],
             "curves": analysis["curves"],
+            "unscored": analysis["unscored"],
         }
         result = _json_clean(result)
         (out_dir / "report.json").write_text(json.dumps(result, indent=1), encoding="utf-8")

@@ -193,7 +193,7 @@ def _worker_template(spec: dict[str, Any]) -> None:
     from django.contrib.auth.models import User
     from django.core.management import call_command
 
-    from labeling.models import Label, Solution, TaskKind
+    from labeling.models import Label, QueuedBy, Solution, TaskKind
     from labeling.services.queue import tasks_enqueue
     from selector.queries import active_selector_scores
     from selector.services.training import held_out_keys
@@ -214,8 +214,13 @@ def _worker_template(spec: dict[str, Any]) -> None:
     )
     if not held_ids:
         raise SimulationError("no held-out problem: use a larger pool")
+    # Every candidate of the held-out problems: a census, as uniform as a draw can be.
     tasks_enqueue(
-        solution_ids=held_ids, generation=0, priority_from="zero", scores=active_selector_scores
+        solution_ids=held_ids,
+        generation=0,
+        priority_from="zero",
+        scores=active_selector_scores,
+        queued_by=QueuedBy.UNIFORM,
     )
     heldout_user = User.objects.create_user(username=HELD_OUT_ANNOTATOR)
     oracle_label_all(oracle=Oracle(), truth=truth_rows, users=[heldout_user], tag="heldout")
@@ -275,7 +280,7 @@ def _metrics_flat(metrics: dict[str, Any]) -> dict[str, Any]:
 def _worker_arm(spec: dict[str, Any]) -> None:
     from django.contrib.auth.models import User
 
-    from labeling.models import Task
+    from labeling.models import QueuedBy, Task
     from labeling.services.queue import tasks_enqueue
     from selector.models import SelectorVersion, SolutionScore
     from selector.queries import active_selector_scores
@@ -306,7 +311,11 @@ def _worker_arm(spec: dict[str, Any]) -> None:
     n_seed = min(len(candidates), max(1, round(config.seed_per_problem * n_train_problems)))
     seed_set = random.Random(f"sim-seed-set:{seed}").sample(candidates, n_seed)
     tasks_enqueue(
-        solution_ids=seed_set, generation=0, priority_from="zero", scores=active_selector_scores
+        solution_ids=seed_set,
+        generation=0,
+        priority_from="zero",
+        scores=active_selector_scores,
+        queued_by=QueuedBy.UNIFORM,
     )
     k_round = config.per_problem
     if config.labels_per_round is not None:

@@ -42,6 +42,9 @@ def test_seed_demo_simulate_leaves_two_versions_and_two_generations(
     assert gen1.exists() and gen2.exists()
     assert set(gen1.values_list("selector_version", flat=True)) == {r1.pk}
     assert set(gen2.values_list("selector_version", flat=True)) == {r2.pk}
+    # Generation 0 was drawn uniformly (the frozen set reads only those); the fills chose 1, 2.
+    assert set(synthetic.filter(generation=0).values_list("queued_by", flat=True)) == {"uniform"}
+    assert set((gen1 | gen2).values_list("queued_by", flat=True)) == {"selector"}
     assert not gen1.filter(label_count=0).exists()  # the oracle labeled generation 1...
     assert not gen2.exclude(label_count=0).exists()  # ...and left generation 2 for people
     # The demo's own queue is untouched.

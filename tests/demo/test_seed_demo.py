@@ -64,6 +64,8 @@ def test_seed_creates_every_problem_candidate_and_a_task_for_each() -> None:
     assert tasks.count() == Solution.objects.count()
     assert {(t.kind, t.generation, t.required_labels) for t in tasks} == {(TaskKind.NORMAL, 0, 1)}
     assert len({t.priority for t in tasks}) == tasks.count()  # a strict serving order
+    # Ordered by hand (round-robin over problems), not drawn: never evaluation material.
+    assert {t.queued_by for t in tasks} == {"manual"}
 
 
 def test_first_tasks_served_cover_every_problem() -> None:

@@ -358,7 +358,8 @@ def shape_records() -> dict[str, dict[str, Any]]:
 def stepwise_option_labels() -> dict[str, list[tuple[str, ...]]]:
     """Labels on which each TRL option alone changes the stepwise export: a rated branch
     (``trajectories_only``), a flagged negative step (``include_flagged``), a paused annotator
-    and one who failed screening (``include_unreliable``).
+    and one who failed screening (``include_unreliable``), a corrected step written at a
+    phase-2 error, as Stepwise stores it (``exclude_human_completions``).
 
     Returns the exported rows' completions (as ``row_completions`` reads them) per option set
     to true, "" for all defaults.
@@ -367,6 +368,8 @@ def stepwise_option_labels() -> dict[str, list[tuple[str, ...]]]:
     LabelFactory(steps=branch, finish_reason="solution")
     flagged = [_s([_c("c", 1)]), _s([_c("f", -1, flagged=True)])]
     LabelFactory(steps=flagged, finish_reason="found_error")
+    corrected = [_s([_c("d", 1)]), _s([_c("e", -1)], human=_human("e-fix", with_corrected=True))]
+    LabelFactory(steps=corrected, finish_reason="found_error")
     paused, failed = annotator(), annotator()
     AnnotatorProfile.objects.filter(user=paused).update(is_paused=True)
     AnnotatorProfile.objects.filter(user=failed).update(screening_passed=False)
@@ -377,16 +380,23 @@ def stepwise_option_labels() -> dict[str, list[tuple[str, ...]]]:
             steps=[_s([_c(text, 1)])],
             finish_reason="solution",
         )
-    default = [("a", "b"), ("a", "b-alt"), ("c",)]
+    default = [("a", "b"), ("a", "b-alt"), ("c",), ("d", "e"), ("d", "e-fix")]
     return {
         "": default,
-        "trajectories_only": [("a", "b"), ("c",)],
-        "include_flagged": [("a", "b"), ("a", "b-alt"), ("c", "f")],
+        "trajectories_only": [("a", "b"), ("c",), ("d", "e")],
+        "include_flagged": [("a", "b"), ("a", "b-alt"), ("c", "f"), ("d", "e"), ("d", "e-fix")],
         "include_unreliable": sorted([*default, ("failed",), ("paused",)]),
+        "exclude_human_completions": [("a", "b"), ("a", "b-alt"), ("c",), ("d", "e")],
     }
 
 
-STEPWISE_OPTIONS = ["", "trajectories_only", "include_flagged", "include_unreliable"]
+STEPWISE_OPTIONS = [
+    "",
+    "trajectories_only",
+    "include_flagged",
+    "include_unreliable",
+    "exclude_human_completions",
+]
 
 
 def row_completions(rows: list[dict[str, Any]]) -> list[tuple[str, ...]]:

@@ -105,7 +105,7 @@ def test_selector_metrics_show_what_the_evaluator_really_wrote(settings, tmp_pat
         for wrong in (False, True):
             steps = [f"We add {p} and {p}.", f"# Answer\n\n{2 * p + wrong}"]
             task = TaskFactory(
-                solution=SolutionFactory(problem=problem, steps=steps), selector_version=None
+                solution=SolutionFactory(problem=problem, steps=steps), queued_by="uniform"
             )
             LabelFactory(
                 task=task,

@@ -63,6 +63,17 @@ def test_error_step_keeps_its_negative_beside_a_corrected_step() -> None:
     ]
 
 
+def test_a_correction_at_the_error_step_is_a_branch_when_given_a_default_rating() -> None:
+    steps, own = read("phase2_error_with_human_completion")
+    branches = list(rated_branches(steps, own_steps=own, human_default=1))
+    assert [(b.text, b.rating, b.source) for b in branches][-1] == (
+        steps[1]["human_completion"]["text"],
+        1,
+        "human",
+    )
+    assert branches[-1].prefix == tuple(own[:1]) and not branches[-1].after_error
+
+
 def test_corrected_rating_makes_a_human_step_rated_and_a_branch() -> None:
     steps, own = read("phase1_corrected_rating")
     trajectory = chosen_trajectory(steps, own_steps=own)
@@ -107,13 +118,16 @@ def test_missing_keys_read_as_null() -> None:
 def test_examples_count_prefix_labels_once_and_drop_flagged_and_after_error() -> None:
     steps, own = read("phase1_all_negative_then_human")
     examples = training_examples(steps, own_steps=own)
+    # The step the labeler wrote is a positive target (PRM800K's "their own +1 step").
     assert [(e.steps, e.ratings) for e in examples] == [
-        (["Add 3 and 4.", "3 + 4 = 7", "# Answer\n\n7"], [1, None, 1]),
+        (["Add 3 and 4.", "3 + 4 = 7", "# Answer\n\n7"], [1, 1, 1]),
         (["Add 3 and 4.", "3 + 4 = 8"], [None, -1]),
         (["Add 3 and 4.", "3 + 4 = 6"], [None, -1]),
         (["Add 3 and 4.", "3 + 4 = 9"], [None, -1]),
         (["Add 3 and 4.", "3 + 4 = 7", "# Answer\n\n8"], [None, None, -1]),
     ]
+    left_out = training_examples(steps, own_steps=own, human_default=None)
+    assert left_out[0].ratings == [1, None, 1]
     # A flagged alternative is no target unless asked for.
     steps, _ = read("phase1_nulls_and_flags")
     assert len(training_examples(steps)) == 1

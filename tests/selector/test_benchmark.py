@@ -9,11 +9,12 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from jobs.models import Job, JobKind, JobStatus
+from labeling.prm800k import step_ratings
 from selector.ml.metrics import processbench_f1
 from selector.services import job_execute, selector_create_base, selector_permissions_grant
 from selector.services.benchmark import BenchmarkError, benchmark_read
 from tests.factories import UserFactory
-from tests.labeling.prm800k_records import generate_records
+from tests.labeling.prm800k_records import generate_records, shape_records
 
 
 def processbench_items(n: int = 12) -> list[dict]:
@@ -119,14 +120,14 @@ def test_prm800k_records_give_first_errors_and_skip_what_has_none(tmp_path):
     items, info = benchmark_read(path=bench)
     assert info["format"] == "prm800k"
 
-    def rating(step):  # the chosen completion's rating; the first one's when none is chosen
-        completions = step["completions"] or [{}]
-        chosen = step["chosen_completion"]
-        return completions[chosen if chosen is not None else 0].get("rating")
-
     expected = []
     for record in records:
-        ratings = [rating(step) for step in record["label"]["steps"]]
+        # The trajectory's ratings, as training reads them (the one PRM800K reader).
+        ratings = step_ratings(
+            record["label"]["steps"], own_steps=record["question"].get("pre_generated_steps")
+        )
+        if record["label"]["finish_reason"] == "bad_problem":
+            continue
         if -1 in ratings:
             expected.append(ratings.index(-1))
         elif record["label"]["finish_reason"] == "solution":
@@ -134,6 +135,31 @@ def test_prm800k_records_give_first_errors_and_skip_what_has_none(tmp_path):
     assert [item.label for item in items] == expected
     assert info["skipped"] == len(records) - len(expected) > 0  # give_up, bad_problem, …
     assert {-1} < {item.label for item in items}  # both correct and erroneous items
+
+
+def test_prm800k_items_follow_the_trajectory_never_a_labeler_written_step(tmp_path):
+    """Phase 1 rates several alternatives per step. Where all were rated -1 and the labeler
+    wrote the step, the trajectory goes on with that step: a finished solution has no error
+    there (the old reader paired completions[0]'s -1 with the human step's text)."""
+    shapes = shape_records()
+    human = shapes["phase1_all_negative_then_human"]
+    stopped = json.loads(json.dumps(shapes["phase1_all_negative_then_human"]))
+    stopped["label"]["steps"][1]["human_completion"] = None
+    stopped["label"]["steps"] = stopped["label"]["steps"][:2]
+    stopped["label"]["finish_reason"] = "found_error"
+    corrected = shapes["phase2_error_with_human_completion"]
+    bench = write_jsonl(tmp_path / "prm800k.jsonl", [human, stopped, corrected])
+    items, info = benchmark_read(path=bench)
+    assert info == {"format": "prm800k", "skipped": 0}
+    by_line = {item.id: item for item in items}
+    assert by_line["line-1"].steps == ["Add 3 and 4.", "3 + 4 = 7", "# Answer\n\n7"]
+    assert by_line["line-1"].label == -1
+    # The labeler stopped at a step whose every alternative is wrong: the first is the error.
+    assert by_line["line-2"].steps == ["Add 3 and 4.", "3 + 4 = 8"]
+    assert by_line["line-2"].label == 1
+    # Phase 2: the pre-generated solution, its own rated step the error, not the correction.
+    own = corrected["question"]["pre_generated_steps"]
+    assert by_line["line-3"].steps == own and by_line["line-3"].label == 1
 
 
 def test_real_prm800k_phase2_records_are_all_erroneous_items(shared_data):

@@ -70,6 +70,8 @@ def test_queue_fill_never_picks_reserved_problems_and_queues_them_uniformly(sett
     top_share = sum(t.solution_id in top for t in uniform) / len(uniform)
     assert top_share < 0.5  # 1 in 4 expected; the selector's rule would give 1.0
     assert all(t.queued_score is None for t in uniform)
+    assert {t.queued_by for t in uniform} == {"uniform"}
+    assert {t.queued_by for t in by_selector} == {"selector"}
 
 
 def test_uniform_queueing_is_seeded_and_respects_the_per_problem_budget(settings, version):
@@ -88,11 +90,13 @@ def test_uniform_queueing_is_seeded_and_respects_the_per_problem_budget(settings
 def test_freezing_keeps_only_unbiased_labels_on_reserved_problems(settings, version):
     settings.SELECTOR_EVAL_FRACTION = 1.0
     reserved = SolutionFactory.create()
-    uniform_label = LabelFactory(task=TaskFactory(solution=reserved, selector_version=None))
+    uniform_label = LabelFactory(task=TaskFactory(solution=reserved, queued_by="uniform"))
     picked = SolutionFactory.create(problem=reserved.problem)
-    LabelFactory(task=TaskFactory(solution=picked, selector_version=version))  # biased
+    LabelFactory(  # biased
+        task=TaskFactory(solution=picked, selector_version=version, queued_by="selector")
+    )
     bad = SolutionFactory.create(problem=reserved.problem)
-    LabelFactory(task=TaskFactory(solution=bad), finish_reason="bad_problem")
+    LabelFactory(task=TaskFactory(solution=bad, queued_by="uniform"), finish_reason="bad_problem")
     qc = SolutionFactory.create(problem=reserved.problem)
     LabelFactory(task=TaskFactory(solution=qc, kind=TaskKind.QUALITY_CONTROL))
     first = eval_set_freeze()
@@ -103,12 +107,51 @@ def test_freezing_keeps_only_unbiased_labels_on_reserved_problems(settings, vers
     outside = SolutionFactory.create()  # decided now, under fraction 0: not reserved
     LabelFactory(task=TaskFactory(solution=outside))
     later = LabelFactory(
-        task=TaskFactory(solution=SolutionFactory.create(problem=reserved.problem))
+        task=TaskFactory(
+            solution=SolutionFactory.create(problem=reserved.problem), queued_by="uniform"
+        )
     )
     assert eval_set_current() == first  # a set stays as frozen until a new one is made
     second = eval_set_current(freeze=True)
     assert second.pk > first.pk and second.label_ids == [uniform_label.pk, later.pk]
     assert EvalSet.objects.count() == 2
+
+
+def test_only_uniformly_queued_labels_of_reliable_annotators_are_frozen(settings, tmp_path):
+    """Hand-queued tasks, imported PRM800K records (phase 2: picked by OpenAI's own PRM) and
+    labels of paused or failed-screening annotators carry no selector version either, but
+    are not a uniform, reliable sample: they stay out of the frozen set."""
+    from labeling.models import AnnotatorProfile, Label
+    from labeling.services.queue import tasks_enqueue
+    from tests.factories import annotator
+    from tests.labeling.prm800k_records import load_records, shape_records
+
+    settings.SELECTOR_EVAL_FRACTION = 1.0
+    problem = ProblemFactory()
+    solutions = SolutionFactory.create_batch(6, problem=problem)
+    eval_queue_fill(generation=1, per_problem=4)
+    uniform = list(Task.objects.order_by("pk"))
+    assert len(uniform) == 4
+    paused, failed, fine = annotator(), annotator(), annotator()
+    AnnotatorProfile.objects.filter(user=paused).update(is_paused=True)
+    AnnotatorProfile.objects.filter(user=failed).update(screening_passed=False)
+    kept = []
+    for task, user in zip(uniform, [paused, failed, fine, None], strict=True):
+        label = LabelFactory(
+            task=task,
+            annotator=user,
+            **({"labeler": user.annotator_profile.labeler} if user else {}),
+        )
+        if user not in (paused, failed):
+            kept.append(label.pk)
+    free = [s.pk for s in solutions if s.pk not in {t.solution_id for t in uniform}]
+    tasks_enqueue(solution_ids=free[:1], generation=1)
+    LabelFactory(task=Task.objects.get(solution_id=free[0]))
+    load_records([shape_records()["phase2_found_error"]], tmp_path)
+    eval_set_reserve()
+    assert Label.objects.count() == 6
+    assert Label.objects.filter(task__solution__problem__eval_reserved=True).count() == 6
+    assert sorted(eval_set_freeze().label_ids) == sorted(kept)
 
 
 def test_training_never_sees_a_reserved_problem(settings):

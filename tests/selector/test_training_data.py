@@ -103,3 +103,102 @@ def test_a_version_records_how_many_labels_and_which() -> None:
         "count": 3,
         "sha256": hashlib.sha256(",".join(map(str, ids)).encode()).hexdigest(),
     }
+
+
+def test_a_label_whose_first_step_is_wrong_keeps_its_rated_branches() -> None:
+    """Phase 1: every alternative of the first step rated -1 and no step written, so the
+    chosen trajectory is empty; its rated completions are still examples, as in the export."""
+    from labeling.services.export import stepwise_rows
+
+    steps = [
+        {
+            "completions": [
+                {"text": "a", "rating": -1, "flagged": False},
+                {"text": "b", "rating": -1, "flagged": False},
+                {"text": "c", "rating": None, "flagged": False},
+            ],
+            "human_completion": None,
+            "chosen_completion": None,
+        }
+    ]
+    label = LabelFactory(
+        task=TaskFactory(solution=SolutionFactory(steps=["x"])),
+        steps=steps,
+        finish_reason="found_error",
+    )
+    data = build()
+    assert sorted((s, r) for _, s, r in data.examples) == [(["a"], [-1]), (["b"], [-1])]
+    assert data.label_ids == [label.pk]
+    exported = stepwise_rows(problem="p", steps=steps, own_steps=["x"])
+    assert sorted((r["completions"], r["labels"]) for r in exported) == [
+        (["a"], [False]),
+        (["b"], [False]),
+    ]
+
+
+def test_a_step_the_labeler_wrote_is_a_positive_example_unless_left_out() -> None:
+    """A correction at a phase-2 error (Stepwise's own shape: corrected_rating null) is one
+    example rated +1 after the prefix; a phase-1 step the labeler wrote and went on with is a
+    +1 target. ``exclude_human_completions`` makes both context, as before."""
+    from labeling.services.labels import label_steps_build
+
+    phase2 = label_steps_build(
+        steps=["a", "b"], ratings=[1, -1], flags=[False, False], human_completion="b-fix"
+    )
+    LabelFactory(
+        task=TaskFactory(solution=SolutionFactory(steps=["a", "b", "c"])),
+        steps=phase2,
+        finish_reason="found_error",
+    )
+    human = {"text": "y", "rating": None, "source": "human", "flagged": False}
+    phase1 = [
+        _step("x", 1),
+        {"completions": [{"text": "y-bad", "rating": -1, "flagged": False}],
+         "human_completion": human, "chosen_completion": None},
+        _step("z", 1),
+    ]  # fmt: skip
+    LabelFactory(
+        task=TaskFactory(solution=SolutionFactory(steps=["q"])),
+        steps=phase1,
+        finish_reason="solution",
+    )
+    examples = sorted((s, r) for _, s, r in build().examples)
+    assert examples == [
+        (["a", "b"], [1, -1]),
+        (["a", "b-fix"], [None, 1]),
+        (["x", "y", "z"], [1, 1, 1]),
+        (["x", "y-bad"], [None, -1]),
+    ]
+    data = build(exclude_human_completions=True)
+    assert sorted((s, r) for _, s, r in data.examples) == [
+        (["a", "b"], [1, -1]),
+        (["x", "y", "z"], [1, None, 1]),
+        (["x", "y-bad"], [None, -1]),
+    ]
+    assert data.summary["label_hygiene"]["human_steps"] == 2
+    assert data.summary["label_hygiene"]["exclude_human_completions"] is True
+
+
+def test_train_selector_passes_exclude_human_completions_to_the_job(selector_settings) -> None:
+    from django.core.management import call_command
+
+    from jobs.models import Job
+    from labeling.services.labels import label_steps_build
+    from selector.models import SelectorVersion
+
+    selector_settings.SELECTOR_EVAL_FRACTION = 0
+    steps = label_steps_build(
+        steps=["a", "b"], ratings=[1, -1], flags=[False, False], human_completion="b-fix"
+    )
+    LabelFactory(
+        task=TaskFactory(solution=SolutionFactory(steps=["a", "b"])),
+        steps=steps,
+        finish_reason="found_error",
+    )
+    call_command(
+        "train_selector", "--exclude-human-completions", "--epochs", "1", "--sync", verbosity=0
+    )
+    assert Job.objects.get().params["exclude_human_completions"] is True
+    summary = SelectorVersion.objects.get().training_summary
+    assert summary["label_hygiene"]["exclude_human_completions"] is True
+    assert summary["branch_examples"] == 0  # the correction is left out

@@ -21,8 +21,10 @@ class Command(BaseCommand):
         "first negative step; then one row per rated alternative completion (PRM800K phase 1's "
         "alternatives, the ones rated at phase 2's error step): the trajectory's steps before "
         "it, with their labels, then that completion with its label. A step the labeler wrote "
-        "is labeled true; branches after a negative step are left out. By default labels of "
-        "annotators who failed screening or are paused, and flagged steps, are left out."
+        "is labeled true (a correction at an error step is a row of its own) unless "
+        "--exclude-human-completions; branches after a negative step are left out. By "
+        "default labels of annotators who failed screening or are paused, and flagged steps, "
+        "are left out."
     )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
@@ -48,6 +50,12 @@ class Command(BaseCommand):
             action="store_true",
             help="keep labels of annotators who failed screening or are paused",
         )
+        parser.add_argument(
+            "--exclude-human-completions",
+            action="store_true",
+            help="leave out steps the labeler wrote (default: each is labeled true, a phase-2 "
+            "correction a row of its own)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         filters = filters_from_options(options)
@@ -62,6 +70,7 @@ class Command(BaseCommand):
                 trajectories_only=options["trajectories_only"],
                 include_flagged=options["include_flagged"],
                 include_unreliable=options["include_unreliable"],
+                exclude_human_completions=options["exclude_human_completions"],
                 on_progress=on_progress,
             )
         self.stderr.write(f"exported {written} rows")

@@ -87,7 +87,8 @@ class Command(SelectorJobCommand):
             self.stdout.write(json.dumps(result, indent=2))
             return
         for key in ("benchmark", "format", "version", "items", "f1", "acc_erroneous",
-                    "acc_correct", "n_erroneous", "n_correct", "skipped", "truncated"):  # fmt: skip
+                    "acc_correct", "n_erroneous", "n_correct", "skipped", "truncated",
+                    "undecided"):  # fmt: skip
             self.stdout.write(f"{key:16} {result[key]}")
 
     def summary(self, job: Job) -> str:

@@ -38,6 +38,11 @@ class Command(SelectorJobCommand):
         parser.add_argument(
             "--include-flagged", action="store_true", help="train on flagged steps too"
         )
+        parser.add_argument(
+            "--exclude-human-completions",
+            action="store_true",
+            help="a step the labeler wrote is context, not a positive example (the default)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["base"]:
@@ -55,6 +60,7 @@ class Command(SelectorJobCommand):
             "exclude_unreliable": not options["include_unreliable"],
             "combine_overlaps": not options["no_combine"],
             "include_flagged": options["include_flagged"],
+            "exclude_human_completions": options["exclude_human_completions"],
         }
         if options["name"]:
             params["name"] = options["name"]

@@ -259,6 +259,14 @@ def test_records_spread_over_batches_share_tasks_counts_and_overrides(tmp_path):
     assert out.getvalue().decode("utf-8").splitlines() == [json.dumps(r) for r in expected]
 
 
+def test_imported_tasks_are_marked_as_queued_by_the_import():
+    """Phase 2's candidates were picked by OpenAI's PRM, so no imported task is ever "uniform"
+    (the evaluation set's rule); both writers (ORM here, SQL on PostgreSQL) say so."""
+    prm800k_import(stream=stream(*shape_records().values()), source="s")
+    assert Task.objects.exists()
+    assert set(Task.objects.values_list("queued_by", flat=True)) == {"import"}
+
+
 def test_the_garbage_collector_is_back_on_after_an_import_good_or_bad():
     import gc
 

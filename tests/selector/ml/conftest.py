@@ -58,6 +58,33 @@ def _train_tokenizer(*, bos: bool, extra_lines: tuple[str, ...] = ()) -> Any:
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>")
 
 
+def _train_sentencepiece_tokenizer(*, extra_lines: tuple[str, ...] = ()) -> Any:
+    """A SentencePiece-style BPE like Llama's and Mistral's: spaces become "▁" (Metaspace),
+    a "▁" is put in front of every text tokenized on its own, newlines are their own
+    tokens, a BOS starts each text."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split("\n", behavior="isolated"),
+            pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first"),
+        ]
+    )
+    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="first")
+    trainer = trainers.BpeTrainer(
+        vocab_size=400, special_tokens=["<unk>", "<s>", "</s>"], show_progress=False
+    )
+    tok.train_from_iterator([*synthetic_lines(), *extra_lines * 50], trainer=trainer)
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A", special_tokens=[("<s>", tok.token_to_id("<s>"))]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>"
+    )
+
+
 def _save_decoder(path: Path, *, kind: str) -> Path:
     from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
@@ -157,14 +184,14 @@ def tiny_qwen_prm_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_shepherd_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A randomly initialised causal LM in Math-Shepherd's layout (Llama-style, BOS, a
-    tokenizer that knows the step tag ``ки`` and ``+``/``-``)."""
+    """A randomly initialised causal LM in Math-Shepherd's layout (Mistral-style: BOS and a
+    SentencePiece-style tokenizer that knows the step tag ``ки`` and ``+``/``-``)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     path = tmp_path_factory.mktemp("math-shepherd")
     torch.manual_seed(2)
     # Frequent enough that BPE learns the tag and " -" as single tokens, as in the real one.
-    tokenizer = _train_tokenizer(bos=True, extra_lines=("Step 1: 2 + 3 = 5. ки\n+ - + -",))
+    tokenizer = _train_sentencepiece_tokenizer(extra_lines=("Step 1: 2 + 3 = 5. ки\n+ - + -",))
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=64,

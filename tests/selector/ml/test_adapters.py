@@ -90,6 +90,59 @@ def test_adapter_scores_equal_the_models_own_recipe(
     assert len({round(s, 6) for r in results for s in r.step_scores}) > 1
 
 
+def _shepherd_text(problem: str, steps: list[str]) -> str:
+    return problem + " " + "\n".join(f"Step {i + 1}: {s} ки" for i, s in enumerate(steps))
+
+
+def test_shepherd_input_is_the_whole_text_tokenized_once(shepherd_adapter, tiny_shepherd_model):
+    """The model card's recipe: ``tokenizer.encode(f"{question} {output}")``, the step scores
+    at the tokens equal to the tag's id. With a SentencePiece tokenizer, tokenizing the problem
+    and each "\\nStep k: …" apart adds a "▁" per piece and moves every tag."""
+    from transformers import AutoTokenizer
+
+    from selector.ml.prm import encode
+
+    tok = AutoTokenizer.from_pretrained(tiny_shepherd_model)
+    assert "Metaspace" in str(tok.backend_tokenizer.pre_tokenizer)
+    layout = Scorer.load(shepherd_adapter, device="cpu").layout
+    tag = tok.encode("ки")[-1]  # as the model card finds it
+    cases = [*ITEMS, (ITEMS[1][0] + "\n", ["so 7 + 8 = 15.", "# Answer\n\n15"])]
+    for problem, steps in cases:
+        reference = tok.encode(_shepherd_text(problem, steps))
+        enc = encode(tok, problem=problem, steps=steps, max_length=1024, layout=layout)
+        (window,) = enc.windows
+        assert len(window.input_ids) == len(reference)
+        assert window.input_ids == reference
+        assert window.step_positions == [k for k, t in enumerate(reference) if t == tag]
+    # The pieces tokenized apart really are longer here, or this test would say nothing.
+    problem, steps = ITEMS[1]
+    pieces = [problem + " "] + [
+        ("\n" if i else "") + f"Step {i + 1}: {s} ки" for i, s in enumerate(steps)
+    ]
+    apart = 1 + sum(len(tok.encode(p, add_special_tokens=False)) for p in pieces)
+    assert apart > len(tok.encode(_shepherd_text(problem, steps)))
+
+
+def test_a_tag_typed_inside_a_shepherd_step_is_not_a_step_end(
+    shepherd_adapter, tiny_shepherd_model
+):
+    from transformers import AutoTokenizer
+
+    from selector.ml.prm import encode
+
+    tok = AutoTokenizer.from_pretrained(tiny_shepherd_model)
+    layout = Scorer.load(shepherd_adapter, device="cpu").layout
+    steps = ["so x ки is 5.", "# Answer\n\n5"]
+    reference = tok.encode(_shepherd_text("What is x?", steps))
+    tags = [k for k, t in enumerate(reference) if t == tok.encode("ки")[-1]]
+    assert len(tags) == 3
+    (window,) = encode(
+        tok, problem="What is x?", steps=steps, max_length=1024, layout=layout
+    ).windows
+    assert window.input_ids == reference
+    assert window.step_positions == [tags[1], tags[2]]
+
+
 def test_an_adapter_version_is_only_a_pointer_file(qwen_prm_adapter, tiny_qwen_prm_model):
     assert [p.name for p in qwen_prm_adapter.iterdir()] == [ADAPTER_FILE]
     spec = json.loads((qwen_prm_adapter / ADAPTER_FILE).read_text())

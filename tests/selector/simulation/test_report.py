@@ -115,3 +115,26 @@ def test_equal_arms_give_an_interval_around_one():
     held_out, runs = _runs({"uniform": (0.2, 3), "80_20": (0.2, 3)})
     de = analyse(held_out=held_out, runs=runs, resamples=30)["data_efficiency"]
     assert de["ci95"][0] <= 1.0 <= de["ci95"][1] or math.isclose(de["ratio"], 1.0, rel_tol=0.3)
+
+
+def test_steps_past_the_window_are_left_out_never_padded():
+    """Decision 0005's one rule in the simulation's report: an unscored rated step is not in
+    the step AUROC (it was padded with 0.5), and a first-error call that needs one is left out
+    of F1 (the cut part was read as "no error"); both are counted."""
+    from selector.simulation.report import HeldOutIndex
+
+    index = HeldOutIndex(
+        {
+            "problem": [0, 1, 2, 3],
+            "ratings": [[1, -1], [1, 1, -1], [1, 1, 1], [1, 1]],
+            "fair": [True, True, True, True],
+        }
+    )
+    # The second and third are cut after two steps; the first and last are whole.
+    prepared = index.prepare([[0.9, 0.3], [0.4, 0.45], [0.9, 0.9], [0.9, 0.9]])
+    assert prepared.unscored_rated_steps == 2
+    assert prepared.decided.tolist() == [True, False, False, True]
+    # The one scored negative (risk 0.7) outranks every scored positive (0.1, 0.6, 0.55, …).
+    assert index.metric(prepared, "step_auroc") == pytest.approx(1.0)
+    # Called: the first (error at 1, found) and the last (no error, none called).
+    assert index.metric(prepared, "f1") == pytest.approx(1.0)

@@ -7,7 +7,7 @@ from typing import Any
 from django.db.models import Count, OuterRef, Subquery
 from django.db.models.functions import Coalesce, Greatest
 
-from labeling.models import AnnotatorProfile, Label, Problem, Solution, Task
+from labeling.models import AnnotatorProfile, Label, Problem, QueuedBy, Solution, Task
 from labeling.services.imports.pipeline import ImportReport
 from labeling.services.imports.prm800k.records import Prm800kRow, record_extras
 
@@ -92,6 +92,7 @@ def prm800k_write_orm(rows: list[Prm800kRow], report: ImportReport) -> None:
                     priority=row.queued_score or 0.0,
                     required_labels=1,
                     label_count=0,
+                    queued_by=QueuedBy.IMPORT,
                 )
                 for (solution_id, kind, generation), row in new_tasks.items()
             ]

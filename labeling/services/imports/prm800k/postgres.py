@@ -118,9 +118,9 @@ def _prm800k_sql() -> dict[str, str]:
         "tasks": (
             f"INSERT INTO {task} (solution_id, kind, generation, priority, queued_score,"
             " selector_version_id, required_labels, label_count, lease_count, gold_label_id,"
-            " created_at)"
+            " queued_by, created_at)"
             " SELECT solution_id, kind, generation, coalesce(queued_score, 0), queued_score,"
-            " NULL, greatest(1, labels), labels, 0, NULL, now() FROM"
+            " NULL, greatest(1, labels), labels, 0, NULL, 'import', now() FROM"
             " (SELECT i.solution_id, b.kind, b.generation,"
             " (array_agg(b.queued_score ORDER BY b.n))[1] AS queued_score,"
             " count(DISTINCT b.labeler) AS labels"
