@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from labeling.models import Task
 
-BEFORE = [("labeling", "0005_label_fewer_indexes")]
+BEFORE = [("labeling", "0006_label_late_task_late_count")]
 
 
 @pytest.mark.django_db(transaction=True)

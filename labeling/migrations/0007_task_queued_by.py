@@ -32,7 +32,7 @@ def classify(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("labeling", "0005_label_fewer_indexes"),
+        ("labeling", "0006_label_late_task_late_count"),
     ]
 
     operations = [
