@@ -14,6 +14,7 @@ class JobKind(models.TextChoices):
     EXPORT = "export", "Export"
     BENCHMARK = "benchmark", "Benchmark"
     SIMULATE = "simulate", "Simulate active learning"
+    GENERATE = "generate", "Generate candidates"
 
 
 class JobStatus(models.TextChoices):

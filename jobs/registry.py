@@ -34,4 +34,6 @@ JOB_TASKS: dict[str, JobTask] = {
     JobKind.BENCHMARK: JobTask("selector.benchmark_evaluate", resumable=True),
     # Not resumable: a re-run would start the whole simulation over in a fresh directory.
     JobKind.SIMULATE: JobTask("selector.simulation_execute"),
+    # Not resumable: a re-run samples every problem again (the import keeps what is stored).
+    JobKind.GENERATE: JobTask("selector.candidates_generate"),
 }

@@ -28,11 +28,12 @@ from selector import metric_rows, plots, queries, services
 from selector.admin_import import import_view
 from selector.models import SelectorVersion, SolutionScore
 from selector.services.benchmark import benchmark_upload
+from selector.services.generation import DEFAULT_PROMPT_TEMPLATE
 from selector.services.jobs import SELECTOR_KINDS
 from selector.services.simulation import JOB_PRESETS, simulation_file, simulation_page
 
 VERSION_JOBS = [JobKind.EVALUATE, JobKind.PROMOTE, JobKind.SCORE]
-GLOBAL_JOBS = [JobKind.TRAIN, JobKind.SCORE, JobKind.FILL, JobKind.SIMULATE]
+GLOBAL_JOBS = [JobKind.TRAIN, JobKind.SCORE, JobKind.FILL, JobKind.SIMULATE, JobKind.GENERATE]
 
 
 def _int_or_none(value: str | None, field: str) -> int | None:
@@ -61,6 +62,8 @@ def _job_params(kind: str, post: Any) -> dict[str, Any]:
             }.items()
             if value is not None
         }
+    if kind == JobKind.GENERATE:
+        return _generation_params(post)
     if kind == JobKind.SIMULATE:
         preset = post.get("preset") or JOB_PRESETS[0]
         if preset not in JOB_PRESETS:
@@ -69,6 +72,26 @@ def _job_params(kind: str, post: Any) -> dict[str, Any]:
             )
         return {"preset": preset}
     return {}
+
+
+def _generation_params(post: Any) -> dict[str, Any]:
+    """The generation form's fields, typed; ``job_start`` validates them (field-named errors)."""
+    params: dict[str, Any] = {"model": (post.get("model") or "").strip()}
+    for name in ("n", "max_new_tokens", "seed"):
+        value = _int_or_none(post.get(name), name)
+        if value is not None:
+            params[name] = value
+    if post.get("temperature") not in (None, ""):
+        try:
+            params["temperature"] = float(post["temperature"])
+        except ValueError:
+            raise services.SelectorError(
+                f"temperature: expected a number, got {post['temperature']!r}"
+            ) from None
+    for name in ("prompt_template", "problems"):
+        if post.get(name):
+            params[name] = post[name].replace("\r\n", "\n")
+    return params
 
 
 @admin.register(SelectorVersion)
@@ -226,6 +249,7 @@ class SelectorVersionAdmin(admin.ModelAdmin):
     ) -> HttpResponse:
         extra = {
             "job_buttons": [(k.value, k.label) for k in GLOBAL_JOBS],
+            "generation_prompt_template": DEFAULT_PROMPT_TEMPLATE,
             "can_start_jobs": self.has_add_job_permission(request),
             "active_version": services.selector_active(),
             "open_slots": services.queue_open_slots(),

@@ -15,6 +15,7 @@ from selector.models import SelectorVersion
 from selector.services.benchmark import benchmark_evaluate
 from selector.services.common import Progress, SelectorError
 from selector.services.evaluation import selector_evaluate
+from selector.services.generation import GenerationParams, candidates_generate
 from selector.services.promotion import selector_promote
 from selector.services.queue_fill import queue_fill
 from selector.services.scoring import candidates_score
@@ -36,6 +37,7 @@ SELECTOR_KINDS = {
     JobKind.FILL,
     JobKind.BENCHMARK,
     JobKind.SIMULATE,
+    JobKind.GENERATE,
 }
 _NEEDS_VERSION = {JobKind.EVALUATE, JobKind.PROMOTE, JobKind.BENCHMARK}
 
@@ -55,6 +57,8 @@ def job_start(
         raise SelectorError(f"kind {kind!r}: needs a selector version")
     if version is not None and kind in _NEEDS_VERSION | {JobKind.SCORE}:
         version_require_ready(version)
+    if kind == JobKind.GENERATE:
+        params = GenerationParams.from_params(params or {}).as_params()
     return job_create(
         kind=kind,
         params=params,
@@ -118,6 +122,10 @@ def _job_run_kind(job: Job, progress: JobProgress) -> dict[str, Any]:
     if job.kind == JobKind.SIMULATE:
         return simulation_execute(
             job=job, preset=str(params.get("preset", "test")), progress=progress
+        )
+    if job.kind == JobKind.GENERATE:
+        return candidates_generate(
+            params=GenerationParams.from_params(params), job=job, progress=progress
         )
     if job.kind == JobKind.FILL:
         report = queue_fill(
