@@ -12,17 +12,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
+# Both in the dev extra, imported outright so that a missing one fails rather than skips.
+# PRMTrainer left TRL in 1.14.0; the dev extra pins a TRL that still has it.
+import datasets
 import pytest
+import trl.experimental.prm as prm
 from django.core.management import call_command
 
 from tests.conftest import ROOT
 from tests.labeling.prm800k_records import generate_records, load_records, shape_records
 
 pytestmark = pytest.mark.django_db
-
-datasets = pytest.importorskip("datasets")
-# PRMTrainer left TRL in 1.14.0; the dev extra pins a TRL that has it.
-prm = pytest.importorskip("trl.experimental.prm")
 
 
 @pytest.fixture(autouse=True)
