@@ -40,6 +40,7 @@ COPY stepwise/ stepwise/
 COPY labeling/ labeling/
 COPY selector/ selector/
 COPY jobs/ jobs/
+COPY demo/ demo/
 # Editable install without dependencies: the code runs from /app, where the templates are.
 RUN pip install --no-deps -e .
 COPY --from=frontend /build/frontend/dist frontend/dist

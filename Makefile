@@ -32,7 +32,7 @@ migrate: install
 run: install frontend migrate
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(PY) manage.py seed_demo --if-empty
-	$(PY) -m stepwise.run
+	$(PY) -m demo.run
 
 test: test-python test-frontend
 

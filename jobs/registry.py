@@ -20,20 +20,38 @@ class JobTask:
     # will not finish (the reaper's "worker lost", the admin's mark failed or cancel), so the
     # kind's own rows never stay half-done: a version left "training" forever, say.
     on_abandon: str = ""
+    # Dotted path of the kind's ``jobs.params.JobParams`` dataclass; none: it takes no params.
+    params: str = ""
 
+
+_SELECTOR_PARAMS = "selector.services.job_params"
 
 JOB_TASKS: dict[str, JobTask] = {
     JobKind.TRAIN: JobTask(
-        "selector.selector_train", on_abandon="selector.services.training.training_abandoned"
+        "selector.selector_train",
+        on_abandon="selector.services.training.training_abandoned",
+        params=f"{_SELECTOR_PARAMS}.TrainParams",
     ),
     JobKind.EVALUATE: JobTask("selector.selector_evaluate"),
     JobKind.PROMOTE: JobTask("selector.selector_promote"),
     JobKind.SCORE: JobTask("selector.candidates_score", resumable=True),
-    JobKind.FILL: JobTask("selector.queue_fill"),
-    JobKind.EXPORT: JobTask("labeling.export_job_run", resumable=True),
-    JobKind.BENCHMARK: JobTask("selector.benchmark_evaluate", resumable=True),
+    JobKind.FILL: JobTask("selector.queue_fill", params=f"{_SELECTOR_PARAMS}.FillParams"),
+    JobKind.EXPORT: JobTask(
+        "labeling.export_job_run",
+        resumable=True,
+        params="labeling.services.export_jobs.ExportParams",
+    ),
+    JobKind.BENCHMARK: JobTask(
+        "selector.benchmark_evaluate",
+        resumable=True,
+        params=f"{_SELECTOR_PARAMS}.BenchmarkParams",
+    ),
     # Not resumable: a re-run would start the whole simulation over in a fresh directory.
-    JobKind.SIMULATE: JobTask("selector.simulation_execute"),
+    JobKind.SIMULATE: JobTask(
+        "selector.simulation_execute", params=f"{_SELECTOR_PARAMS}.SimulateParams"
+    ),
     # Not resumable: a re-run samples every problem again (the import keeps what is stored).
-    JobKind.GENERATE: JobTask("selector.candidates_generate"),
+    JobKind.GENERATE: JobTask(
+        "selector.candidates_generate", params=f"{_SELECTOR_PARAMS}.GenerationParams"
+    ),
 }

@@ -28,6 +28,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from jobs.models import FINISHED, Job, JobStatus
+from jobs.params import job_params_clean
 from jobs.registry import JOB_TASKS
 
 logger = logging.getLogger(__name__)
@@ -70,13 +71,18 @@ def job_create(
     version_id: int | None = None,
     enqueue: bool = True,
 ) -> Job:
-    """Record a queued Job and send its Celery task once the row is committed."""
+    """Record a queued Job and send its Celery task once the row is committed.
+
+    ``params`` are checked against the kind's parameter class first (``jobs.params``): a bad
+    one raises ``JobParamsInvalid`` naming the field, and no row is written.
+    """
     if kind not in JOB_TASKS:
         raise JobError(f"kind {kind!r}: no task runs this kind of job")
+    cleaned = job_params_clean(kind, params)
     with transaction.atomic():
         job = Job.objects.create(
             kind=kind,
-            params=params or {},
+            params=cleaned,
             version_id=version_id,
             created_by_id=user.pk if user is not None and user.is_authenticated else None,
         )

@@ -163,7 +163,7 @@ class SolutionAdmin(JsonlImportAdminMixin, admin.ModelAdmin):
 
     @admin.action(description="Queue selected for labeling", permissions=["change"])
     def queue_for_labeling(self, request: HttpRequest, queryset: Any) -> None:
-        from labeling.queries import generation_current
+        from labeling.queries import generation_current, queue_scores
         from labeling.services.queue import tasks_enqueue
 
         generation = generation_current()
@@ -172,6 +172,7 @@ class SolutionAdmin(JsonlImportAdminMixin, admin.ModelAdmin):
             generation=generation,
             overlap=1,
             kind="normal",
+            scores=queue_scores,
         )
         self.message_user(
             request,

@@ -22,13 +22,12 @@ from labeling import permissions
 from labeling.models import AnnotatorProfile, QualitySettings, Solution, Task, TaskKind
 from labeling.services.export import (
     ExportFilters,
-    ExportJobBusy,
     StepwiseOptions,
-    export_job_create,
     labels_for_export,
     prm800k_chunks,
     stepwise_chunks,
 )
+from labeling.services.export_jobs import ExportJobBusy, export_job_create
 from labeling.services.quality import quality_settings_get
 from labeling.services.quality_reports import (
     GoldLabelMissing,

@@ -1,14 +1,15 @@
-"""Reads and plots for the staff dashboard: progress, throughput, ratings, selector metrics.
+"""Reads and plots for the staff dashboard: progress, throughput, ratings, and the sections
+that apps above labeling register (the selector's metrics).
 
 Every figure is aggregated in the database (``GROUP BY``), so the page costs the same with a
 thousand labels or a million. Plots are PNGs drawn with matplotlib's object API on the Agg
-canvas (no pyplot global state, safe in threaded servers); matplotlib is imported only here.
+canvas (no pyplot global state, safe in threaded servers), importing matplotlib only when drawn.
 """
 
 from __future__ import annotations
 
 import io
-import numbers
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,8 +20,6 @@ from django.db.models.functions import TruncHour
 from django.utils import timezone
 
 from labeling.models import Label, Task, TaskKind
-from selector.metric_rows import HEADLINE_ROWS, metric_value
-from selector.models import SelectorVersion
 
 RATING_NAMES = {"1": "positive (+1)", "0": "neutral (0)", "-1": "negative (-1)", "null": "unrated"}
 
@@ -112,33 +111,16 @@ def finish_reasons() -> list[dict[str, Any]]:
     return [dict(row) for row in rows]
 
 
-def selector_metrics() -> tuple[list[str], list[dict[str, Any]]]:
-    """(metric names, one row per version oldest first): the selector admin's headline rows
-    (``selector.metric_rows``), read from what the evaluator stored, plus the evaluation set
-    each was measured on (numbers compare only within one set)."""
-    versions: list[dict[str, Any]] = [
-        dict(row)
-        for row in SelectorVersion.objects.order_by("created_at", "id").values(
-            "id", "name", "status", "is_active", "metrics", "created_at"
-        )
-    ]
-    for version in versions:
-        values = [row.value(version["metrics"]) for row in HEADLINE_ROWS]
-        version["values"] = [v if isinstance(v, numbers.Real) else None for v in values]
-        version["eval_set"] = metric_value(version["metrics"], "eval_set.id")
-    return [row.label for row in HEADLINE_ROWS], versions
-
-
 # --- Plots ------------------------------------------------------------------------------------
 
 
-def _figure(width: float = 8.0, height: float = 3.0) -> Any:
+def figure_new(width: float = 8.0, height: float = 3.0) -> Any:
     from matplotlib.figure import Figure
 
     return Figure(figsize=(width, height), dpi=100, layout="constrained")
 
 
-def _png(fig: Any) -> bytes:
+def png_bytes(fig: Any) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     return buffer.getvalue()
@@ -146,19 +128,19 @@ def _png(fig: Any) -> bytes:
 
 def plot_labels_per_hour() -> bytes:
     series = labels_per_hour()
-    fig = _figure()
+    fig = figure_new()
     ax = fig.subplots()
     ax.bar([hour for hour, _ in series], [n for _, n in series], width=1 / 24, align="edge")
     ax.set_ylim(0, max(1, *(n for _, n in series)) * 1.1)  # an empty day is a flat zero line
     ax.set_title("Labels per hour, last 48 h (UTC)")
     ax.set_ylabel("labels")
     fig.autofmt_xdate()
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def plot_ratings() -> bytes:
     distribution = rating_distribution()
-    fig = _figure(6, 3)
+    fig = figure_new(6, 3)
     ax = fig.subplots()
     keys = list(distribution)
     ax.bar(
@@ -168,12 +150,12 @@ def plot_ratings() -> bytes:
     )
     ax.set_title("Step ratings")
     ax.set_ylabel("steps")
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def plot_progress() -> bytes:
     rows = [r for r in progress_by_generation() if r.kind == TaskKind.NORMAL]
-    fig = _figure()
+    fig = figure_new()
     ax = fig.subplots()
     # Positions with tick labels: generation names must stay categories, not numbers.
     x = list(range(len(rows)))
@@ -192,27 +174,38 @@ def plot_progress() -> bytes:
     ax.set_ylabel("tasks")
     if rows:
         ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside, not over, the bars
-    return _png(fig)
+    return png_bytes(fig)
 
 
-def plot_selector_metrics() -> bytes:
-    names, versions = selector_metrics()
-    fig = _figure()
-    ax = fig.subplots()
-    x = list(range(len(versions)))
-    for i, name in enumerate(names[:6]):  # a readable number of lines
-        ys = [v["values"][i] for v in versions]
-        ax.plot(x, [float("nan") if y is None else y for y in ys], marker="o", label=name)
-    ax.set_xticks(x, [v["name"] for v in versions])
-    ax.set_title("Selector metrics by version")
-    if names:
-        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    return _png(fig)
-
-
-PLOTS = {
+PLOTS: dict[str, Callable[[], bytes]] = {
     "labels-per-hour": plot_labels_per_hour,
     "ratings": plot_ratings,
     "progress": plot_progress,
-    "selector-metrics": plot_selector_metrics,
 }
+
+
+# --- Sections from the apps above -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DashboardSection:
+    template: str  # included with the context's keys as ``section``
+    context: Callable[[], dict[str, Any]]
+
+
+DASHBOARD_SECTIONS: dict[str, DashboardSection] = {}
+
+
+def dashboard_section_register(
+    name: str,
+    *,
+    template: str,
+    context: Callable[[], dict[str, Any]],
+    plots: dict[str, Callable[[], bytes]] | None = None,
+) -> None:
+    """Add a section (and its PNG plots) to the dashboard, below labeling's own: how an app
+    above labeling shows its figures here without labeling importing it. The selector's
+    versions and metrics come in this way (``selector.dashboard``)."""
+    DASHBOARD_SECTIONS[name] = DashboardSection(template=template, context=context)
+    for plot_name, plot in (plots or {}).items():
+        PLOTS[plot_name] = plot

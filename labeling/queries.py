@@ -1,6 +1,7 @@
 """Reads shared by views and services: annotator state, gold pairs, screening sets."""
 
 import datetime
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -120,23 +121,37 @@ def today_start() -> datetime.datetime:
     return timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-def active_selector_scores(*, solution_ids: list[int]) -> dict[int, float]:
-    """The active selector version's score per solution (solutions it has not scored are absent)."""
-    from selector.models import SolutionScore
+# Where the queue gets a candidate's score (its priority, and the ``queued_score`` on record):
+# the app that ranks candidates sets it (the selector, in its ``ready()``); labeling never
+# imports that app. Without one, tasks are queued unscored.
+ScoreLookup = Callable[[list[int]], Mapping[int, float]]
+_score_sources: list[ScoreLookup] = []
 
-    return dict(
-        SolutionScore.objects.filter(
-            version__is_active=True, solution_id__in=solution_ids
-        ).values_list("solution_id", "score")
-    )
+
+def queue_scores_source_set(lookup: ScoreLookup) -> None:
+    _score_sources[:] = [lookup]
+
+
+def queue_scores(solution_ids: list[int]) -> Mapping[int, float]:
+    """The registered source's score per solution (solutions it has not scored are absent)."""
+    return _score_sources[0](solution_ids) if _score_sources else {}
+
+
+FIRST_GENERATION = 1
+
+
+def generation_latest() -> int | None:
+    """The latest active-learning round among normal tasks, None before the first. (PRM800K's
+    negative generation marks its screening set, never a round.)"""
+    return Task.objects.filter(kind=TaskKind.NORMAL, generation__gte=0).aggregate(
+        latest=Max("generation")
+    )["latest"]
 
 
 def generation_current() -> int:
-    """The active-learning round new normal tasks join: the latest one queued so far (1 if none)."""
-    latest = Task.objects.filter(kind=TaskKind.NORMAL, generation__gte=0).aggregate(
-        latest=Max("generation")
-    )["latest"]
-    return latest if latest is not None else 1
+    """The round new normal tasks join: the latest one queued so far (the first if none)."""
+    latest = generation_latest()
+    return FIRST_GENERATION if latest is None else latest
 
 
 def labels_from_reliable_annotators(*, labels: QuerySet[Label]) -> QuerySet[Label]:

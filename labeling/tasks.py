@@ -6,7 +6,7 @@ from celery import shared_task
 @shared_task(name="labeling.export_job_run", acks_late=True, time_limit=6 * 3600)
 def export_job_run(job_id: int) -> str:
     """An export Job (``jobs.registry.JOB_TASKS``); the Job row carries the outcome."""
-    from labeling.services.export import export_job_run as run
+    from labeling.services.export_jobs import export_job_run as run
 
     return run(job_id=job_id).status
 

@@ -23,7 +23,6 @@ from labeling.services.quality_reports import (
 @permission_required(permissions.VIEW_DASHBOARD, raise_exception=True)
 def dashboard_view(request: HttpRequest) -> HttpResponse:
     report = quality_report_build()
-    metric_names, versions = dashboard.selector_metrics()
     ratings = dashboard.rating_distribution()
     context = {
         "title": "Stepwise dashboard",
@@ -32,8 +31,11 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
         "finish_reasons": dashboard.finish_reasons(),
         "report": report,
         "annotators": report_rows(report),
-        "metric_names": metric_names,
-        "versions": versions,
+        # Sections the apps above labeling registered (``dashboard.dashboard_section_register``).
+        "sections": [
+            {"template": section.template, "context": section.context()}
+            for section in dashboard.DASHBOARD_SECTIONS.values()
+        ],
         "plots": list(dashboard.PLOTS),
     }
     return render(request, "labeling/dashboard.html", context)

@@ -24,74 +24,28 @@ from django.urls import URLPattern, path, reverse
 
 from jobs.admin import job_page_section_register
 from jobs.models import Job, JobKind, JobStatus
+from jobs.params import JobParamsInvalid, job_params_clean
 from selector import metric_rows, plots, queries, services
 from selector.admin_import import import_view
 from selector.models import SelectorVersion, SolutionScore
 from selector.services.benchmark import benchmark_upload
-from selector.services.generation import DEFAULT_PROMPT_TEMPLATE
+from selector.services.job_params import DEFAULT_PROMPT_TEMPLATE
 from selector.services.jobs import SELECTOR_KINDS
-from selector.services.simulation import JOB_PRESETS, simulation_file, simulation_page
+from selector.services.simulation import simulation_file, simulation_page
 
 VERSION_JOBS = [JobKind.EVALUATE, JobKind.PROMOTE, JobKind.SCORE]
 GLOBAL_JOBS = [JobKind.TRAIN, JobKind.SCORE, JobKind.FILL, JobKind.SIMULATE, JobKind.GENERATE]
 
 
-def _int_or_none(value: str | None, field: str) -> int | None:
-    if value in (None, ""):
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        raise services.SelectorError(f"{field}: expected a whole number, got {value!r}") from None
-
-
 def _job_params(kind: str, post: Any) -> dict[str, Any]:
-    if kind == JobKind.TRAIN:
-        if post.get("base"):
-            return {"base": True}
-        params: dict[str, Any] = {"epochs": _int_or_none(post.get("epochs"), "epochs") or 3}
-        if post.get("name"):
-            params["name"] = post["name"]
-        return params
-    if kind == JobKind.FILL:
-        return {
-            key: value
-            for key, value in {
-                "per_problem": _int_or_none(post.get("per_problem"), "per_problem"),
-                "generation": _int_or_none(post.get("generation"), "generation"),
-            }.items()
-            if value is not None
-        }
-    if kind == JobKind.GENERATE:
-        return _generation_params(post)
-    if kind == JobKind.SIMULATE:
-        preset = post.get("preset") or JOB_PRESETS[0]
-        if preset not in JOB_PRESETS:
-            raise services.SelectorError(
-                f"preset: expected one of {', '.join(JOB_PRESETS)}, got {preset!r}"
-            )
-        return {"preset": preset}
-    return {}
-
-
-def _generation_params(post: Any) -> dict[str, Any]:
-    """The generation form's fields, typed; ``job_start`` validates them (field-named errors)."""
-    params: dict[str, Any] = {"model": (post.get("model") or "").strip()}
-    for name in ("n", "max_new_tokens", "seed"):
-        value = _int_or_none(post.get(name), name)
-        if value is not None:
-            params[name] = value
-    if post.get("temperature") not in (None, ""):
-        try:
-            params["temperature"] = float(post["temperature"])
-        except ValueError:
-            raise services.SelectorError(
-                f"temperature: expected a number, got {post['temperature']!r}"
-            ) from None
-    for name in ("prompt_template", "problems"):
-        if post.get(name):
-            params[name] = post[name].replace("\r\n", "\n")
-    return params
+    """The form's parameters for ``kind``, typed and checked (``JobParamsInvalid`` names the
+    field). "Untrained base" takes only a name: the training fields beside it do not apply."""
+    if kind == JobKind.TRAIN and post.get("base"):
+        post = {"base": post["base"], "name": post.get("name", "")}
+    if kind == JobKind.GENERATE and post.get("prompt_template"):
+        # A textarea posts CRLF line ends; the template keeps its other whitespace.
+        post = {**post.dict(), "prompt_template": post["prompt_template"].replace("\r\n", "\n")}
+    return job_params_clean(kind, post, text=True)
 
 
 @admin.register(SelectorVersion)
@@ -229,7 +183,7 @@ class SelectorVersionAdmin(admin.ModelAdmin):
         except ValueError:
             self.message_user(request, "threshold: expected a number in 0..1", messages.ERROR)
             return HttpResponseRedirect(back)
-        except services.SelectorError as exc:
+        except (services.SelectorError, JobParamsInvalid) as exc:
             self.message_user(request, str(exc), messages.ERROR)
             return HttpResponseRedirect(back)
         self.message_user(request, f"Started {job}.", messages.SUCCESS)
@@ -322,7 +276,7 @@ def _start_job(
             user=request.user,
             version=version,
         )
-    except services.SelectorError as exc:
+    except (services.SelectorError, JobParamsInvalid) as exc:
         model_admin.message_user(request, str(exc), messages.ERROR)
         return HttpResponseRedirect(back)
     model_admin.message_user(request, f"Started {job}.", messages.SUCCESS)

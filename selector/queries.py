@@ -1,10 +1,26 @@
-"""Reads shared by the selector admin pages."""
+"""Reads shared by the selector admin pages, and the scores the labeling queue asks for."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from labeling.queries import queue_scores_source_set
 from selector import metric_rows
+from selector.models import SolutionScore
+
+
+def active_selector_scores(solution_ids: list[int]) -> dict[int, float]:
+    """The active selector version's score per solution (solutions it has not scored are absent)."""
+    return dict(
+        SolutionScore.objects.filter(
+            version__is_active=True, solution_id__in=solution_ids
+        ).values_list("solution_id", "score")
+    )
+
+
+def queue_scores_register() -> None:
+    """Labeling's queue takes its scores from the active version (``labeling.queries``)."""
+    queue_scores_source_set(active_selector_scores)
 
 
 def _fmt(value: Any) -> str:

@@ -74,6 +74,7 @@ INSTALLED_APPS = [
     "labeling",
     "selector",
     "jobs",
+    "demo",  # the top layer: may import every app listed above; none imports it
 ]
 
 MIDDLEWARE = [

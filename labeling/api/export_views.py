@@ -18,15 +18,13 @@ from jobs.models import Job, JobKind, JobStatus
 from labeling import permissions
 from labeling.services.export import (
     ExportFilters,
-    ExportJobBusy,
     StepwiseOptions,
-    export_job_create,
-    export_path,
     labels_for_export,
     parse_since,
     prm800k_chunks,
     stepwise_chunks,
 )
+from labeling.services.export_jobs import ExportJobBusy, export_job_create, export_path
 
 
 class CanExportLabels(BasePermission):

@@ -12,28 +12,20 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
-import queue
-import threading
-import uuid
 from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
-from pathlib import Path
 from typing import IO, Any, Literal
 
-from django.conf import settings
-from django.contrib.auth.models import User
-from django.db import connections, transaction
+from django.db import connections
 from django.db.models import Func, Q, QuerySet, TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
 
-from jobs.models import Job, JobKind, JobStatus
-from jobs.services import JobProgress, job_create, job_run
 from labeling.models import FinishReason, Label, TaskKind
 from labeling.prm800k import ChosenStep, chosen_trajectory, rated_branches
 from labeling.queries import labels_from_reliable_annotators
+from labeling.read_ahead import read_ahead
 
 logger = logging.getLogger(__name__)
 
@@ -63,16 +55,6 @@ class ExportFilters:
             "include_qc": self.include_qc,
             "include_screening": self.include_screening,
         }
-
-    @classmethod
-    def from_params(cls, params: dict[str, Any]) -> ExportFilters:
-        since = params.get("since")
-        return cls(
-            generation=params.get("generation"),
-            since=parse_since(since) if since else None,
-            include_qc=bool(params.get("include_qc")),
-            include_screening=bool(params.get("include_screening")),
-        )
 
 
 @dataclass(frozen=True)
@@ -177,9 +159,6 @@ def _keyset_chunks(
             return
 
 
-_DONE = object()
-
-
 def _prefetched(chunks: Iterator[list[tuple[Any, ...]]]) -> Iterator[list[tuple[Any, ...]]]:
     """Fetch the next chunk on another thread (and connection) while this one formats.
 
@@ -188,44 +167,12 @@ def _prefetched(chunks: Iterator[list[tuple[Any, ...]]]) -> Iterator[list[tuple[
     another connection could not see this one's uncommitted rows, so there it stays serial.
     """
     if connections["default"].in_atomic_block:
-        yield from chunks
-        return
-    handoff: queue.Queue[Any] = queue.Queue(maxsize=2)
-    stop = threading.Event()
-
-    def put(item: Any) -> bool:
-        while not stop.is_set():
-            try:
-                handoff.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def fetch() -> None:
-        try:
-            for rows in chunks:
-                if not put(rows):
-                    return
-            put(_DONE)
-        except BaseException as exc:  # handed to the consumer, which re-raises it
-            put(exc)
-        finally:
-            connections.close_all()  # this thread's connections only
-
-    worker = threading.Thread(target=fetch, name="export-prefetch", daemon=True)
-    worker.start()
-    try:
-        while True:
-            item = handoff.get()
-            if item is _DONE:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        worker.join()
+        return chunks
+    # The fetching thread's own connections are closed as it ends; waited for to the end, so
+    # no query of it outlives the export.
+    return read_ahead(
+        chunks, name="export-prefetch", on_thread_exit=connections.close_all, join_timeout=None
+    )
 
 
 class _NaiveUtcIsoformat(Func):
@@ -579,112 +526,3 @@ def stepwise_export(
         chunk_size=chunk_size,
     )
     return _write(chunks, out, on_progress)
-
-
-# --- Background export jobs -------------------------------------------------------------------
-
-
-class ExportJobBusy(Exception):
-    """The user already has an export job queued or running."""
-
-    def __init__(self, job: Job) -> None:
-        self.job = job
-        super().__init__(
-            f"Export job #{job.pk} is still {job.get_status_display().lower()}: one export job "
-            "per user at a time. Wait for it to finish, then start the next."
-        )
-
-
-def export_job_create(
-    *,
-    created_by: User | None,
-    filters: ExportFilters,
-    export_format: ExportFormat = "prm800k",
-    stepwise: StepwiseOptions | None = None,
-) -> Job:
-    """Queue an export that a Celery worker writes under ``settings.EXPORT_DIR``; ``stepwise``
-    (TRL only, recorded in the job's params) defaults to ``StepwiseOptions()``.
-
-    Raises ExportJobBusy while ``created_by`` has one queued or running: each job reads the
-    whole label table, so an unbounded number of them is a way to starve the workers.
-    """
-    if export_format not in ("prm800k", "stepwise"):
-        raise ValueError(f"format: {export_format!r} is not one of prm800k, stepwise")
-    # The params say what the file holds, so a PRM800K job carries no TRL options.
-    options = (stepwise or StepwiseOptions()).as_params() if export_format == "stepwise" else {}
-    with transaction.atomic():
-        if created_by is not None:
-            # The user's row is the lock: two simultaneous requests cannot both see no job.
-            list(User.objects.select_for_update().filter(pk=created_by.pk).values_list("pk"))
-            busy = (
-                Job.objects.filter(
-                    kind=JobKind.EXPORT,
-                    created_by=created_by,
-                    status__in=[JobStatus.QUEUED, JobStatus.RUNNING],
-                )
-                .order_by("id")
-                .first()
-            )
-            if busy is not None:
-                raise ExportJobBusy(busy)
-        return job_create(
-            kind=JobKind.EXPORT,
-            user=created_by,
-            params={
-                "format": export_format,
-                "token": uuid.uuid4().hex,
-                **filters.as_params(),
-                **options,
-            },
-        )
-
-
-def export_path(job: Job) -> Path:
-    """Where the job's file lives. The random token keeps a file from an earlier database
-    (ids start again at 1) from ever being served as this job's."""
-    token = job.params.get("token", "")
-    return Path(settings.EXPORT_DIR) / f"export-{job.pk}-{token}.jsonl"
-
-
-def export_job_run(*, job_id: int) -> Job:
-    """Run an export job in this process (``jobs.services.job_run``: status, heartbeat)."""
-    return job_run(job_id=job_id, runner=_export_write)
-
-
-def _export_write(job: Job, progress: JobProgress) -> dict[str, Any]:
-    """Write the job's file, updating progress as it goes; idempotent (rewrites from scratch),
-    so the reaper may re-queue it after a lost worker.
-
-    The file is written under a temporary name and renamed at the end, so a download link only
-    ever points at a complete file.
-    """
-    params = job.params
-    filters = ExportFilters.from_params(params)
-    export_format: ExportFormat = params.get("format", "prm800k")
-    total = labels_for_export(filters=filters).count()
-    progress(0, total)
-    path = export_path(job)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".partial")
-    try:
-        with open(tmp, "wb") as out:
-            if export_format == "stepwise":
-                written = stepwise_export(
-                    out=out,
-                    filters=filters,
-                    **StepwiseOptions.from_params(params).as_params(),
-                    on_progress=lambda done: progress(done, total),
-                )
-            else:
-                written = prm800k_export(
-                    out=out, filters=filters, on_progress=lambda done: progress(done, total)
-                )
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return {
-        "lines": written,
-        "bytes": path.stat().st_size,
-        "filename": f"{export_format}-{job.pk}.jsonl",
-    }

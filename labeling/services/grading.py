@@ -15,7 +15,7 @@ import selectors
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,23 +26,11 @@ from django.db.models import Count, Exists, OuterRef, Subquery
 from labeling.models import Grade, GradedAnswer, Problem, Solution, text_sha256
 from labeling.services.mathcheck import quick_verdict
 
-ANSWER_MARKER = "# Answer"
 _CHECKER_SCRIPT = Path(__file__).with_name("mathcheck.py")
 _STARTUP_TIMEOUT_SECONDS = 120.0  # importing sympy on a loaded machine can take a while
 _PROBLEM_CHUNK = 500
 
 Progress = Callable[[int], object]  # e.g. tqdm.update
-
-
-def answer_extract(steps: Sequence[str]) -> str:
-    """The final answer: the text after ``# Answer`` in the last step ("" when there is none)."""
-    if not steps:
-        return ""
-    last = steps[-1]
-    at = last.rfind(ANSWER_MARKER)
-    if at < 0:
-        return ""
-    return last[at + len(ANSWER_MARKER) :].strip()
 
 
 def answer_hash(answer: str) -> str:

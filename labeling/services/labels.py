@@ -23,13 +23,13 @@ from labeling.models import (
     Task,
     TaskKind,
 )
-from labeling.services.quality import annotator_screening_update
 from labeling.services.queue import (
     AnnotatorIneligible,
     TaskNotLeased,
     TaskUnavailable,
     one_statement,
 )
+from labeling.services.screening import annotator_screening_update
 
 MAX_TOTAL_TIME_MS = 2**31 - 1  # the column is a PositiveIntegerField
 

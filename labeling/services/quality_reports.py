@@ -29,7 +29,7 @@ from django.db import connection, transaction
 from django.db.models import Aggregate, Count, F, FloatField, QuerySet
 
 from labeling.models import AnnotatorProfile, Label, Task, TaskKind
-from labeling.queries import generation_current
+from labeling.queries import generation_current, queue_scores
 from labeling.services.quality import (
     AgreementSummary,
     Ratings,
@@ -275,7 +275,9 @@ def quality_tasks_create(*, solution_ids: Iterable[int], kind: str) -> int:
         generation = generation_current()
     else:
         raise ValueError(f"kind: {str(kind)!r} is not quality_control or screening")
-    return tasks_enqueue(solution_ids=solution_ids, generation=generation, kind=kind)
+    return tasks_enqueue(
+        solution_ids=solution_ids, generation=generation, kind=kind, scores=queue_scores
+    )
 
 
 def annotators_pause_set(*, profile_ids: Iterable[int], paused: bool) -> int:

@@ -42,10 +42,8 @@ from labeling.models import (
     Task,
     TaskKind,
 )
-from labeling.services.quality import (
-    annotator_screening_update,
-    qc_interval,
-)
+from labeling.services.quality import qc_interval
+from labeling.services.screening import annotator_screening_update
 
 logger = logging.getLogger(__name__)
 
@@ -489,12 +487,15 @@ def tasks_enqueue(
     overlap: int = 1,
     kind: str = TaskKind.NORMAL,
     priority_from: PriorityFrom = "score",
+    scores: queries.ScoreLookup | None = None,
 ) -> int:
     """Queue candidate solutions for labeling; returns how many tasks were created.
 
-    A solution already queued with the same kind and generation is left as it is. With
-    ``priority_from="score"`` the active selector's score becomes both the priority and the
-    recorded ``queued_score``; with ``"zero"`` every task gets priority 0 (score still recorded).
+    A solution already queued with the same kind and generation is left as it is. ``scores``
+    gives each solution's score, asked per batch of ids (the front doors pass
+    ``queries.queue_scores``: the active selector's); it is recorded as ``queued_score`` and,
+    with ``priority_from="score"``, is the priority too; with ``"zero"`` every task gets
+    priority 0. Without ``scores`` tasks are queued unscored, at priority 0.
     Unknown solution ids are an error and nothing is queued.
     """
     if overlap < 1:
@@ -520,15 +521,15 @@ def tasks_enqueue(
                 else queued.filter(generation=generation)
             )
             already = set(queued.values_list("solution_id", flat=True))
-            scores = queries.active_selector_scores(solution_ids=batch)
+            known = scores(batch) if scores is not None else {}
             tasks = [
                 Task(
                     solution_id=solution_id,
                     kind=kind,
                     generation=generation,
                     required_labels=overlap if kind == TaskKind.NORMAL else 1,
-                    queued_score=scores.get(solution_id),
-                    priority=scores.get(solution_id, 0.0) if priority_from == "score" else 0.0,
+                    queued_score=known.get(solution_id),
+                    priority=known.get(solution_id, 0.0) if priority_from == "score" else 0.0,
                 )
                 for solution_id in batch
                 if solution_id not in already

@@ -1,4 +1,4 @@
-"""How good a selector is: step AUROC, first-error accuracy, best-of-N (numpy/sklearn only)."""
+"""How good a selector is: step AUROC, first-error accuracy, best-of-N (numpy only)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,44 @@ from typing import Any
 import numpy as np
 
 
+def ranking_from_counts(pos: np.ndarray, neg: np.ndarray) -> tuple[float, float] | None:
+    """(AUROC, average precision) from the positive and negative weight at each distinct score,
+    scores ascending; sklearn's definitions (ties count half, one threshold per score). None
+    when a class has no weight. The one AUROC of the project: the evaluator's bootstrap calls
+    this with resampled weights thousands of times, so it is a few numpy sums."""
+    p_total, n_total = pos.sum(), neg.sum()
+    if p_total <= 0 or n_total <= 0:
+        return None
+    below = np.cumsum(neg) - neg  # negatives strictly below each score
+    auroc = float((pos * (below + 0.5 * neg)).sum() / (p_total * n_total))
+    tp = np.cumsum(pos[::-1])  # thresholds from the highest score down
+    fp = np.cumsum(neg[::-1])
+    precision = tp / np.maximum(tp + fp, 1e-300)
+    return auroc, float((pos[::-1] / p_total * precision).sum())
+
+
+def ranking_metrics(
+    y: np.ndarray, risk: np.ndarray, weights: np.ndarray | None = None
+) -> tuple[float, float] | None:
+    """(AUROC, average precision) of ``risk`` for the boolean class ``y``, optionally weighted;
+    None when only one class is present."""
+    y = np.asarray(y, dtype=bool)
+    w = np.ones(len(y)) if weights is None else np.asarray(weights, dtype=float)
+    values, inverse = np.unique(np.asarray(risk, dtype=float), return_inverse=True)
+    pos = np.bincount(inverse, weights=w * y, minlength=len(values))
+    neg = np.bincount(inverse, weights=w * ~y, minlength=len(values))
+    return ranking_from_counts(pos, neg)
+
+
+def auroc(y: np.ndarray, risk: np.ndarray) -> float:
+    """Area under the ROC curve of ``risk`` for the boolean class ``y``; NaN with one class."""
+    ranking = ranking_metrics(y, risk)
+    return float("nan") if ranking is None else ranking[0]
+
+
 def step_metrics(step_scores: Sequence[float], step_ratings: Sequence[int]) -> dict[str, Any]:
     """Negative-vs-not detection over labeled steps: the "positive" class is a negative step,
     predicted by 1 - score. AUROC/AUPRC are None when only one class is present."""
-    from sklearn.metrics import average_precision_score, roc_auc_score
-
     if len(step_scores) != len(step_ratings):
         raise ValueError(f"{len(step_scores)} scores for {len(step_ratings)} ratings")
     for j, rating in enumerate(step_ratings):
@@ -20,13 +53,12 @@ def step_metrics(step_scores: Sequence[float], step_ratings: Sequence[int]) -> d
             raise ValueError(f"step {j}: rating must be -1, 0 or 1, got {rating!r}")
     y = np.asarray([r == -1 for r in step_ratings], dtype=bool)
     risk = 1.0 - np.asarray(step_scores, dtype=float)
-    n_negative = int(y.sum())
-    defined = 0 < n_negative < len(y)
+    ranking = ranking_metrics(y, risk)
     return {
-        "auroc": float(roc_auc_score(y, risk)) if defined else None,
-        "auprc": float(average_precision_score(y, risk)) if defined else None,
+        "auroc": ranking[0] if ranking else None,
+        "auprc": ranking[1] if ranking else None,
         "n_steps": len(y),
-        "n_negative": n_negative,
+        "n_negative": int(y.sum()),
     }
 
 

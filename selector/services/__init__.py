@@ -15,7 +15,8 @@ from selector.services.eval_set import (
     eval_set_reserve,
 )
 from selector.services.evaluation import selector_evaluate
-from selector.services.jobs import job_execute, job_start
+from selector.services.job_runs import job_execute
+from selector.services.jobs import job_start
 from selector.services.promotion import selector_promote
 from selector.services.queue_fill import FillReport, queue_fill, queue_open_slots, queue_top_up
 from selector.services.scoring import candidates_score

@@ -21,6 +21,7 @@ from django.conf import settings
 from jobs.models import Job, JobKind
 from selector.models import SelectorVersion
 from selector.services.common import Progress, SelectorError, job_cancel_check, progress_for
+from selector.services.jobs import job_start
 from selector.services.versions import scorer_load, version_require_ready
 
 MAX_REPORTED_ERRORS = 20
@@ -232,8 +233,6 @@ def benchmark_upload(
 ) -> Job:
     """Keep an uploaded benchmark file where the workers read it, check it whole (bad input is
     refused here, with its FILE:LINE errors, and not kept), then start a benchmark Job."""
-    from selector.services.jobs import job_start
-
     version_require_ready(version)
     if not 0.0 <= threshold <= 1.0:
         raise SelectorError(f"threshold must be within 0..1, got {threshold!r}")

@@ -8,7 +8,6 @@ problem-to-problem variation both share cancels out).
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 from django.utils import timezone
 
 from jobs.models import Job
+from labeling.answers import answer_normalize
 from labeling.models import FinishReason, Grade, Problem, Solution
 from selector.models import EvalSet, SelectorVersion, SolutionScore
 from selector.services.common import Progress, jsonable, progress_for
@@ -29,12 +29,6 @@ BEST_OF_N_TRIALS = 200
 # Wrong answers are merged by pairwise math-verify checks; a problem with a long tail of
 # distinct wrong answers stops merging after this many checks (the rest stay apart).
 MAX_EQUIVALENCE_CHECKS_PER_PROBLEM = 500
-
-
-def _normalized(answer: str) -> str:
-    """Cheap first merge before math-verify: spacing, ``$``, ``\\left``/``\\right``, a box."""
-    text = re.sub(r"\\[,;!: ]|\\left|\\right|\$|\s+", "", answer or "")
-    return text.removeprefix("\\boxed{").removesuffix("}") if text.startswith("\\boxed{") else text
 
 
 def answer_classes(
@@ -57,7 +51,7 @@ def answer_classes(
             by_normal: dict[str, str] = {}
             checks = 0
             for answer in sorted({a for a, g in candidates if g != Grade.CORRECT}):
-                normal = _normalized(answer)
+                normal = answer_normalize(answer)
                 if normal in by_normal:
                     classes[(problem_id, answer)] = classes[(problem_id, by_normal[normal])]
                     continue
@@ -169,34 +163,6 @@ def _outcomes(
     return out
 
 
-def _ranking_from_counts(pos: Any, neg: Any) -> tuple[float, float] | None:
-    """(AUROC, average precision) from the positive and negative weight at each distinct
-    score, scores ascending; sklearn's definitions (ties averaged, one threshold per score)."""
-    import numpy as np
-
-    p_total, n_total = pos.sum(), neg.sum()
-    if p_total <= 0 or n_total <= 0:
-        return None
-    below = np.cumsum(neg) - neg  # negatives strictly below each score
-    auroc = float((pos * (below + 0.5 * neg)).sum() / (p_total * n_total))
-    tp = np.cumsum(pos[::-1])  # thresholds from the highest score down
-    fp = np.cumsum(neg[::-1])
-    precision = tp / np.maximum(tp + fp, 1e-300)
-    return auroc, float((pos[::-1] / p_total * precision).sum())
-
-
-def _weighted_ranking(y: Any, risk: Any, w: Any) -> tuple[float, float] | None:
-    """(AUROC, average precision) of ``risk`` for the positive class ``y`` with weights ``w``.
-    Written out in numpy because the bootstrap needs thousands of them and sklearn's input
-    checks cost more than the sums (the tests compare the two)."""
-    import numpy as np
-
-    values, inverse = np.unique(risk, return_inverse=True)
-    pos = np.bincount(inverse, weights=w * y, minlength=len(values))
-    neg = np.bincount(inverse, weights=w * ~y, minlength=len(values))
-    return _ranking_from_counts(pos, neg)
-
-
 class _Arrays:
     """One version's outcomes as arrays indexed by problem, so a resample is a vector of
     problem counts and every metric a few weighted sums (no per-step Python)."""
@@ -230,11 +196,13 @@ class _Arrays:
     def metrics(self, counts: Any) -> dict[str, float | None]:
         import numpy as np
 
+        from selector.ml.metrics import ranking_from_counts
+
         out: dict[str, float | None] = {}
         w = counts[self.step_unit]
         pos = np.bincount(self.rank, weights=w * self.y, minlength=self.n_values)
         neg = np.bincount(self.rank, weights=w * (1.0 - self.y), minlength=self.n_values)
-        ranking = _ranking_from_counts(pos, neg)
+        ranking = ranking_from_counts(pos, neg)
         out["step.auroc"], out["step.auprc"] = ranking if ranking else (None, None)
         w = counts[self.fe_unit]
         n_err, n_ok = (w * self.fe_err).sum(), (w * (1 - self.fe_err)).sum()

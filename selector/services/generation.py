@@ -5,93 +5,28 @@ can pick them."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import IO, Any
 
 from django.conf import settings
 from django.db.models import QuerySet
 
 from jobs.models import Job
+from labeling.answers import ANSWER_MARKER
 from labeling.models import Problem
-from labeling.services.grading import ANSWER_MARKER, AnswerChecker, answers_grade
+from labeling.services.grading import AnswerChecker, answers_grade
 from labeling.services.imports import candidates_import
 from selector.services.common import Progress, SelectorError, progress_for
+from selector.services.job_params import PROMPT_PLACEHOLDER, GenerationParams
 from selector.services.scoring import candidates_score
 from selector.services.versions import selector_active
 
-DEFAULT_PROMPT_TEMPLATE = (
-    "Solve the math problem below step by step. Write each step as its own paragraph, with a "
-    'blank line between steps. After the last step, write a paragraph that is exactly "# Answer", '
-    "then a paragraph that holds only the final answer.\n\nProblem: {problem}\n\nSolution:\n"
-)
-_PLACEHOLDER = "{problem}"
 # Sampled solutions held on disk (not in memory) before each import: about this many per batch.
 _SAMPLES_PER_IMPORT = 4096
-
-
-@dataclasses.dataclass(frozen=True)
-class GenerationParams:
-    """What a generation job samples; the fields of the command, the admin form and the API."""
-
-    model: str  # a local model directory or a hub id
-    n: int = 4  # samples per problem
-    temperature: float = 1.0
-    max_new_tokens: int = 1024
-    prompt_template: str = DEFAULT_PROMPT_TEMPLATE  # must contain {problem}
-    problems: str = ""  # a shell-style pattern on unique_id ("test/algebra/*"); "" = every one
-    seed: int | None = None
-
-    def __post_init__(self) -> None:
-        checks = [
-            ("model", isinstance(self.model, str) and bool(self.model.strip()), "is required"),
-            ("n", _int_in(self.n, 1, 10_000), "must be a whole number in 1..10000"),
-            (
-                "temperature",
-                isinstance(self.temperature, int | float) and 0 <= self.temperature <= 10,
-                "must be a number in 0..10",
-            ),
-            (
-                "max_new_tokens",
-                _int_in(self.max_new_tokens, 1, 65_536),
-                "must be a whole number in 1..65536",
-            ),
-            (
-                "prompt_template",
-                isinstance(self.prompt_template, str) and _PLACEHOLDER in self.prompt_template,
-                f"must contain {_PLACEHOLDER}",
-            ),
-            ("problems", isinstance(self.problems, str), "must be a pattern (text)"),
-            ("seed", self.seed is None or _int_in(self.seed, 0, 2**31 - 1), "must be 0..2^31-1"),
-        ]
-        for name, ok, message in checks:
-            if not ok:
-                raise SelectorError(f"{name}: {message}")
-        if self.temperature == 0 and self.n != 1:
-            raise SelectorError("n: must be 1 at temperature 0 (greedy decoding gives one)")
-
-    def as_params(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> GenerationParams:
-        """Validated parameters from a job's JSON; an unknown or bad field is a SelectorError
-        naming it."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(params) - names)
-        if unknown:
-            raise SelectorError(f"{unknown[0]}: not a generation parameter")
-        if "model" not in params:
-            raise SelectorError("model: is required")
-        return cls(**params)
-
-
-def _int_in(value: Any, low: int, high: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
 
 def generated_steps(text: str) -> list[str] | None:
@@ -183,7 +118,7 @@ def candidates_generate(
                 def sampled(done: int, _of: int, offset: int = offset) -> None:
                     report(offset + done, total)
 
-                prompts = [params.prompt_template.replace(_PLACEHOLDER, p) for _, p in chunk]
+                prompts = [params.prompt_template.replace(PROMPT_PLACEHOLDER, p) for _, p in chunk]
                 samples = samples_generate(sampler, prompts, sampling, progress=sampled)
                 with tempfile.SpooledTemporaryFile(max_size=16 << 20) as lines:
                     result["finished"] += _write_candidates(

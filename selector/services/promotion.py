@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Subquery
-from django.utils import timezone
 
 from jobs.models import Job
 from labeling.models import Label, Lease, Task, TaskKind
 from selector.models import SelectorVersion, SolutionScore
 from selector.services.common import Progress, job_cancel_check
 from selector.services.scoring import candidates_score
-from selector.services.versions import version_require_ready
+from selector.services.versions import version_activate, version_require_ready
 
 
 def selector_promote(
@@ -34,18 +33,12 @@ def selector_promote(
     scored += candidates_score(version=version, job=job)
     new_score = SolutionScore.objects.filter(version=version, solution=OuterRef("solution"))
     with transaction.atomic():
-        version = SelectorVersion.objects.select_for_update().get(pk=version.pk)
-        version_require_ready(version)
         if job is not None:
-            # Locked so a cancel cannot land between this check and the commit.
+            # Locked so a cancel cannot land between this check and the commit; the job's row
+            # comes first in the lock order ``version_activate`` documents.
             Job.objects.select_for_update().filter(pk=job.pk).first()
             job_cancel_check(job)
-        SelectorVersion.objects.filter(is_active=True).exclude(pk=version.pk).update(
-            is_active=False
-        )
-        version.is_active = True
-        version.promoted_at = timezone.now()
-        version.save(update_fields=["is_active", "promoted_at"])
+        version_activate(version=version)
         reprioritized = (
             Task.objects.filter(kind=TaskKind.NORMAL, label_count=0, lease_count=0)
             .filter(solution__problem__eval_reserved=False)

@@ -9,11 +9,12 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, F, Max, Q, Sum
+from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
 
 from jobs.models import Job
 from labeling.models import Grade, Problem, Solution, Task, TaskKind
+from labeling.queries import FIRST_GENERATION, generation_latest
 from selector.models import SelectorVersion, SolutionScore
 from selector.services.common import SelectorError, progress_for
 from selector.services.eval_set import eval_queue_fill, eval_set_reserve
@@ -42,12 +43,6 @@ class FillReport:
         return {**asdict(self), "wrong_share": self.wrong_share}
 
 
-def generation_current() -> int | None:
-    return Task.objects.filter(kind=TaskKind.NORMAL, generation__isnull=False).aggregate(
-        g=Max("generation")
-    )["g"]
-
-
 def _wrong_target(k: int, wrong_fraction: float) -> int:
     """round(k * fraction), halves up (Python's round() would send 2.5 to 2)."""
     return int(k * wrong_fraction + 0.5)
@@ -71,18 +66,18 @@ WITH targets(k, w) AS (VALUES {targets}),
 queued AS (
     SELECT s.problem_id, COUNT(*) AS n
     FROM {task} t JOIN {solution} s ON s.id = t.solution_id
-    WHERE t.kind = %s AND t.generation = %s
+    WHERE t.kind = %(kind)s AND t.generation = %(generation)s
     GROUP BY s.problem_id
 ),
 cand AS (
     SELECT s.id, s.problem_id, sc.score,
-           CASE WHEN s.grade = %s THEN 1 ELSE 0 END AS is_wrong,
+           CASE WHEN s.grade = %(wrong_grade)s THEN 1 ELSE 0 END AS is_wrong,
            -- A score over a cut solution is a product over fewer steps: never "convincing".
            CASE WHEN sc.truncated_steps > 0 THEN 1 ELSE 0 END AS cut
     FROM {solution} s
-    JOIN {score} sc ON sc.solution_id = s.id AND sc.version_id = %s
+    JOIN {score} sc ON sc.solution_id = s.id AND sc.version_id = %(version_id)s
     -- Reserved (evaluation) problems are queued uniformly elsewhere, never by a selector.
-    JOIN {problem} p ON p.id = s.problem_id AND p.eval_reserved = %s
+    JOIN {problem} p ON p.id = s.problem_id AND p.eval_reserved = %(reserved)s
     WHERE NOT EXISTS (SELECT 1 FROM {task} t WHERE t.solution_id = s.id)
 ),
 ranked AS (
@@ -100,7 +95,7 @@ shortlist AS (
     -- candidates can be chosen: everything else is dropped before the per-problem budgets.
     SELECT r.id, r.problem_id, r.score, r.is_wrong, r.cut, r.pos, r.wrong_upto
     FROM ranked r
-    WHERE (r.is_wrong = 1 AND r.wrong_upto <= %s) OR r.pos <= %s
+    WHERE (r.is_wrong = 1 AND r.wrong_upto <= %(wrong_max)s) OR r.pos <= %(shortlist)s
 ),
 budgeted AS (
     SELECT l.id, l.problem_id, l.score, l.cut, tg.k,
@@ -109,8 +104,8 @@ budgeted AS (
            l.pos - CASE WHEN l.wrong_upto < tg.w THEN l.wrong_upto ELSE tg.w END AS rest_rank
     FROM shortlist l
     LEFT JOIN queued q ON q.problem_id = l.problem_id
-    JOIN targets tg ON tg.k = CASE WHEN %s - COALESCE(q.n, 0) > 0
-                                   THEN %s - COALESCE(q.n, 0) ELSE 0 END
+    JOIN targets tg ON tg.k = CASE WHEN %(per_problem)s - COALESCE(q.n, 0) > 0
+                                   THEN %(per_problem)s - COALESCE(q.n, 0) ELSE 0 END
     WHERE tg.k > 0
 ),
 decided AS (
@@ -121,7 +116,8 @@ decided AS (
 )
 INSERT INTO {task} (solution_id, kind, generation, priority, queued_score, required_labels,
                     label_count, lease_count, gold_label_id, selector_version_id, created_at)
-SELECT d.id, %s, %s, CASE WHEN d.cut = 1 THEN 0 ELSE d.score END, d.score, %s, 0, 0, NULL, %s, %s
+SELECT d.id, %(kind)s, %(generation)s, CASE WHEN d.cut = 1 THEN 0 ELSE d.score END, d.score,
+       %(required_labels)s, 0, 0, NULL, %(version_id)s, %(now)s
 FROM decided d
 WHERE d.pick_wrong = 1 OR d.rest_rank <= d.rest_budget
 """
@@ -175,26 +171,24 @@ def queue_fill(
                 # The selection sorts every candidate once; keep that sort in memory.
                 cursor.execute("SET LOCAL work_mem = '256MB'")
         if generation is None:
-            generation = (generation_current() or 0) + 1
+            latest = generation_latest()
+            generation = FIRST_GENERATION if latest is None else latest + 1
         report = FillReport(generation=generation, version_id=version.pk)
         if k > 0:
             now = timezone.now()
-            params: list[Any] = [
-                TaskKind.NORMAL.value,
-                generation,
-                Grade.INCORRECT.value,
-                version.pk,
-                False,
-                _wrong_target(k, fraction),
-                k + _wrong_target(k, fraction),
-                k,
-                k,
-                TaskKind.NORMAL.value,
-                generation,
-                required_labels,
-                version.pk,
-                connection.ops.adapt_datetimefield_value(now),
-            ]
+            wrong_max = _wrong_target(k, fraction)
+            params: dict[str, Any] = {
+                "kind": TaskKind.NORMAL.value,
+                "generation": generation,
+                "wrong_grade": Grade.INCORRECT.value,
+                "version_id": version.pk,
+                "reserved": False,
+                "wrong_max": wrong_max,
+                "shortlist": k + wrong_max,
+                "per_problem": k,
+                "required_labels": required_labels,
+                "now": connection.ops.adapt_datetimefield_value(now),
+            }
             with connection.cursor() as cursor:
                 cursor.execute(_fill_sql(per_problem=k, wrong_fraction=fraction), params)
             # This run's rows are the ones stamped with its `now`.
@@ -248,8 +242,8 @@ def queue_top_up() -> FillReport | None:
     if selector_active() is None:
         logger.info("queue_top_up: no active selector version")
         return None
-    current = generation_current()
-    report = queue_fill(generation=current or 1)
-    if report.created + report.eval_created == 0 and current is not None:
-        report = queue_fill(generation=current + 1)
+    latest = generation_latest()
+    report = queue_fill(generation=FIRST_GENERATION if latest is None else latest)
+    if report.created + report.eval_created == 0 and latest is not None:
+        report = queue_fill(generation=latest + 1)
     return report

@@ -9,7 +9,8 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import Group, Permission
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from selector.models import SelectorVersion, VersionStatus
@@ -74,6 +75,39 @@ def selector_active() -> SelectorVersion | None:
     return SelectorVersion.objects.filter(is_active=True).first()
 
 
+def version_activate(*, version: SelectorVersion, unless_one_is_active: bool = False) -> bool:
+    """Make ``version`` (a saved, ready version) the one active selector; returns whether it is.
+
+    Every change of the active version goes through here, with one lock order, so two of
+    them never deadlock and never both win: (a caller's own ``Job`` row first, then) the
+    "active selector" lock (a PostgreSQL advisory lock: it also covers the moment when no
+    version is active, which no row lock can), then the rows of the active version and of
+    ``version``, by id. With ``unless_one_is_active`` it does nothing when another version is
+    active (decided under the locks). Runs in the caller's transaction (or its own).
+    """
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(hashtext('stepwise.selector_active'))")
+        rows = {
+            row.pk: row
+            for row in SelectorVersion.objects.select_for_update()
+            .filter(Q(is_active=True) | Q(pk=version.pk))
+            .order_by("pk")
+        }
+        if version.pk not in rows:
+            raise SelectorError(f"selector {version.name} does not exist (any more)")
+        version_require_ready(rows[version.pk])
+        others = [pk for pk, row in rows.items() if row.is_active and pk != version.pk]
+        if others and unless_one_is_active:
+            return False
+        now = timezone.now()
+        SelectorVersion.objects.filter(pk__in=others).update(is_active=False)
+        SelectorVersion.objects.filter(pk=version.pk).update(is_active=True, promoted_at=now)
+    version.is_active, version.promoted_at = True, now
+    return True
+
+
 def selector_permissions_grant() -> Group:
     """Create (or update) the ``ml-staff`` group: run the selector loop, read-only on labeling
     data. Members also need ``is_staff`` to enter the admin."""
@@ -114,27 +148,13 @@ def selector_create_base(
     name = name or version_name_default("base")
     output_dir = version_dir(name)
     prm_init(base_model=base, output_dir=output_dir)
-    try:
-        with transaction.atomic():
-            make_active = (
-                activate
-                if activate is not None
-                else not SelectorVersion.objects.select_for_update().filter(is_active=True).exists()
-            )
-            if make_active:
-                SelectorVersion.objects.filter(is_active=True).update(is_active=False)
-            return SelectorVersion.objects.create(
-                name=name,
-                base_model=base,
-                checkpoint_path=str(output_dir),
-                status=VersionStatus.READY,
-                is_active=make_active,
-                promoted_at=timezone.now() if make_active else None,
-                training_summary={"init": "base", "base_model": base},
-            )
-    except Exception:
-        shutil.rmtree(output_dir, ignore_errors=True)
-        raise
+    return _ready_version_record(
+        name=name,
+        base_model=base,
+        output_dir=output_dir,
+        summary={"init": "base", "base_model": base},
+        activate=activate,
+    )
 
 
 def selector_import(
@@ -153,21 +173,37 @@ def selector_import(
     except (ValueError, FileNotFoundError, OSError) as exc:
         shutil.rmtree(output_dir, ignore_errors=True)
         raise SelectorError(f"{model}: {exc}") from exc
+    return _ready_version_record(
+        name=name,
+        base_model=path,
+        output_dir=output_dir,
+        summary={"init": "import", "model": model, **facts},
+        activate=activate,
+    )
+
+
+def _ready_version_record(
+    *,
+    name: str,
+    base_model: str,
+    output_dir: Path,
+    summary: dict[str, Any],
+    activate: bool | None,
+) -> SelectorVersion:
+    """The row of a ready version whose checkpoint directory is written, active if asked
+    (``None``: only when no version is); the directory goes if the row cannot be written."""
     try:
         with transaction.atomic():
-            if activate:
-                SelectorVersion.objects.select_for_update().filter(is_active=True).update(
-                    is_active=False
-                )
-            return SelectorVersion.objects.create(
+            version = SelectorVersion.objects.create(
                 name=name,
-                base_model=path,
+                base_model=base_model,
                 checkpoint_path=str(output_dir),
                 status=VersionStatus.READY,
-                is_active=activate,
-                promoted_at=timezone.now() if activate else None,
-                training_summary={"init": "import", "model": model, **facts},
+                training_summary=summary,
             )
+            if activate is not False:
+                version_activate(version=version, unless_one_is_active=activate is None)
+            return version
     except Exception:
         shutil.rmtree(output_dir, ignore_errors=True)
         raise

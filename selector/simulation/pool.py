@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from labeling.answers import ANSWER_MARKER, answer_extract, answer_normalize
+
 ERROR_TYPES = (
     "arithmetic_slip",
     "sign_error",
@@ -157,7 +159,7 @@ def _candidate(
     final = value
     if error_type == "wrong_final":
         final = value + rng.choice([-1, 1]) * rng.randint(1, 10)
-    steps.append(f"The result is ${final}$.\n\n# Answer\n\n{final}")
+    steps.append(f"The result is ${final}$.\n\n{ANSWER_MARKER}\n\n{final}")
     ratings.append(-1 if error_type == "wrong_final" else 1)
     first = next((i for i, r in enumerate(ratings) if r == -1), None)
     if first is not None:
@@ -220,18 +222,12 @@ def synthetic_pool(
 # --- Loaders ------------------------------------------------------------------------------------
 
 
-def answer_normalize(text: str) -> str:
-    """Light normalisation for files that give no correctness: spaces, $, \\boxed{…}."""
-    text = re.sub(r"\\[,;!: ]|\\left|\\right|\$|\s+", "", text or "")
-    if text.startswith("\\boxed{") and text.endswith("}"):
-        text = text[len("\\boxed{") : -1]
-    return text
-
-
 def answer_from_steps(steps: Iterable[str]) -> str:
-    last = list(steps)[-1] if steps else ""
-    if "# Answer" in last:
-        return last.split("# Answer", 1)[1].strip()
+    """The ``# Answer`` trailer's text, else the last step's last ``\\boxed{…}``."""
+    listed = list(steps)
+    last = listed[-1] if listed else ""
+    if ANSWER_MARKER in last:
+        return answer_extract(listed)
     boxed = re.findall(r"\\boxed\{([^{}]*)\}", last)
     return boxed[-1] if boxed else ""
 

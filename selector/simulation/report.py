@@ -20,20 +20,10 @@ from typing import Any
 
 import numpy as np
 
+from selector.ml.metrics import auroc
+
 METRICS = ("step_auroc", "f1")
 THRESHOLD = 0.5  # ProcessBench: the predicted first error is the first step scored below it
-
-
-def auroc(y: np.ndarray, risk: np.ndarray) -> float:
-    """Area under the ROC curve of ``risk`` for the boolean class ``y`` (ties count half)."""
-    from scipy.stats import rankdata
-
-    n_pos = int(y.sum())
-    n_neg = len(y) - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    ranks = rankdata(risk)
-    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 @dataclass

@@ -195,8 +195,9 @@ def _worker_template(spec: dict[str, Any]) -> None:
 
     from labeling.models import Label, Solution, TaskKind
     from labeling.services.queue import tasks_enqueue
-    from selector.services import selector_create_base
+    from selector.queries import active_selector_scores
     from selector.services.training import held_out_keys
+    from selector.services.versions import selector_create_base
 
     config = spec["config"]
     work = Path(spec["work"])
@@ -213,7 +214,9 @@ def _worker_template(spec: dict[str, Any]) -> None:
     )
     if not held_ids:
         raise SimulationError("no held-out problem: use a larger pool")
-    tasks_enqueue(solution_ids=held_ids, generation=0, priority_from="zero")
+    tasks_enqueue(
+        solution_ids=held_ids, generation=0, priority_from="zero", scores=active_selector_scores
+    )
     heldout_user = User.objects.create_user(username=HELD_OUT_ANNOTATOR)
     oracle_label_all(oracle=Oracle(), truth=truth_rows, users=[heldout_user], tag="heldout")
     # The held-out set as the evaluation service will read it (label order = pk order).
@@ -275,7 +278,11 @@ def _worker_arm(spec: dict[str, Any]) -> None:
     from labeling.models import Task
     from labeling.services.queue import tasks_enqueue
     from selector.models import SelectorVersion, SolutionScore
-    from selector.services import queue_fill, selector_evaluate, selector_promote, selector_train
+    from selector.queries import active_selector_scores
+    from selector.services.evaluation import selector_evaluate
+    from selector.services.promotion import selector_promote
+    from selector.services.queue_fill import queue_fill
+    from selector.services.training import selector_train
 
     config = SimConfig(**spec["config"])
     arm, seed = spec["arm"], int(spec["seed"])
@@ -298,7 +305,9 @@ def _worker_arm(spec: dict[str, Any]) -> None:
     n_train_problems = len(_problems_of(candidates))
     n_seed = min(len(candidates), max(1, round(config.seed_per_problem * n_train_problems)))
     seed_set = random.Random(f"sim-seed-set:{seed}").sample(candidates, n_seed)
-    tasks_enqueue(solution_ids=seed_set, generation=0, priority_from="zero")
+    tasks_enqueue(
+        solution_ids=seed_set, generation=0, priority_from="zero", scores=active_selector_scores
+    )
     k_round = config.per_problem
     if config.labels_per_round is not None:
         k_round = max(1, round(config.labels_per_round / max(1, n_train_problems)))

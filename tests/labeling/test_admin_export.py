@@ -8,7 +8,7 @@ from django.test import Client
 
 from jobs.models import Job
 from labeling.models import AnnotatorProfile, QualitySettings, Task, TaskKind
-from labeling.services.export import export_job_run
+from labeling.services.export_jobs import export_job_run
 from tests.factories import LabelFactory, SolutionFactory, TaskFactory, UserFactory, annotator
 from tests.labeling.prm800k_records import (
     STEPWISE_OPTIONS,

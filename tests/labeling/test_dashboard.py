@@ -91,6 +91,7 @@ def test_rating_distribution_unnests_ratings_in_sql() -> None:
 def test_selector_metrics_show_what_the_evaluator_really_wrote(settings, tmp_path) -> None:
     """Real evaluator output (a tiny CPU model), not hand-written keys: the dashboard's
     numbers are the ones the selector admin shows for the same rows."""
+    from selector import dashboard as selector_dashboard
     from selector import metric_rows
     from selector.services import selector_create_base, selector_evaluate
     from tests.selector.conftest import tiny_bert_dir
@@ -114,7 +115,7 @@ def test_selector_metrics_show_what_the_evaluator_really_wrote(settings, tmp_pat
     version = selector_create_base(name="dash-base")
     metrics = selector_evaluate(version=version, resamples=10)
     assert metrics["step"]["auroc"] is not None and metrics["first_error"]["f1"] is not None
-    names, versions = dashboard.selector_metrics()
+    names, versions = selector_dashboard.selector_metrics()
     assert names == [row.label for row in metric_rows.HEADLINE_ROWS]
     (row,) = versions
     assert row["eval_set"] == metrics["eval_set"]["id"]

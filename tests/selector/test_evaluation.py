@@ -122,7 +122,7 @@ def test_bootstrap_ranking_metrics_match_sklearn_with_weights_and_ties():
     import numpy as np
     from sklearn.metrics import average_precision_score, roc_auc_score
 
-    from selector.services.evaluation import _weighted_ranking
+    from selector.ml.metrics import ranking_metrics
 
     rng = np.random.default_rng(0)
     for _ in range(30):
@@ -131,7 +131,7 @@ def test_bootstrap_ranking_metrics_match_sklearn_with_weights_and_ties():
         y[0], y[1] = True, False  # both classes present
         risk = np.round(rng.random(n), 1)  # many ties
         w = rng.integers(1, 4, n).astype(float)
-        auroc, ap = _weighted_ranking(y, risk, w)
+        auroc, ap = ranking_metrics(y, risk, w)
         assert auroc == pytest.approx(roc_auc_score(y, risk, sample_weight=w))
         assert ap == pytest.approx(average_precision_score(y, risk, sample_weight=w))
 

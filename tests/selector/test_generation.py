@@ -11,14 +11,12 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from jobs.models import Job, JobKind, JobStatus
+from jobs.params import JobParamsInvalid
 from labeling.models import Grade, Solution, Task
 from selector.models import SolutionScore
-from selector.services import SelectorError, job_start, queue_fill, selector_create_base
-from selector.services.generation import (
-    GenerationParams,
-    generated_steps,
-    problems_matching,
-)
+from selector.services import job_start, queue_fill, selector_create_base
+from selector.services.generation import generated_steps, problems_matching
+from selector.services.job_params import DEFAULT_PROMPT_TEMPLATE, GenerationParams
 from tests.factories import ProblemFactory
 
 
@@ -58,34 +56,38 @@ def test_generated_text_becomes_prm800k_steps(text: str, steps: list[str] | None
 
 
 @pytest.mark.parametrize(
-    ("params", "field"),
+    ("params", "field", "message"),
     [
-        ({}, "model"),
-        ({"model": "  "}, "model"),
-        ({"model": "m", "n": 0}, "n"),
-        ({"model": "m", "n": "4"}, "n"),
-        ({"model": "m", "n": True}, "n"),
-        ({"model": "m", "temperature": -1}, "temperature"),
-        ({"model": "m", "temperature": 0, "n": 2}, "n"),
-        ({"model": "m", "max_new_tokens": 0}, "max_new_tokens"),
-        ({"model": "m", "prompt_template": "Solve it."}, "prompt_template"),
-        ({"model": "m", "problems": 3}, "problems"),
-        ({"model": "m", "seed": -1}, "seed"),
-        ({"model": "m", "top_p": 0.9}, "top_p"),
+        ({}, "model", "is required"),
+        ({"model": "  "}, "model", "must not be blank"),
+        ({"model": "m", "n": 0}, "n", "must be between 1 and 10000"),
+        ({"model": "m", "n": "4"}, "n", "must be a whole number"),
+        ({"model": "m", "n": True}, "n", "must be a whole number"),
+        ({"model": "m", "temperature": -1}, "temperature", "must be between 0.0 and 10.0"),
+        ({"model": "m", "temperature": 0, "n": 2}, "n", "must be 1 at temperature 0"),
+        ({"model": "m", "max_new_tokens": 0}, "max_new_tokens", "must be between 1 and"),
+        ({"model": "m", "prompt_template": "Solve it."}, "prompt_template", "{problem}"),
+        ({"model": "m", "problems": 3}, "problems", "must be text"),
+        ({"model": "m", "seed": -1}, "seed", "must be between 0 and"),
+        ({"model": "m", "top_p": 0.9}, "top_p", "is not a parameter"),
     ],
 )
 def test_bad_parameters_are_refused_at_creation_naming_the_field(
-    db: Any, params: dict[str, Any], field: str
+    db: Any, params: dict[str, Any], field: str, message: str
 ) -> None:
-    with pytest.raises(SelectorError, match=f"^{field}: "):
+    with pytest.raises(JobParamsInvalid) as caught:
         job_start(kind=JobKind.GENERATE, params=params)
+    assert list(caught.value.errors) == [field]
+    assert message in caught.value.errors[field]
     assert not Job.objects.exists()
 
 
-def test_parameters_are_stored_complete_with_their_defaults(db: Any) -> None:
+def test_the_worker_reads_the_stored_parameters_with_their_defaults(db: Any) -> None:
     job = job_start(kind=JobKind.GENERATE, params={"model": "m", "n": 2}, enqueue=False)
-    assert job.params == GenerationParams(model="m", n=2).as_params()
-    assert "{problem}" in job.params["prompt_template"]
+    assert job.params == {"model": "m", "n": 2}
+    params = GenerationParams.parse(job.params)
+    assert (params.n, params.temperature, params.seed) == (2, 1.0, None)
+    assert params.prompt_template == DEFAULT_PROMPT_TEMPLATE
 
 
 def test_problem_filter_is_a_shell_pattern_on_unique_id(db: Any) -> None:
@@ -178,7 +180,7 @@ def test_generation_with_no_matching_problem_fails_naming_the_filter(
 
 
 def test_the_command_refuses_bad_input_before_creating_a_job(db: Any) -> None:
-    with pytest.raises(CommandError, match=r"^n: must be"):
+    with pytest.raises(CommandError, match=r"^n: must be between 1 and"):
         call_command("generate_candidates", "--model", "m", "--n", "0", verbosity=0)
     assert not Job.objects.exists()
 
@@ -195,27 +197,24 @@ def test_admin_generate_button_starts_a_job_with_the_form_fields(
         "temperature": "0.7",
         "max_new_tokens": "512",
         "problems": "test/*",
-        "prompt_template": "Q: {problem}\r\nA:",
+        "prompt_template": "Q: {problem}\r\nA:\r\n",
     }
     with django_capture_on_commit_callbacks() as callbacks:
         response = staff_client.post(url, form)
     job = Job.objects.get()
     assert response["Location"] == reverse("admin:jobs_job_change", args=[job.pk])
-    assert (
-        job.params
-        == GenerationParams(
-            model="/models/m",
-            n=16,
-            temperature=0.7,
-            max_new_tokens=512,
-            problems="test/*",
-            prompt_template="Q: {problem}\nA:",
-        ).as_params()
+    assert GenerationParams.parse(job.params) == GenerationParams(
+        model="/models/m",
+        n=16,
+        temperature=0.7,
+        max_new_tokens=512,
+        problems="test/*",
+        prompt_template="Q: {problem}\nA:\n",  # its trailing newline kept
     )
     assert len(callbacks) == 1
     response = staff_client.post(url, {**form, "n": "0"}, follow=True)
-    # The admin capitalises its messages' first letter.
-    assert "N: must be" in response.content.decode()
+    # The admin's messages start with a capital letter.
+    assert "N: must be between 1 and 10000" in response.content.decode()
     response = staff_client.post(url, {**form, "temperature": "hot"}, follow=True)
-    assert "Temperature: expected a number" in response.content.decode()
+    assert "Temperature: must be a number" in response.content.decode()
     assert Job.objects.count() == 1

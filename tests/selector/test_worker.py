@@ -18,6 +18,7 @@ from jobs.tasks import jobs_reap as jobs_reap_task
 from labeling.models import Grade, Solution, Task
 from selector.models import SolutionScore
 from selector.services import job_start, selector_create_base
+from selector.services.job_params import MAX_EPOCHS
 from selector.tasks import queue_top_up
 from tests.factories import ProblemFactory, SolutionFactory
 from tests.selector.test_pipeline import build_world
@@ -185,7 +186,8 @@ def test_top_up_runs_on_default_while_training_holds_ml_and_a_killed_training_fa
         name="default",
         env={**FAST_HEARTBEAT, "STEPWISE_JOBS_LOST_AFTER_SECONDS": str(LOST_AFTER)},
     )
-    train = job_start(kind=JobKind.TRAIN, params={"epochs": 100_000, "name": "endless"})
+    # As many epochs as a job may ask for: it is still training when the worker is killed.
+    train = job_start(kind=JobKind.TRAIN, params={"epochs": MAX_EPOCHS, "name": "endless"})
     wait_until(
         lambda: Job.objects.filter(pk=train.pk, progress_done__gt=0).exists(),
         timeout=300,

@@ -30,7 +30,7 @@ from labeling.models import (
     Task,
     TaskKind,
 )
-from labeling.services.export import export_path
+from labeling.services.export_jobs import export_path
 from labeling.services.quality import quality_settings_get
 from selector.models import SelectorVersion
 from selector.services import selector_permissions_grant

@@ -6,7 +6,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from labeling.models import Solution, Task, TaskKind
-from labeling.queries import generation_current
+from labeling.queries import generation_current, queue_scores
 from labeling.services.queue import tasks_enqueue
 
 
@@ -53,6 +53,7 @@ class Command(BaseCommand):
                 overlap=options["overlap"],
                 kind=kind,
                 priority_from=options["priority_from"],
+                scores=queue_scores,
             )
         except ValidationError as error:
             raise CommandError(

@@ -4,7 +4,7 @@ from django.core.management.base import CommandParser
 
 from jobs.models import JobKind
 from selector.management.commands._selector_job import SelectorJobCommand
-from selector.services.generation import DEFAULT_PROMPT_TEMPLATE
+from selector.services.job_params import DEFAULT_PROMPT_TEMPLATE
 
 
 class Command(SelectorJobCommand):

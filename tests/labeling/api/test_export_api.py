@@ -13,10 +13,9 @@ from rest_framework.test import APIClient
 from jobs.models import Job, JobStatus
 from labeling import permissions
 from labeling.models import TaskKind
-from labeling.services.export import (
-    ExportFilters,
+from labeling.services.export import ExportFilters, StepwiseOptions
+from labeling.services.export_jobs import (
     ExportJobBusy,
-    StepwiseOptions,
     export_job_create,
     export_job_run,
     export_path,

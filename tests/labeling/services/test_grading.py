@@ -4,10 +4,10 @@ import time
 
 import pytest
 
+from labeling.answers import answer_extract
 from labeling.models import Grade, GradedAnswer, Solution
 from labeling.services.grading import (
     AnswerChecker,
-    answer_extract,
     answers_grade,
     problem_grades_reset,
 )

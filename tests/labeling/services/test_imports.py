@@ -177,39 +177,6 @@ def test_two_labelers_on_one_solution_share_a_task_and_overrides_are_kept(shared
     }
 
 
-def test_read_ahead_hands_reader_errors_to_the_writer():
-    from labeling.services.imports import _read_ahead
-
-    def batches():
-        yield "first"
-        raise UnicodeError("disk on fire")
-
-    got = []
-    with pytest.raises(UnicodeError, match="disk on fire"):
-        for batch in _read_ahead(batches()):  # type: ignore[arg-type]
-            got.append(batch)
-    assert got == ["first"]
-
-
-def test_read_ahead_stops_reading_when_the_writer_stops():
-    import threading
-
-    from labeling.services.imports import _read_ahead
-
-    produced = []
-
-    def endless():
-        while True:
-            produced.append(len(produced))
-            yield len(produced)
-
-    reader = _read_ahead(endless())  # type: ignore[arg-type]
-    assert next(reader) == 1
-    reader.close()  # what a failing write does to the loop
-    assert not any(t.name == "jsonl-read-ahead" for t in threading.enumerate())
-    assert len(produced) <= 4  # the one consumed, two queued, one blocked: memory is bounded
-
-
 def test_every_record_shape_of_the_release_imports_without_skip_invalid():
     shapes = shape_records()
     report = prm800k_import(stream=stream(*shapes.values()), source="shapes.jsonl")

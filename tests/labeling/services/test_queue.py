@@ -1,12 +1,14 @@
 """The leased queue: claim order, overlap, resume, prefetch, expiry, skip, enqueue."""
 
 import datetime
+import functools
 
 import pytest
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from labeling.models import Lease, Skip, Task, TaskKind
+from labeling.queries import FIRST_GENERATION, generation_current, generation_latest, queue_scores
 from labeling.services.labels import label_submit
 from labeling.services.queue import (
     MAX_LIVE_LEASES,
@@ -212,8 +214,9 @@ def test_enqueue_creates_tasks_once_with_scores_as_priority():
         solution=solutions[0], version=version, score=0.8, step_scores=[0.9]
     )
     ids = [s.pk for s in solutions]
-    assert tasks_enqueue(solution_ids=ids, generation=2, overlap=2, kind=TaskKind.NORMAL) == 3
-    assert tasks_enqueue(solution_ids=ids, generation=2, overlap=2, kind=TaskKind.NORMAL) == 0
+    enqueue = functools.partial(tasks_enqueue, overlap=2, kind=TaskKind.NORMAL, scores=queue_scores)
+    assert enqueue(solution_ids=ids, generation=2) == 3
+    assert enqueue(solution_ids=ids, generation=2) == 0
     scored = Task.objects.get(solution=solutions[0])
     assert (scored.priority, scored.queued_score, scored.required_labels) == (0.8, 0.8, 2)
     unscored = Task.objects.get(solution=solutions[1])
@@ -226,10 +229,34 @@ def test_enqueue_with_zero_priority_keeps_score_for_record():
     version = SelectorVersion.objects.create(name="v", base_model="x", is_active=True)
     SolutionScore.objects.create(solution=solution, version=version, score=0.3, step_scores=[])
     tasks_enqueue(
-        solution_ids=[solution.pk], generation=1, overlap=1, kind="normal", priority_from="zero"
+        solution_ids=[solution.pk],
+        generation=1,
+        overlap=1,
+        kind="normal",
+        priority_from="zero",
+        scores=queue_scores,
     )
     task = Task.objects.get()
     assert (task.priority, task.queued_score) == (0.0, 0.3)
+
+
+def test_enqueue_takes_the_scores_it_is_given_and_none_without_them():
+    scored, unscored = SolutionFactory.create_batch(2)
+    asked = []
+
+    def lookup(ids: list[int]) -> dict[int, float]:
+        asked.append(sorted(ids))
+        return {scored.pk: 0.7}
+
+    tasks_enqueue(solution_ids=[scored.pk, unscored.pk], generation=1, scores=lookup)
+    tasks_enqueue(solution_ids=[scored.pk], generation=2)
+    assert asked == [sorted([scored.pk, unscored.pk])]
+    rows = {(t.solution_id, t.generation): (t.priority, t.queued_score) for t in Task.objects.all()}
+    assert rows == {
+        (scored.pk, 1): (0.7, 0.7),
+        (unscored.pk, 1): (0.0, None),
+        (scored.pk, 2): (0.0, None),
+    }
 
 
 def test_enqueue_with_unknown_solution_names_it_and_writes_nothing():
@@ -264,6 +291,28 @@ def test_enqueue_command_all_unqueued_then_nothing_left():
     assert set(new.values_list("required_labels", flat=True)) == {2}
     call_command("enqueue", "--all-unqueued", stdout=out)
     assert Task.objects.count() == 3
+
+
+def test_enqueue_command_queues_with_the_active_selectors_scores():
+    from django.core.management import call_command
+
+    solution = SolutionFactory()
+    version = SelectorVersion.objects.create(
+        name="v-cmd", base_model="x", status=VersionStatus.READY, is_active=True
+    )
+    SolutionScore.objects.create(solution=solution, version=version, score=0.6, step_scores=[])
+    call_command("enqueue", "--solution-ids", str(solution.pk), "--generation", "1")
+    task = Task.objects.get()
+    assert (task.priority, task.queued_score) == (0.6, 0.6)
+
+
+def test_one_generation_current_and_its_answer_on_an_empty_queue():
+    assert (generation_latest(), generation_current()) == (None, FIRST_GENERATION)
+    TaskFactory(generation=-1, kind=TaskKind.SCREENING)  # PRM800K's screening: not a round
+    TaskFactory(generation=0)
+    assert (generation_latest(), generation_current()) == (0, 0)
+    TaskFactory(generation=3)
+    assert (generation_latest(), generation_current()) == (3, 3)
 
 
 def test_enqueue_command_reports_unknown_ids_as_an_error():

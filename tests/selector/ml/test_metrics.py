@@ -22,6 +22,32 @@ def test_auroc_counts_ties_as_half():
     assert m["auroc"] == pytest.approx(0.875)
 
 
+def test_the_one_auroc_matches_sklearn_with_ties_weights_and_both_entry_points():
+    import numpy as np
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from selector.ml.metrics import auroc, ranking_metrics
+
+    rng = np.random.default_rng(7)
+    for _ in range(50):
+        n = int(rng.integers(2, 200))
+        ratings = rng.choice([-1, 0, 1], size=n).tolist()
+        ratings[0], ratings[-1] = -1, 1  # both classes
+        scores = np.round(rng.random(n), int(rng.integers(0, 3))).tolist()  # many ties
+        y, risk = np.asarray(ratings) == -1, 1.0 - np.asarray(scores)
+        expected = roc_auc_score(y, risk)
+        assert step_metrics(scores, ratings)["auroc"] == pytest.approx(expected)
+        assert step_metrics(scores, ratings)["auprc"] == pytest.approx(
+            average_precision_score(y, risk)
+        )
+        assert auroc(y, risk) == pytest.approx(expected)
+        w = rng.integers(1, 4, n).astype(float)
+        weighted = ranking_metrics(y, risk, w)
+        assert weighted is not None
+        assert weighted[0] == pytest.approx(roc_auc_score(y, risk, sample_weight=w))
+    assert np.isnan(auroc(np.asarray([True, True]), np.asarray([0.1, 0.2])))
+
+
 def test_auroc_is_undefined_with_one_class():
     m = step_metrics([0.3, 0.4], [1, 0])
     assert m["auroc"] is None and m["auprc"] is None and m["n_negative"] == 0

@@ -3,9 +3,9 @@ import math
 import numpy as np
 import pytest
 
+from selector.ml.metrics import auroc
 from selector.simulation.report import (
     analyse,
-    auroc,
     labels_to_reach,
     plots_write,
     ratio_of,

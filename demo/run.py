@@ -3,6 +3,7 @@
 Every process gets the same environment, so the embedded default (SQLite + filesystem broker
 under ``var/``) and a PostgreSQL + Redis setup start the same way. Ctrl-C stops them all; if any
 one of them dies, the rest are stopped too, so a half-running product never goes unnoticed.
+It lives in the top layer (``demo``) because its banner prints the demo logins.
 """
 
 import os
@@ -11,6 +12,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from demo.logins import DEMO_LOGINS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -75,8 +78,6 @@ def _commands(host: str, port: str, var_dir: Path) -> dict[str, list[str]]:
 
 
 def _print_banner(url: str) -> None:
-    from labeling.demo_data import DEMO_LOGINS
-
     print("\n" + "=" * 66)
     print(f"  Stepwise is running at {url}")
     print(f"    annotators: {url}/label/     admin: {url}/admin/     API: {url}/api/docs/")

@@ -11,12 +11,9 @@ from django.core.management import call_command
 from django.http import HttpRequest
 from django.test import Client
 
-from labeling.demo_data import (
-    ANSWER_MARKER,
-    DEMO_LOGINS,
-    DEMO_PROBLEMS,
-    demo_candidate_count,
-)
+from demo.logins import DEMO_LOGINS
+from demo.problems import DEMO_PROBLEMS, demo_candidate_count
+from labeling.answers import ANSWER_MARKER, answer_extract
 from labeling.models import (
     AnnotatorProfile,
     Grade,
@@ -27,7 +24,6 @@ from labeling.models import (
     TaskKind,
     text_sha256,
 )
-from labeling.services.grading import answer_extract
 from tests.factories import ProblemFactory
 
 pytestmark = pytest.mark.django_db

@@ -7,9 +7,9 @@ import pytest
 from django.core.management import call_command
 from django.urls import reverse
 
+from demo.replay import DEMO_ORACLE, DEMO_VERSION_PREFIX
 from labeling.models import Label, Problem, Task, TaskKind
 from selector.models import SelectorVersion, VersionStatus
-from selector.services.simulation import DEMO_ORACLE, DEMO_VERSION_PREFIX
 from selector.simulation.pool import synthetic_pool
 from tests.factories import UserFactory
 

@@ -4,7 +4,10 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from labeling.demo_data import DEMO_LOGINS, DemoSeedResult, demo_seed
+from demo.logins import DEMO_LOGINS
+from demo.replay import demo_replay
+from demo.seed import DemoSeedResult, demo_seed
+from selector.services.common import SelectorError
 
 
 class Command(BaseCommand):
@@ -51,11 +54,8 @@ class Command(BaseCommand):
             self._simulate(options["simulate_base"])
 
     def _simulate(self, base_model: str | None) -> None:
-        from selector.services import SelectorError
-        from selector.services.simulation import simulation_demo_replay
-
         try:
-            replay = simulation_demo_replay(
+            replay = demo_replay(
                 base_model=base_model, echo=lambda line: self.stdout.write(f"  {line}")
             )
         except SelectorError as exc:

@@ -1,0 +1,121 @@
+"""Running a selector Job: the dispatch from its kind to the service that does the work.
+
+Every workflow module is imported here, and none imports this one back; ``job_start``
+(``selector.services.jobs``) lives apart so that workflows may start jobs themselves.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from jobs.models import Job, JobKind
+from jobs.services import JobProgress, job_run
+from selector.models import SelectorVersion
+from selector.services.benchmark import benchmark_evaluate
+from selector.services.common import Progress, SelectorError
+from selector.services.evaluation import selector_evaluate
+from selector.services.generation import candidates_generate
+from selector.services.job_params import (
+    BenchmarkParams,
+    FillParams,
+    GenerationParams,
+    SimulateParams,
+    TrainParams,
+)
+from selector.services.promotion import selector_promote
+from selector.services.queue_fill import queue_fill
+from selector.services.scoring import candidates_score
+from selector.services.simulation import simulation_execute
+from selector.services.training import LabelHygiene, selector_train
+from selector.services.versions import selector_active, selector_create_base
+
+
+def _train(job: Job, progress: JobProgress) -> dict[str, Any]:
+    params = TrainParams.parse(job.params)
+    if params.base:
+        version = selector_create_base(name=params.name or None)
+        job.version = version
+        job.save(update_fields=["version"])
+        return {"version_id": version.pk, "version": version.name, "active": version.is_active}
+    base = (
+        SelectorVersion.objects.get(pk=params.base_version_id) if params.base_version_id else None
+    )
+    version = selector_train(
+        job=job,
+        base_version=base,
+        epochs=params.epochs,
+        learning_rate=params.learning_rate,
+        name=params.name or None,
+        hygiene=LabelHygiene(
+            exclude_unreliable=params.exclude_unreliable,
+            combine_overlaps=params.combine_overlaps,
+            include_flagged=params.include_flagged,
+        ),
+        progress=progress,
+    )
+    return {"version_id": version.pk, "version": version.name, **version.training_summary}
+
+
+def _score(job: Job, progress: JobProgress) -> dict[str, Any]:
+    scoring = job.version or selector_active()
+    if scoring is None:
+        raise SelectorError("no active selector version to score with")
+    if job.version is None:
+        job.version = scoring
+        job.save(update_fields=["version"])
+    return {"scored": candidates_score(version=scoring, job=job, progress=progress)}
+
+
+def _benchmark(job: Job, progress: JobProgress) -> dict[str, Any]:
+    params = BenchmarkParams.parse(job.params)
+    assert job.version is not None
+    return benchmark_evaluate(
+        version=job.version,
+        path=Path(params.path),
+        threshold=params.threshold,
+        name=params.name,
+        job=job,
+        progress=progress,
+    )
+
+
+def _fill(job: Job, progress: JobProgress) -> dict[str, Any]:
+    params = FillParams.parse(job.params)
+    report = queue_fill(
+        per_problem=params.per_problem,
+        wrong_fraction=params.wrong_fraction,
+        generation=params.generation,
+        version=job.version,
+    )
+    progress(report.created, report.created)
+    return report.as_dict()
+
+
+def _job_run_kind(job: Job, progress: JobProgress) -> dict[str, Any]:
+    if job.kind == JobKind.TRAIN:
+        return _train(job, progress)
+    if job.kind == JobKind.EVALUATE:
+        assert job.version is not None
+        return selector_evaluate(version=job.version, progress=progress)
+    if job.kind == JobKind.PROMOTE:
+        assert job.version is not None
+        return selector_promote(version=job.version, job=job, progress=progress)
+    if job.kind == JobKind.SCORE:
+        return _score(job, progress)
+    if job.kind == JobKind.BENCHMARK:
+        return _benchmark(job, progress)
+    if job.kind == JobKind.SIMULATE:
+        preset = SimulateParams.parse(job.params).preset
+        return simulation_execute(job=job, preset=preset, progress=progress)
+    if job.kind == JobKind.FILL:
+        return _fill(job, progress)
+    if job.kind == JobKind.GENERATE:
+        params = GenerationParams.parse(job.params)
+        return candidates_generate(params=params, job=job, progress=progress)
+    raise SelectorError(f"kind {job.kind!r}: not a background selector job")
+
+
+def job_execute(*, job_id: int, echo: Progress | None = None) -> Job:
+    """Run a selector Job in this process (see ``jobs.services.job_run``)."""
+    return job_run(job_id=job_id, runner=_job_run_kind, echo=echo)
