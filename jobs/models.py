@@ -15,6 +15,7 @@ class JobKind(models.TextChoices):
     BENCHMARK = "benchmark", "Benchmark"
     SIMULATE = "simulate", "Simulate active learning"
     GENERATE = "generate", "Generate candidates"
+    IMPORT = "import", "Import JSONL"
 
 
 class JobStatus(models.TextChoices):
