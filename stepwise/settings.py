@@ -183,7 +183,7 @@ MEDIA_URL = "/media/"
 EXPORT_DIR = VAR_DIR / "exports"
 # JSONL sent to the import API is spooled here (on the shared media volume in production: the
 # default worker imports it) and removed once imported. Larger bodies are refused with 413.
-IMPORT_UPLOAD_DIR = MEDIA_ROOT / "imports"
+IMPORT_UPLOAD_DIR = Path(os.environ.get("STEPWISE_IMPORT_DIR", MEDIA_ROOT / "imports"))
 IMPORT_UPLOAD_MAX_BYTES = int(os.environ.get("STEPWISE_IMPORT_MAX_BYTES", str(2 * 1024**3)))
 
 # --- REST framework -------------------------------------------------------------------------
