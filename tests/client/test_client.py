@@ -128,6 +128,23 @@ def test_refusals_raise_api_errors_carrying_the_servers_field_errors(
     assert caught.value.status_code in (401, 403) and caught.value.detail == "Invalid token."
 
 
+def test_a_token_from_the_documented_command_signs_the_client_in(server: str) -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from tests.factories import staff_with
+
+    staff_with("selector.view_selectorversion", username="scripted")
+    out = StringIO()
+    call_command("drf_create_token", "scripted", stdout=out)
+    token = out.getvalue().split()[2]  # "Generated token KEY for user scripted"
+    assert Stepwise(server, token).versions() == []
+    with pytest.raises(APIError) as caught:  # the user's permissions, no more
+        Stepwise(server, token).train()
+    assert caught.value.status_code == 403
+
+
 def test_exports_stream_into_files(staff: Stepwise, tmp_path: Path) -> None:
     for generation in (1, 1, 2):
         LabelFactory(task=TaskFactory(generation=generation))
