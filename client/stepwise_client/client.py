@@ -187,6 +187,12 @@ class Stepwise:
         ``generation``; the server's settings by default)."""
         return self._started(self._request("POST", "/api/selector/fill/", json=params))
 
+    def generate(self, *, model: str, **params: Any) -> Job:
+        """Sample candidates on the ml worker (``n``, ``temperature``, ``max_new_tokens``,
+        ``prompt_template``, ``problems``, ``seed``), then import, grade and score them."""
+        body = {"model": model, **params}
+        return self._started(self._request("POST", "/api/selector/generate/", json=body))
+
     def versions(self) -> list[dict[str, Any]]:
         """Every selector version, newest first, with its metrics and their intervals."""
         return list(self._request("GET", "/api/selector/versions/").json())

@@ -34,7 +34,13 @@ def _job_for(request: Request, job_id: int) -> Job:
 class JobDetailView(APIView):
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(operation_id="job_detail", responses=JobOutSerializer)
+    @extend_schema(
+        operation_id="job_detail",
+        responses={
+            200: JobOutSerializer,
+            404: OpenApiResponse(description="No such job, or not one you may see."),
+        },
+    )
     def get(self, request: Request, job_id: int) -> Response:
         job = _job_for(request, job_id)
         return Response(JobOutSerializer(queries.job_summary(job)).data)
@@ -48,6 +54,8 @@ class JobCancelView(APIView):
         request=None,
         responses={
             200: JobOutSerializer,
+            403: OpenApiResponse(description="Someone else's job, without jobs.change_job."),
+            404: OpenApiResponse(description="No such job, or not one you may see."),
             409: OpenApiResponse(description="The job had already finished."),
         },
     )

@@ -84,6 +84,7 @@ def _options(request: Request) -> dict[str, Any]:
         200: OpenApiResponse(JobStartedSerializer, description="The same file's job."),
         400: OpenApiResponse(description="No file, an empty one, or a bad option (named)."),
         413: OpenApiResponse(description="Larger than STEPWISE_IMPORT_MAX_BYTES."),
+        415: OpenApiResponse(description="Neither JSONL nor a multipart form."),
     },
 )
 class ImportView(APIView):

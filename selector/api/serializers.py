@@ -84,6 +84,20 @@ class FillSerializer(serializers.Serializer):
     generation = serializers.IntegerField(required=False, allow_null=True, min_value=0)
 
 
+class GenerateSerializer(serializers.Serializer):
+    """The generate job's parameters (``selector.services.job_params.GenerationParams``)."""
+
+    model = serializers.CharField(help_text="a model directory on the ml worker, or a hub id")
+    n = serializers.IntegerField(required=False, help_text="solutions per problem")
+    temperature = serializers.FloatField(required=False)
+    max_new_tokens = serializers.IntegerField(required=False)
+    prompt_template = serializers.CharField(required=False, help_text="must contain {problem}")
+    problems = serializers.CharField(
+        required=False, help_text="a shell-style pattern on unique_id; default: every problem"
+    )
+    seed = serializers.IntegerField(required=False, allow_null=True)
+
+
 class IntervalSerializer(serializers.Serializer):
     diff = serializers.FloatField(allow_null=True)
     low = serializers.FloatField(allow_null=True)

@@ -8,5 +8,6 @@ urlpatterns: list = [
     path("promote/", views.PromoteView.as_view(), name="api-selector-promote"),
     path("score/", views.ScoreView.as_view(), name="api-selector-score"),
     path("fill/", views.FillView.as_view(), name="api-selector-fill"),
+    path("generate/", views.GenerateView.as_view(), name="api-selector-generate"),
     path("versions/", views.VersionListView.as_view(), name="api-selector-versions"),
 ]

@@ -1,7 +1,7 @@
-"""The selector's staff API: start train, evaluate, promote, score and fill jobs (202 with the
-job), and list the versions with their metrics. Permissions are the admin's: ``jobs.add_job``
-starts jobs, ``selector.view_selectorversion`` reads versions. Thin: each view checks its
-input and calls one service; bad input is a 400 naming the field."""
+"""The selector's staff API: start train, evaluate, promote, score, fill and generate jobs
+(202 with the job), and list the versions with their metrics. Permissions are the admin's:
+``jobs.add_job`` starts jobs, ``selector.view_selectorversion`` reads versions. Thin: each view
+checks its input and calls one service; bad input is a 400 naming the field."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from selector.api.serializers import (
     EvaluateFormSerializer,
     EvaluateSerializer,
     FillSerializer,
+    GenerateSerializer,
     PromoteSerializer,
     TrainSerializer,
     VersionOutSerializer,
@@ -92,6 +93,14 @@ class FillView(JobStartView):
     def post(self, request: Request) -> Response:
         """Queue candidates by the 80/20 rule with the active version."""
         return self.started(request, job_start, kind=JobKind.FILL, params=_body(request))
+
+
+class GenerateView(JobStartView):
+    @extend_schema(operation_id="selector_generate", request=GenerateSerializer, responses=STARTED)
+    def post(self, request: Request) -> Response:
+        """Sample candidate solutions with a causal LM on the ml worker, then import, grade
+        and score them (``generate_candidates``' fields)."""
+        return self.started(request, job_start, kind=JobKind.GENERATE, params=_body(request))
 
 
 class ScoreView(JobStartView):

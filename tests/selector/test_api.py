@@ -264,3 +264,17 @@ def test_staff_without_the_admins_permissions_are_refused(method: str, path: str
     client = APIClient()
     client.force_authenticate(allowed)
     assert getattr(client, method)(f"/api/selector/{path}/", {}, format="json").status_code != 403
+
+
+def test_generate_takes_the_commands_fields_and_names_a_bad_one(api: APIClient) -> None:
+    body = {"model": "/models/gen", "n": 2, "problems": "test/*", "seed": 3}
+    job = started(api.post("/api/selector/generate/", body, format="json"), JobKind.GENERATE)
+    assert job.params == body
+    response = api.post(
+        "/api/selector/generate/", {"model": "m", "temperature": 0, "n": 2}, format="json"
+    )
+    assert response.status_code == 400
+    assert response.json() == {"n": ["must be 1 at temperature 0 (greedy decoding gives one)"]}
+    assert api.post("/api/selector/generate/", {}, format="json").json() == {
+        "model": ["is required"]
+    }

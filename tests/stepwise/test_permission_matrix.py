@@ -81,6 +81,7 @@ MATRIX: dict[tuple[str, str], str] = {
     ("api/selector/promote/", "POST"): "403 403 403 403 400 403 400",
     ("api/selector/score/", "POST"): "403 403 403 403 400 403 400",
     ("api/selector/fill/", "POST"): "403 403 403 403 202 403 202",
+    ("api/selector/generate/", "POST"): "403 403 403 403 400 403 400",  # no model given
     ("api/selector/versions/", "GET"): "403 403 403 403 200 403 200",
     # --- API: a job, for whoever may view jobs or started it (the matrix's is the
     # superuser's finished export: cancelling it is a conflict) ---
