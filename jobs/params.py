@@ -146,6 +146,8 @@ def _value(raw: Any, hint: Any, meta: Mapping[str, Any], *, text: bool) -> Any:
         if not isinstance(raw, str):
             raise ValueError(f"must be text, got {_shown(raw)}")
         value = raw.strip() if text and meta.get("strip", True) else raw
+        if "\x00" in value:  # PostgreSQL cannot store it in the row's JSON
+            raise ValueError("must not contain the NUL character")
         if meta.get("max_length") is not None and len(value) > meta["max_length"]:
             raise ValueError(f"must be at most {meta['max_length']} characters")
         if meta.get("choices") and value not in meta["choices"]:

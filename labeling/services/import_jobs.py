@@ -78,8 +78,9 @@ class ImportStarted:
 
 def upload_filename(name: str | None) -> str:
     """The name errors and the job show: the sender's base name, short, or a default."""
-    base = Path((name or "").replace("\\", "/")).name.strip()
-    return base[:FILENAME_LENGTH] or "upload.jsonl"
+    base = Path((name or "").replace("\\", "/")).name
+    printable = "".join(ch for ch in base if ch.isprintable()).strip()
+    return printable[:FILENAME_LENGTH] or "upload.jsonl"
 
 
 def import_job_start(

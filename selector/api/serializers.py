@@ -23,6 +23,8 @@ class VersionRefField(serializers.Field):
     def to_internal_value(self, data: Any) -> SelectorVersion:
         if isinstance(data, bool) or not isinstance(data, int | str) or data == "":
             self.fail("invalid")
+        if isinstance(data, str) and (len(data) > 100 or "\x00" in data):
+            self.fail("missing", ref=data[:100])  # no name is that long, or holds a NUL
         version = queries.version_find(data)
         if version is None:
             self.fail("missing", ref=data)

@@ -69,6 +69,8 @@ def test_train_starts_a_job_with_the_given_parameters(api: APIClient, ml_staff: 
         ("evaluate", {"version": [1]}, "version", "id (a number) or its name"),
         ("evaluate", {"version": "ready", "threshold": 2}, "threshold", "less than or equal"),
         ("promote", {}, "version", "required"),
+        ("promote", {"version": "v\x00"}, "version", "no selector version"),
+        ("train", {"name": "v\x00"}, "name", "NUL character"),
         ("promote", {"version": "ready", "force": "perhaps"}, "force", "valid boolean"),
         ("promote", {"version": "training"}, "version", "not ready"),
         ("score", {"version": True}, "version", "id (a number) or its name"),

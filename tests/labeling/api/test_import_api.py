@@ -255,6 +255,25 @@ def test_a_long_filename_is_cut_to_its_base_name(api: APIClient) -> None:
     response = send_form(api, "problems", jsonl(problem(1)), name="../../" + "n" * 300)
     assert response.status_code == 202
     assert Job.objects.get().params["filename"] == "n" * 200
+    # Control characters (a NUL, which PostgreSQL cannot store) are left out of the name.
+    response = send_raw(api, "problems", jsonl(problem(2)), "?filename=a%00b%0Ac.jsonl")
+    assert response.status_code == 202
+    assert Job.objects.get(pk=response.json()["job"]).params["filename"] == "abc.jsonl"
+
+
+def test_a_nul_character_in_a_record_is_an_error_naming_its_field(api: APIClient) -> None:
+    candidate = {"unique_id": "test/algebra/1.json", "steps": ["ok", "# Answer\n\n2\u0000"]}
+    body = jsonl(problem(1), {**problem(2), "problem": "What\u0000?"})
+    job = run(send_raw(api, "problems", body))
+    assert job.status == JobStatus.FAILED and not Problem.objects.exists()
+    assert job_view(api, job)["errors"][0] == {
+        "line": 2,
+        "field": "problem",
+        "message": "must not contain the NUL character (\\u0000)",
+    }
+    ProblemFactory(unique_id="test/algebra/1.json")
+    job = run(send_raw(api, "candidates", jsonl(candidate)))  # json.dumps escapes it: \u0000
+    assert [(e["line"], e["field"]) for e in job_view(api, job)["errors"][:1]] == [(1, "steps[1]")]
 
 
 @pytest.mark.parametrize(
