@@ -9,10 +9,11 @@ export TRANSFORMERS_OFFLINE := 1
 
 .PHONY: run test test-python test-frontend lint format bench soak install frontend migrate clean chromium
 
-$(INSTALLED): pyproject.toml
+$(INSTALLED): pyproject.toml client/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e './client[progress]'  # the Python client (client/README.md)
 	touch $@
 
 install: $(INSTALLED)

@@ -14,6 +14,8 @@ class JobKind(models.TextChoices):
     EXPORT = "export", "Export"
     BENCHMARK = "benchmark", "Benchmark"
     SIMULATE = "simulate", "Simulate active learning"
+    GENERATE = "generate", "Generate candidates"
+    IMPORT = "import", "Import JSONL"
 
 
 class JobStatus(models.TextChoices):

@@ -44,14 +44,17 @@ def bounded(
     choices: tuple[str, ...] | None = None,
     max_length: int | None = None,
     check: Callable[[Any], None] | None = None,
+    strip: bool = True,
 ) -> Any:
-    """A parameter field with its bounds; ``check`` raises ValueError(message) on a bad value."""
+    """A parameter field with its bounds; ``check`` raises ValueError(message) on a bad value.
+    ``strip=False`` keeps a form's text as typed (a prompt whose trailing newline matters)."""
     metadata = {
         "low": low,
         "high": high,
         "choices": choices,
         "max_length": max_length,
         "check": check,
+        "strip": strip,
     }
     return dataclasses.field(default=default, metadata=metadata)
 
@@ -142,7 +145,9 @@ def _value(raw: Any, hint: Any, meta: Mapping[str, Any], *, text: bool) -> Any:
     elif kind is str:
         if not isinstance(raw, str):
             raise ValueError(f"must be text, got {_shown(raw)}")
-        value = raw.strip() if text else raw
+        value = raw.strip() if text and meta.get("strip", True) else raw
+        if "\x00" in value:  # PostgreSQL cannot store it in the row's JSON
+            raise ValueError("must not contain the NUL character")
         if meta.get("max_length") is not None and len(value) > meta["max_length"]:
             raise ValueError(f"must be at most {meta['max_length']} characters")
         if meta.get("choices") and value not in meta["choices"]:

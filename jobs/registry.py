@@ -50,4 +50,15 @@ JOB_TASKS: dict[str, JobTask] = {
     JobKind.SIMULATE: JobTask(
         "selector.simulation_execute", params=f"{_SELECTOR_PARAMS}.SimulateParams"
     ),
+    # Resumable: an import is one transaction (a lost worker's is rolled back) and
+    # deduplicated, so running the file again writes exactly what the first run would have.
+    JobKind.IMPORT: JobTask(
+        "labeling.import_job_run",
+        resumable=True,
+        params="labeling.services.import_jobs.ImportParams",
+    ),
+    # Not resumable: a re-run samples every problem again (the import keeps what is stored).
+    JobKind.GENERATE: JobTask(
+        "selector.candidates_generate", params=f"{_SELECTOR_PARAMS}.GenerationParams"
+    ),
 }

@@ -151,6 +151,81 @@ class JobProgress:
             raise JobAbandoned(f"{self.job} was marked finished while it ran")
 
 
+class DetachedProgress:
+    """Progress for work that runs inside one long transaction (an import): a call only notes
+    the figures, and a thread with its own database connection writes them every ``interval``
+    seconds. Written from inside that transaction they would stay invisible until it commits,
+    and would hold the job's row locked against a cancel. When the job is marked finished
+    meanwhile (cancelled, or failed by an admin), the next call raises ``JobAbandoned``, so the
+    work stops and its transaction rolls back. Use it as a context manager around the work.
+
+    Inside a caller's transaction (a test) no other connection can see the job's row: the
+    figures are then written once, at the end, by the caller's connection.
+    """
+
+    def __init__(self, job: Job, *, interval: float = 0.5) -> None:
+        self.job = job
+        self.interval = interval
+        self._figures: tuple[int, int] | None = None
+        self._written: tuple[int, int] | None = None
+        self._abandoned = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self._abandoned.is_set():
+            raise JobAbandoned(f"{self.job} was marked finished while it ran")
+        self._figures = (max(0, int(done)), max(0, int(total)))
+
+    def __enter__(self) -> DetachedProgress:
+        if not connection.in_atomic_block:
+            self._thread = threading.Thread(
+                target=self._write_loop, name=f"job-{self.job.pk}-progress", daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        else:
+            self._write()
+
+    def _write_loop(self) -> None:
+        try:
+            while not self._stop.wait(self.interval):
+                self._write_logged()
+            self._write_logged()
+        finally:
+            connections.close_all()
+
+    def _write_logged(self) -> None:
+        try:
+            self._write()
+        except DatabaseError:
+            # SQLite: the work's transaction holds the only write lock until it commits.
+            logger.info("job %s: progress write failed; next time", self.job.pk, exc_info=True)
+
+    def _write(self) -> None:
+        figures = self._figures
+        if figures is None or figures == self._written:
+            return
+        updated = (
+            Job.objects.filter(pk=self.job.pk)
+            .exclude(status__in=FINISHED)
+            .update(
+                progress_done=figures[0],
+                progress_total=figures[1],
+                heartbeat_at=timezone.now(),
+            )
+        )
+        self._written = figures
+        if not updated:
+            self._abandoned.set()
+        self.job.progress_done, self.job.progress_total = figures
+
+
 def progress_for(job: Job | None, progress: Progress | None) -> Progress:
     if isinstance(progress, JobProgress):
         return progress

@@ -11,3 +11,7 @@ EXPORT_LABELS = "labeling.export_labels"
 VIEW_DASHBOARD = "labeling.view_dashboard"
 # Pause or resume an annotator (dashboard buttons and admin actions alike).
 PAUSE_ANNOTATORS = "labeling.change_annotatorprofile"
+# Import JSONL (the admin's "Import JSONL" pages and the import API): adding the rows it adds.
+IMPORT_PROBLEMS = "labeling.add_problem"
+IMPORT_CANDIDATES = "labeling.add_solution"
+IMPORT_LABELS = "labeling.add_label"

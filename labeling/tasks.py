@@ -13,6 +13,14 @@ def export_job_run(job_id: int) -> str:
     return run(job_id=job_id).status
 
 
+@shared_task(name="labeling.import_job_run", acks_late=True, time_limit=6 * 3600)
+def import_job_run(job_id: int) -> str:
+    """An import Job sent through the API (``jobs.registry.JOB_TASKS``)."""
+    from labeling.services.import_jobs import import_job_run as run
+
+    return run(job_id=job_id).status
+
+
 @shared_task(name="labeling.leases_release_expired", **PERIODIC_TASK)
 def leases_release_expired_task() -> int:
     """Beat, every minute: give the slots of abandoned leases back to the queue (every lease

@@ -29,11 +29,12 @@ from selector import metric_rows, plots, queries, services
 from selector.admin_import import import_view
 from selector.models import SelectorVersion, SolutionScore
 from selector.services.benchmark import benchmark_upload
+from selector.services.job_params import DEFAULT_PROMPT_TEMPLATE
 from selector.services.jobs import SELECTOR_KINDS
 from selector.services.simulation import simulation_file, simulation_page
 
 VERSION_JOBS = [JobKind.EVALUATE, JobKind.PROMOTE, JobKind.SCORE]
-GLOBAL_JOBS = [JobKind.TRAIN, JobKind.SCORE, JobKind.FILL, JobKind.SIMULATE]
+GLOBAL_JOBS = [JobKind.TRAIN, JobKind.SCORE, JobKind.FILL, JobKind.SIMULATE, JobKind.GENERATE]
 
 
 def _job_params(kind: str, post: Any) -> dict[str, Any]:
@@ -41,6 +42,9 @@ def _job_params(kind: str, post: Any) -> dict[str, Any]:
     field). "Untrained base" takes only a name: the training fields beside it do not apply."""
     if kind == JobKind.TRAIN and post.get("base"):
         post = {"base": post["base"], "name": post.get("name", "")}
+    if kind == JobKind.GENERATE and post.get("prompt_template"):
+        # A textarea posts CRLF line ends; the template keeps its other whitespace.
+        post = {**post.dict(), "prompt_template": post["prompt_template"].replace("\r\n", "\n")}
     return job_params_clean(kind, post, text=True)
 
 
@@ -199,6 +203,7 @@ class SelectorVersionAdmin(admin.ModelAdmin):
     ) -> HttpResponse:
         extra = {
             "job_buttons": [(k.value, k.label) for k in GLOBAL_JOBS],
+            "generation_prompt_template": DEFAULT_PROMPT_TEMPLATE,
             "can_start_jobs": self.has_add_job_permission(request),
             "active_version": services.selector_active(),
             "open_slots": services.queue_open_slots(),

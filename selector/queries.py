@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db.models import QuerySet
+
 from labeling.queries import queue_scores_source_set
 from selector import metric_rows
-from selector.models import SolutionScore
+from selector.models import SelectorVersion, SolutionScore, VersionStatus
 
 
 def active_selector_scores(solution_ids: list[int]) -> dict[int, float]:
@@ -56,3 +58,65 @@ def metrics_table(
         )
         for row in metric_rows.metric_rows(metrics)
     ]
+
+
+# --- The staff API's reads --------------------------------------------------------------------
+
+
+def version_find(ref: int | str) -> SelectorVersion | None:
+    """A version by id (a number) or by name (text; all digits also tries it as an id)."""
+    if isinstance(ref, int):
+        return SelectorVersion.objects.filter(pk=ref).first() if 0 < ref < 2**63 else None
+    found = SelectorVersion.objects.filter(name=ref).first()
+    if found is None and ref.isdigit() and len(ref) < 19:
+        found = SelectorVersion.objects.filter(pk=int(ref)).first()
+    return found
+
+
+def version_newest_ready() -> SelectorVersion | None:
+    """The version trained last that is ready: what ``evaluate`` looks at by default."""
+    return (
+        SelectorVersion.objects.filter(status=VersionStatus.READY).order_by("-created_at", "-pk")
+    ).first()
+
+
+def versions_listed() -> QuerySet[SelectorVersion]:
+    return SelectorVersion.objects.order_by("-created_at", "-pk")
+
+
+def version_summary(version: SelectorVersion) -> dict[str, Any]:
+    """A version with its headline metrics and, when it was compared with the active version,
+    each difference's 95% interval and verdict; ``evaluation`` is everything stored."""
+    metrics = version.metrics or {}
+    compared = metric_rows.metric_value(metrics, "comparison.against")
+    intervals: dict[str, Any] = {}
+    for row in metric_rows.HEADLINE_ROWS:
+        span = metric_rows.interval(metrics, row.key)
+        if span is not None:
+            intervals[row.key] = {
+                "diff": span.get("diff"),
+                "low": span.get("low"),
+                "high": span.get("high"),
+                "verdict": metric_rows.verdict(span),
+            }
+    return {
+        "id": version.pk,
+        "name": version.name,
+        "status": version.status,
+        "is_active": version.is_active,
+        "created_at": version.created_at,
+        "promoted_at": version.promoted_at,
+        "evaluated": bool(metrics),
+        "eval_set": metric_rows.metric_value(metrics, "eval_set.id"),
+        "eval_labels": metric_rows.metric_value(metrics, "held_out.labels"),
+        "metrics": {row.key: row.value(metrics) for row in metric_rows.HEADLINE_ROWS},
+        "compared_with": compared,
+        "compared_metrics": (
+            {row.key: row.value(metrics.get("compared_with")) for row in metric_rows.HEADLINE_ROWS}
+            if compared is not None
+            else None
+        ),
+        "intervals": intervals,
+        "training_summary": version.training_summary or {},
+        "evaluation": metrics,
+    }

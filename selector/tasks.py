@@ -48,6 +48,11 @@ def simulation_execute(self, job_id: int) -> str:
     return services.job_execute(job_id=job_id).status
 
 
+@shared_task(name="selector.candidates_generate", bind=True, acks_late=True, **_LONG)
+def candidates_generate(self, job_id: int) -> str:
+    return services.job_execute(job_id=job_id).status
+
+
 @shared_task(name="selector.queue_fill", bind=True, acks_late=True, **_SHORT)
 def queue_fill(self, job_id: int) -> str:
     return services.job_execute(job_id=job_id).status

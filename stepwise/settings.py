@@ -185,6 +185,10 @@ STORAGES = {
 MEDIA_ROOT = VAR_DIR / "media"
 MEDIA_URL = "/media/"
 EXPORT_DIR = VAR_DIR / "exports"
+# JSONL sent to the import API is spooled here (on the shared media volume in production: the
+# default worker imports it) and removed once imported. Larger bodies are refused with 413.
+IMPORT_UPLOAD_DIR = Path(os.environ.get("STEPWISE_IMPORT_DIR", MEDIA_ROOT / "imports"))
+IMPORT_UPLOAD_MAX_BYTES = int(os.environ.get("STEPWISE_IMPORT_MAX_BYTES", str(2 * 1024**3)))
 
 # --- REST framework -------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -209,6 +213,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Jobs and selector versions both have a "status": one enum name each.
+    "ENUM_NAME_OVERRIDES": {
+        "JobStatusEnum": "jobs.models.JobStatus",
+        "VersionStatusEnum": "selector.models.VersionStatus",
+    },
 }
 
 # --- Celery ---------------------------------------------------------------------------------

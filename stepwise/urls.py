@@ -14,6 +14,8 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view serves Swagger's start-up script as a file: no inline script for the CSP.
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/jobs/", include("jobs.api.urls")),
+    path("api/selector/", include("selector.api.urls")),
     path("api/", include("labeling.api.urls")),
     path("", include("labeling.urls")),
 ]

@@ -1,24 +1,7 @@
-from django.urls import path, register_converter
+from django.urls import path
 
+import stepwise.converters  # noqa: F401  (the <id:…> converter)
 from labeling.api import views
-
-
-class RowIdConverter:
-    """A positive id that fits a 64-bit column: larger ones are a 404, not an overflow."""
-
-    regex = "[0-9]{1,19}"
-
-    def to_python(self, value: str) -> int:
-        number = int(value)
-        if not 0 < number < 2**63:
-            raise ValueError(value)  # the URL does not match: 404
-        return number
-
-    def to_url(self, value: int) -> str:
-        return str(value)
-
-
-register_converter(RowIdConverter, "id")
 
 urlpatterns: list = [
     path("queue/next/", views.QueueNextView.as_view(), name="api-queue-next"),
@@ -49,4 +32,17 @@ urlpatterns += [
         export_views.ExportJobDownloadView.as_view(),
         name="export-job-download",
     ),
+]
+
+# --- Imports (staff: the admin's add permissions), run as jobs ---
+from labeling.api import import_views  # noqa: E402
+
+urlpatterns += [
+    path("imports/problems/", import_views.ProblemsImportView.as_view(), name="import-problems"),
+    path(
+        "imports/candidates/",
+        import_views.CandidatesImportView.as_view(),
+        name="import-candidates",
+    ),
+    path("imports/prm800k/", import_views.Prm800kImportView.as_view(), name="import-prm800k"),
 ]

@@ -114,7 +114,30 @@ def jsonl_records(
         if not isinstance(record, dict):
             yield number, LineError(number, "line", "expected a JSON object")
             continue
+        # PostgreSQL cannot store U+0000 in text or JSON: refused here, by field, on every
+        # database alike (the bytes test keeps the walk off ordinary lines).
+        if b"\\u0000" in raw and (where := nul_path(record)) is not None:
+            yield number, LineError(number, where, "must not contain the NUL character (\\u0000)")
+            continue
         yield number, record
+
+
+def nul_path(value: Any, path: str = "") -> str | None:
+    """The dotted path of the first string (or key) in ``value`` that holds U+0000, or None."""
+    if isinstance(value, str):
+        return (path or "line") if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if "\x00" in str(key):
+                return path or "line"
+            if (found := nul_path(item, where)) is not None:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            if (found := nul_path(item, f"{path}[{i}]")) is not None:
+                return found
+    return None
 
 
 # Small typed accessors that raise LineInvalid naming the field: the importers' validators.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from jobs.params import JobParams, bounded
+from jobs.params import JobParams, JobParamsInvalid, bounded
 from selector.services.simulation import JOB_PRESETS
 
 MAX_EPOCHS = 1000
@@ -51,3 +51,42 @@ class BenchmarkParams(JobParams):
 @dataclass(frozen=True)
 class SimulateParams(JobParams):
     preset: str = bounded(JOB_PRESETS[0], choices=JOB_PRESETS)
+
+
+DEFAULT_PROMPT_TEMPLATE = (
+    "Solve the math problem below step by step. Write each step as its own paragraph, with a "
+    'blank line between steps. After the last step, write a paragraph that is exactly "# Answer", '
+    "then a paragraph that holds only the final answer.\n\nProblem: {problem}\n\nSolution:\n"
+)
+PROMPT_PLACEHOLDER = "{problem}"
+
+
+def _not_blank(value: str) -> None:
+    if not value.strip():
+        raise ValueError("must not be blank")
+
+
+def _has_placeholder(value: str) -> None:
+    if PROMPT_PLACEHOLDER not in value:
+        raise ValueError(f"must contain {PROMPT_PLACEHOLDER}")
+
+
+@dataclass(frozen=True)
+class GenerationParams(JobParams):
+    """What a generation job samples: the fields of the command, the admin form and the API."""
+
+    model: str = bounded(max_length=1000, check=_not_blank)  # a local directory or a hub id
+    n: int = bounded(4, low=1, high=10_000)  # samples per problem
+    temperature: float = bounded(1.0, low=0.0, high=10.0)
+    max_new_tokens: int = bounded(1024, low=1, high=65_536)
+    # Kept as typed: a trailing newline steers where the model starts writing.
+    prompt_template: str = bounded(
+        DEFAULT_PROMPT_TEMPLATE, max_length=20_000, check=_has_placeholder, strip=False
+    )
+    # A shell-style pattern on unique_id ("test/algebra/*"); "" = every problem.
+    problems: str = bounded("", max_length=500)
+    seed: int | None = bounded(None, low=0)
+
+    def __post_init__(self) -> None:
+        if self.temperature == 0 and self.n != 1:
+            raise JobParamsInvalid({"n": "must be 1 at temperature 0 (greedy decoding gives one)"})

@@ -15,7 +15,14 @@ from selector.models import SelectorVersion
 from selector.services.benchmark import benchmark_evaluate
 from selector.services.common import Progress, SelectorError
 from selector.services.evaluation import selector_evaluate
-from selector.services.job_params import BenchmarkParams, FillParams, SimulateParams, TrainParams
+from selector.services.generation import candidates_generate
+from selector.services.job_params import (
+    BenchmarkParams,
+    FillParams,
+    GenerationParams,
+    SimulateParams,
+    TrainParams,
+)
 from selector.services.promotion import selector_promote
 from selector.services.queue_fill import queue_fill
 from selector.services.scoring import candidates_score
@@ -104,6 +111,9 @@ def _job_run_kind(job: Job, progress: JobProgress) -> dict[str, Any]:
         return simulation_execute(job=job, preset=preset, progress=progress)
     if job.kind == JobKind.FILL:
         return _fill(job, progress)
+    if job.kind == JobKind.GENERATE:
+        params = GenerationParams.parse(job.params)
+        return candidates_generate(params=params, job=job, progress=progress)
     raise SelectorError(f"kind {job.kind!r}: not a background selector job")
 
 

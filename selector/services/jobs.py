@@ -14,7 +14,8 @@ from jobs.models import Job, JobKind
 from jobs.services import job_create
 from selector.models import SelectorVersion
 from selector.services.common import SelectorError
-from selector.services.versions import version_require_ready
+from selector.services.promotion import promotion_objection
+from selector.services.versions import selector_active, version_require_ready
 
 SELECTOR_KINDS = {
     JobKind.TRAIN,
@@ -24,6 +25,7 @@ SELECTOR_KINDS = {
     JobKind.FILL,
     JobKind.BENCHMARK,
     JobKind.SIMULATE,
+    JobKind.GENERATE,
 }
 _NEEDS_VERSION = {JobKind.EVALUATE, JobKind.PROMOTE, JobKind.BENCHMARK}
 
@@ -54,3 +56,36 @@ def job_start(
         version_id=version.pk if version is not None else None,
         enqueue=enqueue,
     )
+
+
+class PromotionRefused(SelectorError):
+    """The version's evaluation says it is worse than the active one; ``force`` overrides."""
+
+
+def promotion_start(
+    *,
+    version: SelectorVersion,
+    force: bool = False,
+    user: AbstractBaseUser | AnonymousUser | None = None,
+) -> Job:
+    """Start promoting ``version`` (score the pool with it, then switch), unless it was found
+    clearly worse than the active version and ``force`` is off: ``PromotionRefused``."""
+    version_require_ready(version)
+    # TODO(issue 19): ask issue 19's promotion check here (its verdicts, its force flag)
+    # instead of this stop-gap objection; the API and the client already pass ``force``.
+    objection = None if force else promotion_objection(version=version)
+    if objection is not None:
+        raise PromotionRefused(objection)
+    return job_start(kind=JobKind.PROMOTE, version=version, user=user)
+
+
+def scoring_start(
+    *,
+    version: SelectorVersion | None = None,
+    user: AbstractBaseUser | AnonymousUser | None = None,
+) -> Job:
+    """Score every candidate ``version`` (default: the active one) has not scored yet."""
+    version = version or selector_active()
+    if version is None:
+        raise SelectorError("no active selector version to score with: train or promote one")
+    return job_start(kind=JobKind.SCORE, version=version, user=user)

@@ -7,6 +7,7 @@ from django.db.models import Case, Exists, OuterRef, Subquery, Value, When
 
 from jobs.models import Job
 from labeling.models import Label, Lease, Task, TaskKind
+from selector import metric_rows
 from selector.models import SelectorVersion, SolutionScore
 from selector.services.common import Progress, job_cancel_check
 from selector.services.scoring import candidates_score
@@ -57,3 +58,26 @@ def selector_promote(
             )
         )
     return {"scored": scored, "reprioritized": reprioritized, "truncated": truncated}
+
+
+def promotion_objection(*, version: SelectorVersion) -> str | None:
+    """Why promoting ``version`` needs ``force``: its last evaluation found it clearly worse
+    (a 95% interval of the difference below zero) than the version active then, on a
+    headline metric. None otherwise, unclear and unevaluated included.
+
+    A stop-gap for the API's ``force`` flag: issue 19's promotion check (the verdicts the
+    admin's confirmation page shows) replaces this function where ``promotion_start`` calls it.
+    """
+    metrics = version.metrics or {}
+    against = metric_rows.metric_value(metrics, "comparison.against")
+    worse = [
+        row.label
+        for row in metric_rows.HEADLINE_ROWS
+        if metric_rows.verdict(metric_rows.interval(metrics, row.key)) == "worse"
+    ]
+    if against is None or not worse:
+        return None
+    return (
+        f"{version.name} is clearly worse than {against} (95% interval of the difference "
+        f"below zero): {', '.join(worse)}. Pass force=true to promote it anyway."
+    )

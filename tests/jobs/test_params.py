@@ -47,6 +47,7 @@ def test_every_kind_names_a_parameter_class_that_imports():
         (JobKind.TRAIN, {"learning_rate": 0}, "learning_rate", "between"),
         (JobKind.TRAIN, {"learning_rate": float("nan")}, "learning_rate", "must be a number"),
         (JobKind.TRAIN, {"name": "x" * 101}, "name", "at most 100 characters"),
+        (JobKind.TRAIN, {"name": "v\x00"}, "name", "must not contain the NUL character"),
         (JobKind.TRAIN, {"base": "yes"}, "base", "must be true or false"),
         (JobKind.FILL, {"per_problem": 1001}, "per_problem", "between 0 and 1000"),
         (JobKind.FILL, {"wrong_fraction": 1.5}, "wrong_fraction", "between 0.0 and 1.0"),

@@ -35,7 +35,9 @@ def test_every_abandon_hook_imports():
 def test_model_work_goes_to_ml_and_queue_top_up_and_fill_to_default():
     assert {name: queue_of(name) for name in sorted(t.task for t in JOB_TASKS.values())} == {
         "labeling.export_job_run": "default",
+        "labeling.import_job_run": "default",
         "selector.benchmark_evaluate": "ml",
+        "selector.candidates_generate": "ml",
         "selector.candidates_score": "ml",
         "selector.queue_fill": "default",
         "selector.selector_evaluate": "ml",

@@ -69,6 +69,24 @@ MATRIX: dict[tuple[str, str], str] = {
     ("api/export/jobs/", "POST"): "403 403 403 403 403 403 202",
     ("api/export/jobs/<id:job_id>/", "GET"): "403 403 403 403 403 403 200",
     ("api/export/jobs/<id:job_id>/download/", "GET"): "403 403 403 403 403 403 200",
+    # --- API: imports need the admin's add permission on what they add (415: the matrix
+    # posts JSON, not JSONL) ---
+    ("api/imports/problems/", "POST"): "403 403 403 403 403 403 415",
+    ("api/imports/candidates/", "POST"): "403 403 403 403 403 403 415",
+    ("api/imports/prm800k/", "POST"): "403 403 403 403 403 403 415",
+    # --- API: the selector loop needs jobs.add_job (202: a job started; 400: the matrix's
+    # version is still training), versions need view_selectorversion ---
+    ("api/selector/train/", "POST"): "403 403 403 403 202 403 202",
+    ("api/selector/evaluate/", "POST"): "403 403 403 403 400 403 400",
+    ("api/selector/promote/", "POST"): "403 403 403 403 400 403 400",
+    ("api/selector/score/", "POST"): "403 403 403 403 400 403 400",
+    ("api/selector/fill/", "POST"): "403 403 403 403 202 403 202",
+    ("api/selector/generate/", "POST"): "403 403 403 403 400 403 400",  # no model given
+    ("api/selector/versions/", "GET"): "403 403 403 403 200 403 200",
+    # --- API: a job, for whoever may view jobs or started it (the matrix's is the
+    # superuser's finished export: cancelling it is a conflict) ---
+    ("api/jobs/<id:job_id>/", "GET"): "403 404 404 404 200 404 200",
+    ("api/jobs/<id:job_id>/cancel/", "POST"): "403 404 404 404 409 404 409",
     # --- API docs: public, like the API's shape ---
     ("api/schema/", "GET"): "200 200 200 200 200 200 200",
     ("api/docs/", "GET"): "200 200 200 200 200 200 200",

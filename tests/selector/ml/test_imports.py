@@ -15,7 +15,7 @@ def test_importing_the_ml_modules_loads_neither_torch_nor_transformers():
         "import sys\n"
         "import selector.ml, selector.ml.prm, selector.ml.scoring, selector.ml.training\n"
         "import selector.ml.metrics, selector.ml.devices, selector.ml.batching\n"
-        "import selector.ml.adapters\n"
+        "import selector.ml.adapters, selector.ml.generation\n"
         "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))\n"
     )
     out = subprocess.run(
