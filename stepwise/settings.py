@@ -315,6 +315,8 @@ SELECTOR_LORA_RANK = int(os.environ.get("SELECTOR_LORA_RANK", "0"))
 # Active-learning simulations started from the admin write report.json, PNGs and summary.md
 # into <SIMULATION_DIR>/<job id>/ (the admin serves them from there).
 SIMULATION_DIR = Path(os.environ.get("STEPWISE_SIMULATION_DIR", VAR_DIR / "simulations"))
+# Uploaded benchmark files: kept by the web process, read by the ml worker's benchmark job.
+BENCHMARK_DIR = VAR_DIR / "benchmarks"
 
 # --- Production hardening (anything with DEBUG off) -----------------------------------------
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
