@@ -98,9 +98,9 @@ def task_claim_next(*, annotator: User, exclude: Iterable[int] = ()) -> Claim | 
     """The annotator's next task with a fresh lease, or their own live lease back; None if none.
 
     Order of service: a live lease the annotator already holds (not in ``exclude``); screening
-    questions until screening is decided; a QC question once the annotator's randomly drawn
-    ``qc_gap`` of normal labels is made; then the
-    highest-priority open normal task they have not labeled, leased or skipped.
+    questions until screening is decided; a QC question once the annotator has made their
+    randomly drawn ``qc_gap`` of normal labels since the last; then the highest-priority open
+    normal task they have not labeled, leased or skipped.
     """
     exclude_ids = {int(task_id) for task_id in exclude}
     claim = _claim_next(annotator=annotator, exclude=exclude_ids)
