@@ -47,9 +47,10 @@ COPY --from=frontend /build/frontend/dist frontend/dist
 
 # Static files are collected at build time into the image (whitenoise serves them); the
 # placeholder key only satisfies settings at build time and is not in the running containers.
-RUN SECRET_KEY=collectstatic-only-build-time-key python manage.py collectstatic --noinput \
+RUN SECRET_KEY=collectstatic-only-build-time-placeholder-key-not-used-at-run-time python manage.py collectstatic --noinput \
     && useradd --system --uid 10001 --home-dir /app stepwise \
-    && mkdir -p var/exports var/selectors var/media var/hf-home var/matplotlib \
+    && mkdir -p var/exports var/selectors var/media var/benchmarks var/simulations \
+        var/hf-home var/matplotlib \
     && chown -R stepwise:stepwise var
 USER stepwise
 

@@ -4,6 +4,7 @@ Models hold fields, constraints and tiny properties only; workflows live in ``se
 """
 
 import hashlib
+import random
 import uuid
 
 from django.conf import settings
@@ -328,6 +329,11 @@ class Label(models.Model):
         return f"label {self.pk} on task {self.task_id}"
 
 
+def qc_draw_new() -> float:
+    """A fresh draw for ``AnnotatorProfile.qc_draw`` (the OS's randomness: not guessable)."""
+    return random.SystemRandom().random()
+
+
 class AnnotatorProfile(models.Model):
     """Per-user labeling state: the stable labeler UUID used in exports, screening, pausing."""
 
@@ -339,6 +345,9 @@ class AnnotatorProfile(models.Model):
     is_paused = models.BooleanField(default=False)
     # Normal labels since the last QC label: the claim decides "QC due?" from this row alone.
     labels_since_qc = models.PositiveIntegerField(default=0)
+    # A uniform draw in [0, 1), made anew with each QC label: where in the current interval the
+    # next QC question falls (labeling.services.quality.qc_gap), so its position is random.
+    qc_draw = models.FloatField(default=qc_draw_new)
 
     class Meta:
         # The dashboard is a view over annotators' quality (and progress); pausing and

@@ -10,7 +10,12 @@ from django.db.models import Max, Q, QuerySet
 from django.utils import timezone
 
 from labeling.models import AnnotatorProfile, Label, QualitySettings, Task, TaskKind
-from labeling.services.quality import agreement_summarise, quality_settings_get
+from labeling.services.quality import (
+    agreement_summarise,
+    qc_reveal_after,
+    qc_reveal_window,
+    quality_settings_get,
+)
 
 ANNOTATORS_GROUP = "annotators"
 
@@ -69,11 +74,15 @@ def gold_rating_pairs(
     annotator: User,
     task_ids: list[int] | None = None,
     kinds: tuple[str, ...] = (TaskKind.SCREENING, TaskKind.QUALITY_CONTROL),
+    without: frozenset[int] = frozenset(),
 ) -> list[tuple[list[int | None], list[int | None]]]:
-    """(annotator's ratings, gold ratings) for every gold-backed task the annotator labeled."""
+    """(annotator's ratings, gold ratings) for every gold-backed task the annotator labeled,
+    but the labels in ``without``."""
     labels = Label.objects.filter(annotator=annotator, task__gold_label__isnull=False).exclude(
         is_gold=True
     )
+    if without:
+        labels = labels.exclude(pk__in=without)
     if task_ids is not None:
         labels = labels.filter(task_id__in=task_ids)
     else:
@@ -104,16 +113,34 @@ class AnnotatorStats:
 
 
 def annotator_stats_get(*, user: User) -> AnnotatorStats:
+    """What an annotator sees of themselves. Their newest QC labels are left out of the gold
+    agreement until each has been followed by its own random number of further labels
+    (``qc_reveal_after``): a figure that moved right after a submit would say it was QC."""
     profile = annotator_profile_get(user=user)
+    quality = quality_settings_get()
     labels = Label.objects.filter(annotator=user)
-    summary = agreement_summarise(gold_rating_pairs(annotator=user))
+    summary = agreement_summarise(
+        gold_rating_pairs(annotator=user, without=qc_labels_unrevealed(user=user, quality=quality))
+    )
     agreement = summary.step_agreement
     return AnnotatorStats(
         username=user.get_username(),
         labels_today=labels.filter(created_at__gte=today_start()).count(),
         labels_total=labels.count(),
         gold_agreement=None if agreement is None else round(agreement, 4),
-        screening=screening_state(profile=profile, quality=quality_settings_get()),
+        screening=screening_state(profile=profile, quality=quality),
+    )
+
+
+def qc_labels_unrevealed(*, user: User, quality: QualitySettings) -> frozenset[int]:
+    """The user's QC labels not yet followed by their ``qc_reveal_after`` further labels."""
+    newest = Label.objects.filter(annotator=user).order_by("-id")
+    recent = newest.values_list("id", "task__kind")[: qc_reveal_window(quality.qc_rate)]
+    return frozenset(
+        label_id
+        for later, (label_id, kind) in enumerate(recent)  # ``later`` labels came after it
+        if kind == TaskKind.QUALITY_CONTROL
+        and later < qc_reveal_after(label_id=label_id, qc_rate=quality.qc_rate)
     )
 
 

@@ -9,6 +9,7 @@ import secrets
 from pathlib import Path
 
 KEY_FILE_NAME = "secret_key"
+MIN_KEY_LENGTH = 50  # Django's own deploy check (security.W009) asks for as many
 
 
 class SecretKeyMissing(Exception):
@@ -23,7 +24,16 @@ def secret_key_resolve(*, environ: dict[str, str], debug: bool, var_dir: Path) -
     sessions the other web processes and hosts cannot read, and a fixed one would be public.
     """
     if environ.get("SECRET_KEY"):
-        return environ["SECRET_KEY"], False
+        key = environ["SECRET_KEY"]
+        if not debug and len(key) < MIN_KEY_LENGTH:
+            # Django only warns (W009) and starts anyway; a short key signs sessions and
+            # password-reset links that can be forged by guessing it.
+            raise SecretKeyMissing(
+                f"SECRET_KEY is too short ({len(key)} characters): with DEBUG off it must be at "
+                f"least {MIN_KEY_LENGTH}. Set it to a long random string, e.g. the output of "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(64))'`."
+            )
+        return key, False
     database_url = environ.get("DATABASE_URL", "")
     broker_url = environ.get("CELERY_BROKER_URL", "")
     embedded = (not database_url or database_url.startswith("sqlite:")) and (
@@ -59,7 +69,7 @@ def key_file_read_or_create(*, path: Path) -> str:
         finally:
             tmp.unlink(missing_ok=True)
     key = path.read_text(encoding="ascii").strip()
-    if len(key) < 50:
+    if len(key) < MIN_KEY_LENGTH:
         raise SecretKeyMissing(f"{path} holds no usable key: delete it to have a new one made")
     return key
 

@@ -156,8 +156,14 @@ AUTHENTICATION_BACKENDS = [
 AXES_FAILURE_LIMIT = int(os.environ.get("STEPWISE_LOGIN_FAILURE_LIMIT", "5"))
 AXES_COOLOFF_TIME = timedelta(minutes=int(os.environ.get("STEPWISE_LOGIN_COOLOFF_MINUTES", "15")))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# And per address across usernames (one password sprayed over many accounts), at a higher
+# limit so an office behind one address survives its people's typos (stepwise/login_throttle.py).
+STEPWISE_LOGIN_ADDRESS_FAILURE_LIMIT = int(
+    os.environ.get("STEPWISE_LOGIN_ADDRESS_FAILURE_LIMIT", "20")
+)
 STEPWISE_TRUSTED_PROXIES = env_count("STEPWISE_TRUSTED_PROXIES", 0)
 AXES_CLIENT_IP_CALLABLE = "stepwise.client_ip.client_ip"
+AXES_HANDLER = "stepwise.login_throttle.AddressLimitHandler"
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_VERBOSE = False
@@ -309,6 +315,8 @@ SELECTOR_LORA_RANK = int(os.environ.get("SELECTOR_LORA_RANK", "0"))
 # Active-learning simulations started from the admin write report.json, PNGs and summary.md
 # into <SIMULATION_DIR>/<job id>/ (the admin serves them from there).
 SIMULATION_DIR = Path(os.environ.get("STEPWISE_SIMULATION_DIR", VAR_DIR / "simulations"))
+# Uploaded benchmark files: kept by the web process, read by the ml worker's benchmark job.
+BENCHMARK_DIR = VAR_DIR / "benchmarks"
 
 # --- Production hardening (anything with DEBUG off) -----------------------------------------
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

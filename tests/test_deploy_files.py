@@ -8,7 +8,7 @@ import secrets
 import subprocess
 import sys
 from functools import cache
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
@@ -308,3 +308,100 @@ def test_check_deploy_does_fail_on_an_insecure_configuration(tmp_path: Path) -> 
     result = run_check_deploy({"STEPWISE_HTTPS": "0"}, tmp_path)
     assert result.returncode != 0
     assert "security.W008" in result.stderr + result.stdout
+
+
+# Path settings under var/ that each container keeps to itself, and why.
+PER_CONTAINER = {
+    "STATIC_ROOT": "collected into the image at build time",
+    "CELERY_BROKER_DIR": "the embedded broker; compose uses Redis",
+}
+DATA_SERVICES = ("web", "worker", "worker-ml")  # every long-running process that reads or writes
+CONTAINER_VAR = PurePosixPath("/app/var")  # the image's WORKDIR /app, and var/ under it
+
+
+def shared_folders() -> dict[str, PurePosixPath]:
+    """Every path setting under var/ (but the per-container ones), as the containers see it."""
+    var = Path(settings.VAR_DIR).resolve()
+    found = {}
+    for name in dir(settings):
+        if not name.isupper() or name == "VAR_DIR":
+            continue
+        value = getattr(settings, name)
+        if not isinstance(value, Path):
+            continue
+        path = value.resolve()
+        if path.is_relative_to(var) and name not in PER_CONTAINER:
+            found[name] = CONTAINER_VAR / path.relative_to(var).as_posix()
+    return found
+
+
+def named_mounts(name: str) -> dict[PurePosixPath, str]:
+    """A service's named-volume mounts: container path -> volume."""
+    mounts = {}
+    for entry in services()[name].get("volumes", []):
+        source, target = str(entry).split(":")[:2]
+        assert source in compose()["volumes"], f"{name}: {source} is not a named volume"
+        mounts[PurePosixPath(target)] = source
+    return mounts
+
+
+def volume_holding(path: PurePosixPath, mounts: dict[PurePosixPath, str]) -> str | None:
+    for target, volume in mounts.items():
+        if path == target or path.is_relative_to(target):
+            return volume
+    return None
+
+
+def test_every_folder_two_services_use_is_on_one_shared_volume() -> None:
+    folders = shared_folders()
+    # The settings this must cover: benchmarks (written by web, read by worker-ml), simulation
+    # reports (the other way round), checkpoints, exports, uploads and the import spool.
+    assert {
+        "BENCHMARK_DIR",
+        "SIMULATION_DIR",
+        "SELECTOR_CHECKPOINT_DIR",
+        "EXPORT_DIR",
+        "MEDIA_ROOT",
+        "IMPORT_UPLOAD_DIR",
+    } <= set(folders)
+    for setting, path in folders.items():
+        volumes = {name: volume_holding(path, named_mounts(name)) for name in DATA_SERVICES}
+        assert None not in volumes.values(), f"{setting} ({path}) is not shared: {volumes}"
+        assert len(set(volumes.values())) == 1, f"{setting}: different volumes {volumes}"
+    # The image creates each mount point, so a fresh volume belongs to its user, not root.
+    made = re.search(r"mkdir -p ([^&\n]+)", dockerfile())
+    assert made
+    for target in named_mounts("web"):
+        assert str(target.relative_to("/app")) in made.group(1).split(), target
+
+
+def published_ports(name: str) -> list[tuple[str, str]]:
+    """(host address, container port) for each port the service publishes, as compose reads
+    the short syntax (an omitted address means every interface)."""
+    ports = []
+    for entry in services()[name].get("ports", []):
+        if isinstance(entry, dict):
+            ports.append((str(entry.get("host_ip", "")), str(entry["target"])))
+            continue
+        text = interpolate(str(entry), {}).split("/")[0]  # without a /tcp suffix
+        if text.startswith("["):  # [v6]:host:container
+            address, rest = text[1:].split("]:", 1)
+        else:  # [[address:]host:]container
+            parts = text.split(":")
+            address, rest = (parts[0] if len(parts) == 3 else ""), parts[-1]
+        ports.append((address, rest.rsplit(":", 1)[-1]))
+    return ports
+
+
+def test_no_port_is_published_on_every_interface() -> None:
+    for name in services():
+        for address, target in published_ports(name):
+            assert address not in ("", "0.0.0.0", "::"), f"{name} publishes {target} to all"
+    # The web port: on the loopback for a proxy on the host, and on the proxy network for a
+    # proxy in a container. Nothing else can reach it to forge X-Forwarded-For.
+    assert published_ports("web") == [("127.0.0.1", "8000")]
+    web_networks = services()["web"]["networks"]
+    assert "proxy" in web_networks and "default" in web_networks
+    assert "proxy" in compose()["networks"]
+    for name in set(services()) - {"web"}:
+        assert "proxy" not in services()[name].get("networks", []), name

@@ -86,3 +86,16 @@ def test_an_explicit_key_is_used_as_given_and_nothing_is_written(tmp_path: Path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == key
     assert not (tmp_path / "secret_key").exists()
+
+
+def test_a_short_key_is_refused_with_debug_off(tmp_path: Path) -> None:
+    result = manage(["check", "--deploy"], tmp_path, DEBUG="0", SECRET_KEY="x")
+    assert result.returncode != 0
+    assert "SECRET_KEY is too short" in result.stderr
+    assert "50" in result.stderr  # says how long it must be
+    at_limit = manage(["check", "--deploy"], tmp_path, DEBUG="0", SECRET_KEY="k" * 49 + "x")
+    assert "SECRET_KEY is too short" not in at_limit.stdout + at_limit.stderr
+    # a development run may use any key
+    debug = manage(["shell", "--no-imports", "-c", PRINT_KEY], tmp_path, DEBUG="1", SECRET_KEY="x")
+    assert debug.returncode == 0, debug.stderr
+    assert debug.stdout.strip() == "x"

@@ -41,7 +41,10 @@ class ExportJobConflict(APIException):
 
 
 class ExportFiltersSerializer(serializers.Serializer):
-    generation = serializers.IntegerField(required=False, allow_null=True)
+    # Task.generation's range: a larger value overflowed SQLite while the download streamed.
+    generation = serializers.IntegerField(
+        required=False, allow_null=True, min_value=-(2**31), max_value=2**31 - 1
+    )
     since = serializers.CharField(required=False, allow_blank=True)
     include_qc = serializers.BooleanField(required=False, default=False)
     include_screening = serializers.BooleanField(required=False, default=False)

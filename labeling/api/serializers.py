@@ -10,7 +10,8 @@ from labeling.services.labels import MAX_TOTAL_TIME_MS
 
 class ClaimRequestSerializer(serializers.Serializer):
     exclude = serializers.ListField(
-        child=serializers.IntegerField(min_value=1),
+        # Ids are 64-bit: a larger one overflows SQLite's parameter binding.
+        child=serializers.IntegerField(min_value=1, max_value=2**63 - 1),
         required=False,
         default=list,
         max_length=10,

@@ -113,6 +113,12 @@ def parse_since(value: str) -> datetime:
             ) from None
     if timezone.is_naive(parsed):
         parsed = parsed.replace(tzinfo=UTC)
+    try:
+        # The database compares in UTC: an offset that carries the value past year 9999 (or
+        # before year 1) has no datetime there.
+        parsed.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"since: {value!r} is out of range once read as UTC") from None
     return parsed
 
 

@@ -44,7 +44,7 @@ class ExportParams(JobParams):
 
     format: str = bounded("prm800k", choices=("prm800k", "stepwise"))
     token: str = bounded("", max_length=64)  # see ``export_path``
-    generation: int | None = None
+    generation: int | None = bounded(None, low=-(2**31), high=2**31 - 1)  # Task.generation
     since: str | None = bounded(None, max_length=64, check=_since_valid)
     include_qc: bool = False
     include_screening: bool = False

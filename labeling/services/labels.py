@@ -3,7 +3,7 @@
 import datetime
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.contrib.auth.models import User
@@ -22,6 +22,7 @@ from labeling.models import (
     Solution,
     Task,
     TaskKind,
+    qc_draw_new,
 )
 from labeling.services.queue import (
     AnnotatorIneligible,
@@ -254,14 +255,14 @@ def _label_create(*, annotator: User, key: str, submission: dict[str, Any]) -> S
         prepared = _submit_prepare(annotator=annotator, key=key, submission=submission)
         if isinstance(prepared, SubmitResult):
             return prepared
-        if not _label_write_one_statement(label=prepared.label, task=prepared.task):
+        if not _label_write_one_statement(prepared):
             return _lost_race(annotator=annotator, key=key, submission=submission)
     else:
         with transaction.atomic():
             prepared = _submit_prepare(annotator=annotator, key=key, submission=submission)
             if isinstance(prepared, SubmitResult):
                 return prepared
-            _label_write(label=prepared.label, task=prepared.task, holds_lease=prepared.holds_lease)
+            _label_write(prepared)
     return _written(prepared)
 
 
@@ -270,6 +271,7 @@ def _written(prepared: "_Prepared") -> SubmitResult:
     profile = prepared.profile
     if prepared.task.kind == TaskKind.QUALITY_CONTROL:
         profile.labels_since_qc = 0
+        profile.qc_draw = prepared.qc_draw
     elif prepared.task.kind == TaskKind.NORMAL:
         profile.labels_since_qc += 1
     return SubmitResult(label=prepared.label, created=True)
@@ -281,6 +283,8 @@ class _Prepared:
     label: Label  # not saved yet
     profile: AnnotatorProfile
     holds_lease: bool
+    # The annotator's next QC position, taken up when this label is a QC question's.
+    qc_draw: float = field(default_factory=qc_draw_new)
 
 
 _TASK_FOR_SUBMIT_SQL = f"""
@@ -385,12 +389,13 @@ def _lost_race(*, annotator: User, key: str, submission: dict[str, Any]) -> Subm
     prepared = _submit_prepare(annotator=annotator, key=key, submission=submission)
     if isinstance(prepared, SubmitResult):
         return prepared  # the twin's label
-    if _label_write_one_statement(label=prepared.label, task=prepared.task):
+    if _label_write_one_statement(prepared):
         return _written(prepared)
     raise TaskUnavailable(f"task {prepared.task.pk} changed while saving; submit again")
 
 
-def _label_write(*, label: Label, task: Task, holds_lease: bool) -> None:
+def _label_write(prepared: _Prepared) -> None:
+    label, task, holds_lease = prepared.label, prepared.task, prepared.holds_lease
     label.save(force_insert=True)
     mine = {"task": task, "annotator_id": label.annotator_id}
     released = Lease.objects.filter(**mine).delete()[0] if holds_lease else 0
@@ -402,7 +407,7 @@ def _label_write(*, label: Label, task: Task, holds_lease: bool) -> None:
     )
     profiles = AnnotatorProfile.objects.filter(user=label.annotator)
     if task.kind == TaskKind.QUALITY_CONTROL:
-        profiles.update(labels_since_qc=0)
+        profiles.update(labels_since_qc=0, qc_draw=prepared.qc_draw)
     elif task.kind == TaskKind.NORMAL:
         profiles.update(labels_since_qc=F("labels_since_qc") + 1)
 
@@ -451,17 +456,19 @@ forgotten AS (
 spaced AS (
     UPDATE labeling_annotatorprofile SET labels_since_qc = CASE %(kind)s
         WHEN 'quality_control' THEN 0 WHEN 'normal' THEN labels_since_qc + 1
-        ELSE labels_since_qc END
+        ELSE labels_since_qc END,
+        qc_draw = CASE %(kind)s WHEN 'quality_control' THEN %(qc_draw)s ELSE qc_draw END
     WHERE user_id = %(user)s AND EXISTS (SELECT 1 FROM labeled)
 )
 SELECT (SELECT id FROM labeled), (SELECT late FROM labeled)
 """
 
 
-def _label_write_one_statement(*, label: Label, task: Task) -> bool:
+def _label_write_one_statement(prepared: _Prepared) -> bool:
     """PostgreSQL: what :func:`_label_write` does, as one statement that also re-checks that
     the annotator still holds the lease or had it taken back, and decides under the task's lock
     whether the label is late. False when neither holds: nothing was written."""
+    label, task = prepared.label, prepared.task
     with one_statement(), connection.cursor() as cursor:
         cursor.execute(
             _SUBMIT_SQL,
@@ -478,6 +485,7 @@ def _label_write_one_statement(*, label: Label, task: Task) -> bool:
                 "started_at": label.started_at,
                 "created_at": label.created_at,
                 "key": label.idempotency_key,
+                "qc_draw": prepared.qc_draw,
             },
         )
         label_id, late = cursor.fetchone()

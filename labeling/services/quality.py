@@ -14,8 +14,13 @@ any pairing of labels. Definitions:
 Recording the screening verdict, the one write built on it, is ``labeling.services.screening``.
 """
 
+import hashlib
+import hmac
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+
+from django.conf import settings
 
 from labeling.models import QualitySettings
 
@@ -95,15 +100,68 @@ def screening_passes(*, summary: AgreementSummary, pass_mark: float) -> bool:
     return agreement is None or agreement >= pass_mark
 
 
-def qc_interval(qc_rate: float) -> int | None:
-    """Serve a QC question once this many other labels have been made since the last one.
+# QC positions (issue 18, M4). A fixed spacing told a careless annotator when to be careful,
+# so the number of normal labels before each QC question is drawn anew after every QC label:
+# uniform between a minimum gap (this share of the mean, so two QC questions never come close
+# together) and as far above the mean, so the long-run rate is the configured one.
+QC_MIN_GAP_SHARE = 0.5
 
-    ``qc_rate`` 0.1 gives 9: nine normal labels, then a QC question, i.e. one in ten.
-    None means QC is switched off.
-    """
+
+def qc_mean_gap(qc_rate: float) -> float:
+    """Normal labels between QC questions, on average: ``qc_rate`` 0.2 gives 4 (one in five)."""
+    return 1 / qc_rate - 1
+
+
+def qc_min_gap(qc_rate: float) -> int | None:
+    """The fewest normal labels between two QC questions; None when QC is switched off."""
     if qc_rate <= 0:
         return None
-    return max(0, round(1 / qc_rate) - 1)
+    return math.floor(qc_mean_gap(qc_rate) * QC_MIN_GAP_SHARE)
+
+
+def qc_gap(*, qc_rate: float, draw: float) -> int | None:
+    """Normal labels to make before the next QC question, from the annotator's ``draw`` in
+    [0, 1) (``AnnotatorProfile.qc_draw``, redrawn with each QC label); None when QC is off.
+
+    ``floor`` of a value uniform on [min gap, 2 * mean - min gap + 1): every whole gap in that
+    range is equally likely and their mean is the mean gap (exactly when twice it is whole).
+    Computed from the current rate at each claim, so a new rate applies at once.
+    """
+    low = qc_min_gap(qc_rate)
+    if low is None:
+        return None
+    width = 2 * (qc_mean_gap(qc_rate) - low) + 1
+    return low + math.floor(min(max(draw, 0.0), 1.0 - 1e-12) * width)
+
+
+def qc_reveal_after(*, label_id: int, qc_rate: float) -> int:
+    """How many further labels an annotator makes before a QC label of theirs counts in their
+    own statistics (``/api/me``'s gold agreement).
+
+    Counted at once, a change right after a submit would tell that the task was QC. The delay
+    is at least the minimum gap (by then the window that knowledge would make safe is over) and
+    up to a longest gap more; it is derived from the label id and the secret key, so it is fixed
+    per label (the figure never flickers) and cannot be predicted without the key.
+    """
+    low, spread = _reveal_range(qc_rate)
+    digest = hmac.new(
+        settings.SECRET_KEY.encode(), f"qc-reveal:{label_id}".encode(), hashlib.sha256
+    ).digest()
+    return low + 1 + int.from_bytes(digest[:8], "big") % spread
+
+
+def qc_reveal_window(qc_rate: float) -> int:
+    """The longest ``qc_reveal_after`` at this rate: older labels always count."""
+    low, spread = _reveal_range(qc_rate)
+    return low + spread
+
+
+def _reveal_range(qc_rate: float) -> tuple[int, int]:
+    """(minimum gap, how many delays above it are possible); QC off: 1 to 10 labels."""
+    low = qc_min_gap(qc_rate)
+    if low is None:
+        return 0, 10
+    return low, math.ceil(2 * (qc_mean_gap(qc_rate) - low)) + 1
 
 
 def quality_settings_get() -> QualitySettings:

@@ -43,7 +43,7 @@ from labeling.models import (
     Task,
     TaskKind,
 )
-from labeling.services.quality import qc_interval
+from labeling.services.quality import qc_gap
 from labeling.services.screening import annotator_screening_update
 
 logger = logging.getLogger(__name__)
@@ -98,8 +98,9 @@ def task_claim_next(*, annotator: User, exclude: Iterable[int] = ()) -> Claim | 
     """The annotator's next task with a fresh lease, or their own live lease back; None if none.
 
     Order of service: a live lease the annotator already holds (not in ``exclude``); screening
-    questions until screening is decided; a QC question every ``qc_interval`` labels; then the
-    highest-priority open normal task they have not labeled, leased or skipped.
+    questions until screening is decided; a QC question once the annotator has made their
+    randomly drawn ``qc_gap`` of normal labels since the last; then the highest-priority open
+    normal task they have not labeled, leased or skipped.
     """
     exclude_ids = {int(task_id) for task_id in exclude}
     claim = _claim_next(annotator=annotator, exclude=exclude_ids)
@@ -226,13 +227,8 @@ def _claim_next(*, annotator: User, exclude: set[int]) -> Claim | None:
     if passed is False:
         return None
 
-    interval = qc_interval(quality.qc_rate)
-    if (
-        interval is not None
-        and state.qc_open
-        and not state.holds_qc
-        and profile.labels_since_qc >= interval
-    ):
+    gap = qc_gap(qc_rate=quality.qc_rate, draw=profile.qc_draw)
+    if gap is not None and state.qc_open and not state.holds_qc and profile.labels_since_qc >= gap:
         claim = _claim_per_annotator(
             annotator=annotator,
             candidates=Task.objects.filter(kind=TaskKind.QUALITY_CONTROL, gold_label__isnull=False),

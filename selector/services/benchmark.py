@@ -261,7 +261,7 @@ def benchmark_upload(
     version_require_ready(version)
     if not 0.0 <= threshold <= 1.0:
         raise SelectorError(f"threshold must be within 0..1, got {threshold!r}")
-    folder = Path(settings.VAR_DIR) / "benchmarks"
+    folder = Path(settings.BENCHMARK_DIR)
     folder.mkdir(parents=True, exist_ok=True)
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(filename).name)[:80] or "benchmark.jsonl"
     path = folder / f"{uuid.uuid4().hex}-{safe}"

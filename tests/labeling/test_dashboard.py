@@ -181,3 +181,9 @@ def test_pause_from_dashboard_keeps_labels(staff: Client) -> None:
     assert profile.is_paused and user.labels.count() == 1
     assert "Resume" in staff.get("/admin/dashboard/").content.decode()
     assert Task.objects.count() == 1
+
+
+@pytest.mark.parametrize("profile_id", [2**63, 10**30])
+def test_pausing_a_profile_id_past_64_bits_is_a_404(staff: Client, profile_id: int) -> None:
+    response = staff.post(f"/admin/dashboard/annotators/{profile_id}/pause/", {"paused": "1"})
+    assert response.status_code == 404

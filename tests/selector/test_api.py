@@ -147,6 +147,7 @@ def test_evaluate_with_a_benchmark_upload_starts_a_benchmark_job(
     api: APIClient, settings: Any, tmp_path: Path
 ) -> None:
     settings.VAR_DIR = tmp_path
+    settings.BENCHMARK_DIR = tmp_path / "benchmarks"
     settings.IMPORT_UPLOAD_DIR = tmp_path / "spool"
     ready = version("ready")
     good = processbench({"id": "a", "problem": "1+1?", "steps": ["2", "# Answer 2"], "label": -1})

@@ -174,6 +174,7 @@ def test_admin_upload_runs_a_benchmark_job_and_shows_its_f1(
     db, selector_settings, client, tmp_path, django_capture_on_commit_callbacks
 ):
     selector_settings.VAR_DIR = tmp_path / "var"
+    selector_settings.BENCHMARK_DIR = tmp_path / "var" / "benchmarks"
     user = UserFactory(username="ml", is_staff=True)
     user.groups.add(selector_permissions_grant())
     client.force_login(user)

@@ -100,3 +100,37 @@ def test_programmatic_authentication_passes_a_request(user) -> None:
     # outside the forms must pass one, like this.
     client = Client()
     assert client.login(request=HttpRequest(), username="ada", password="right-password")
+
+
+def test_one_password_sprayed_across_many_usernames_locks_the_address(user) -> None:
+    address_limit = settings.STEPWISE_LOGIN_ADDRESS_FAILURE_LIMIT
+    assert address_limit > LIMIT  # a shared office address survives a few typos
+    UserFactory(username="bob", password="bobs-password")
+    sprayer = Client()
+    # One guess per username, existing or not: no (username, address) pair reaches its limit.
+    responses = [
+        sign_in(sprayer, LOGINS["annotator"], f"user{i}", "Summer2026!", ip="10.0.0.9")
+        for i in range(address_limit)
+    ]
+    assert [r.status_code for r in responses[:-1]] == [200] * (address_limit - 1)
+    assert responses[-1].status_code == 429
+    # From that address even a right password is refused now, on both forms...
+    for login in LOGINS.values():
+        assert sign_in(Client(), login, "bob", "bobs-password", ip="10.0.0.9").status_code == 429
+    # ...while other addresses are untouched.
+    other = Client()
+    response = sign_in(other, LOGINS["admin"], "ada", "right-password", ip="10.0.0.2")
+    assert response.status_code == 302
+    assert signed_in(other)
+
+
+def test_a_success_does_not_reset_the_address_count(user) -> None:
+    # A sprayer who owns one account cannot clear the address's count by signing into it.
+    address_limit = settings.STEPWISE_LOGIN_ADDRESS_FAILURE_LIMIT
+    for i in range(address_limit - 1):
+        sign_in(Client(), LOGINS["annotator"], f"user{i}", "guess", ip="10.0.0.9")
+    own = Client()
+    response = sign_in(own, LOGINS["annotator"], "ada", "right-password", ip="10.0.0.9")
+    assert response.status_code == 302
+    response = sign_in(Client(), LOGINS["annotator"], "victim", "guess", ip="10.0.0.9")
+    assert response.status_code == 429

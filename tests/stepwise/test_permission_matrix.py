@@ -93,7 +93,7 @@ MATRIX: dict[tuple[str, str], str] = {
     # --- dashboard: view_dashboard; pausing: change_annotatorprofile ---
     ("admin/dashboard/", "GET"): f"{A} 200 403 200",
     ("admin/dashboard/plots/<slug:name>.png", "GET"): f"{A} 200 403 200",
-    ("admin/dashboard/annotators/<int:profile_id>/pause/", "POST"): f"{A} 403 403 302",
+    ("admin/dashboard/annotators/<id:profile_id>/pause/", "POST"): f"{A} 403 403 302",
     # --- admin site ---
     ("admin/", "GET"): f"{A} 200 200 200",
     ("admin/login/", "GET"): "200 200 200 200 302 302 302",
@@ -308,7 +308,7 @@ def concrete(route: str, world: dict[str, Any]) -> str:
             path = path.replace("<path:object_id>", str(pk))
     path = path.replace("<id:task_id>", str(world["task"].pk))
     path = path.replace("<id:job_id>", str(world["job"].pk))
-    path = path.replace("<int:profile_id>", str(world["victim"].annotator_profile.pk))
+    path = path.replace("<id:profile_id>", str(world["victim"].annotator_profile.pk))
     path = path.replace("<slug:name>", "ratings")
     assert not re.search(r"[<>^$(]", path), f"no concrete form for {route!r}"
     return "/" + path

@@ -13,7 +13,7 @@ from django.urls import reverse
 from labeling.models import Label, Problem, QualitySettings
 from labeling.services.imports import ImportFailed, problems_import
 from labeling.services.jsonl import JSON_MAX_DEPTH
-from tests.factories import SolutionFactory, TaskFactory, UserFactory, annotator
+from tests.factories import LabelFactory, SolutionFactory, TaskFactory, UserFactory, annotator
 from tests.labeling.api.support import client_for, submit_body
 
 STEPS = ["Let $x = 2$.", "Then $x^2 = 4$.", "# Answer\n\n4"]
@@ -187,3 +187,57 @@ def test_a_400_raised_before_an_api_view_is_json_elsewhere_django_s_page(rf):
     assert json.loads(api.content)["detail"] == str(error)
     page = bad_request_json_for_api(rf.post("/admin/"), error)
     assert page.status_code == 400 and page["Content-Type"].startswith("text/html")
+
+
+HUGE = 2**63  # one past the largest 64-bit id: overflowed SQLite's integer binding
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("task_id", [HUGE, 10**30])
+def test_an_exclude_id_past_64_bits_is_a_400_naming_the_field(quality, task_id):
+    response = client_for(annotator()).post(
+        "/api/queue/next/", {"exclude": [task_id]}, format="json"
+    )
+    assert response.status_code == 400
+    assert "exclude" in response.json()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("since", ["9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+23:59"])
+def test_a_since_that_leaves_the_calendar_in_utc_is_a_400(since):
+    # Read as UTC these fall in year 10000 or year 0, which no datetime holds: the filter
+    # overflowed on SQLite while the response streamed.
+    client = client_for(UserFactory(is_staff=True, is_superuser=True))
+    for kind in ("prm800k", "stepwise"):
+        response = client.get(f"/api/export/{kind}/", {"since": since})
+        assert response.status_code == 400
+        assert "out of range" in response.json()["since"][0]
+    body = {"format": "prm800k", "since": since}
+    response = client.post("/api/export/jobs/", body, format="json")
+    assert response.status_code == 400
+    assert "since" in str(response.json())
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("since", ["9999-12-31", "9999-12-31T23:59:59+14:00", "0001-01-01"])
+def test_a_since_at_the_edge_of_the_calendar_is_answered(since):
+    LabelFactory()
+    client = client_for(UserFactory(is_staff=True, is_superuser=True))
+    response = client.get("/api/export/prm800k/", {"since": since})
+    assert response.status_code == 200
+    lines = b"".join(response.streaming_content).splitlines()
+    assert len(lines) == (1 if since.startswith("0001") else 0)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("generation", [2**63, -(2**63) - 1, 10**30])
+def test_an_export_generation_past_64_bits_is_a_400(generation):
+    client = client_for(UserFactory(is_staff=True, is_superuser=True))
+    for kind in ("prm800k", "stepwise"):
+        response = client.get(f"/api/export/{kind}/", {"generation": generation})
+        assert response.status_code == 400
+        assert "generation" in response.json()
+    body = {"format": "prm800k", "generation": generation}
+    response = client.post("/api/export/jobs/", body, format="json")
+    assert response.status_code == 400
+    assert "generation" in str(response.json())

@@ -25,13 +25,14 @@ def claim(client: APIClient):
 
 
 def test_a_qc_question_looks_like_any_other_task():
-    QualitySettings.objects.create(pk=1, qc_rate=0.5)  # QC after every normal label
+    QualitySettings.objects.create(pk=1, qc_rate=0.5)
     normal = TaskFactory(solution=SolutionFactory(steps=STEPS), generation=3, priority=0.9)
     qc = TaskFactory(kind="quality_control", solution=SolutionFactory(steps=STEPS), generation=2)
     qc.gold_label = LabelFactory(task=qc, ratings=[1, 1, 1], is_gold=True)
     qc.save(update_fields=["gold_label"])
     user = annotator()
-    AnnotatorProfile.objects.filter(user=user).update(screening_passed=True)
+    # A draw that puts this annotator's first QC question after one normal label.
+    AnnotatorProfile.objects.filter(user=user).update(screening_passed=True, qc_draw=0.5)
     client = client_for(user)
     first = claim(client)
     assert first.json()["id"] == normal.pk

@@ -1,5 +1,7 @@
 """Screening gate and QC mix as the claim applies them, and the agreement arithmetic."""
 
+import itertools
+
 import pytest
 
 from labeling.models import AnnotatorProfile, QualitySettings, Task, TaskKind
@@ -7,7 +9,10 @@ from labeling.services.labels import label_submit
 from labeling.services.quality import (
     agreement_summarise,
     first_error_index,
-    qc_interval,
+    qc_gap,
+    qc_min_gap,
+    qc_reveal_after,
+    qc_reveal_window,
     screening_passes,
     step_agreement,
 )
@@ -79,11 +84,31 @@ def test_screening_pass_mark_is_inclusive():
     assert not screening_passes(summary=summary, pass_mark=0.76)
 
 
-def test_qc_interval_from_rate():
-    assert qc_interval(0.1) == 9
-    assert qc_interval(0.25) == 3
-    assert qc_interval(1.0) == 0
-    assert qc_interval(0.0) is None
+@pytest.mark.parametrize(("rate", "low", "high"), [(0.1, 4, 14), (0.25, 1, 5), (0.2, 2, 6)])
+def test_qc_gap_is_uniform_from_the_minimum_gap_with_the_configured_mean(rate, low, high):
+    assert qc_min_gap(rate) == low
+    draws = [i / 10_000 for i in range(10_000)]
+    gaps = [qc_gap(qc_rate=rate, draw=draw) for draw in draws]
+    assert (min(gaps), max(gaps)) == (low, high)
+    assert set(gaps) == set(range(low, high + 1))
+    assert sum(gaps) / len(gaps) == pytest.approx(1 / rate - 1, abs=0.01)
+
+
+def test_qc_gap_at_the_ends_of_the_rate():
+    assert qc_gap(qc_rate=1.0, draw=0.99) == 0  # every task a QC question
+    assert qc_gap(qc_rate=0.0, draw=0.5) is None  # QC switched off
+    assert qc_min_gap(0.0) is None
+    # A rate whose mean gap is not whole keeps its mean to within a fraction of a label.
+    gaps = [qc_gap(qc_rate=0.3, draw=i / 10_000) for i in range(10_000)]
+    assert sum(gaps) / len(gaps) == pytest.approx(1 / 0.3 - 1, abs=0.2)
+
+
+def test_qc_reveal_delay_is_past_the_minimum_gap_and_varies_by_label():
+    delays = [qc_reveal_after(label_id=i, qc_rate=0.2) for i in range(1, 500)]
+    assert min(delays) >= qc_min_gap(0.2) + 1
+    assert max(delays) <= qc_reveal_window(0.2)
+    assert len(set(delays)) >= 4
+    assert qc_reveal_after(label_id=7, qc_rate=0.2) == qc_reveal_after(label_id=7, qc_rate=0.2)
 
 
 # --- the gate in the claim ------------------------------------------------------------------
@@ -168,9 +193,17 @@ def test_qc_questions_are_mixed_in_at_the_configured_rate():
     user = annotator()
     user.annotator_profile.screening_passed = True
     user.annotator_profile.save()
-    served = [claim_and_rate(user).kind for _ in range(12)]
-    assert served == ["normal", "normal", "normal", "quality_control"] * 3
-    assert {t.pk for t in qc_tasks} == set(
+    user.annotator_profile.qc_draw = 0.5  # a gap of 1 + floor(0.5 * 5) = 3
+    user.annotator_profile.save()
+    served = [claim_and_rate(user).kind for _ in range(4)]
+    assert served == ["normal", "normal", "normal", "quality_control"]
+    profile = AnnotatorProfile.objects.get(user=user)
+    assert profile.labels_since_qc == 0
+    assert profile.qc_draw != 0.5  # the QC label drew the next position
+    served += [claim_and_rate(user).kind for _ in range(8)]
+    qc_at = [i for i, kind in enumerate(served) if kind == "quality_control"]
+    assert all(b - a > qc_min_gap(0.25) for a, b in itertools.pairwise(qc_at))
+    assert {t.pk for t in qc_tasks} >= set(
         Task.objects.filter(labels__annotator=user, kind=TaskKind.QUALITY_CONTROL).values_list(
             "pk", flat=True
         )
