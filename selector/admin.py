@@ -25,6 +25,7 @@ from django.urls import URLPattern, path, reverse
 from jobs.admin import job_page_section_register
 from jobs.models import Job, JobKind, JobStatus
 from jobs.params import JobParamsInvalid, job_params_clean
+from jobs.services import JobError
 from selector import metric_rows, plots, queries, services
 from selector.admin_import import import_view
 from selector.models import SelectorVersion, SolutionScore
@@ -96,7 +97,7 @@ class SelectorVersionAdmin(admin.ModelAdmin):
                     kind=JobKind.EVALUATE, params={}, user=request.user, version=version
                 )
                 started += 1
-            except services.SelectorError as exc:
+            except (services.SelectorError, JobError) as exc:
                 self.message_user(request, str(exc), messages.ERROR)
         if started:
             self.message_user(request, f"Started {started} evaluation job(s).", messages.SUCCESS)
@@ -183,7 +184,7 @@ class SelectorVersionAdmin(admin.ModelAdmin):
         except ValueError:
             self.message_user(request, "threshold: expected a number in 0..1", messages.ERROR)
             return HttpResponseRedirect(back)
-        except (services.SelectorError, JobParamsInvalid) as exc:
+        except (services.SelectorError, JobParamsInvalid, JobError) as exc:
             self.message_user(request, str(exc), messages.ERROR)
             return HttpResponseRedirect(back)
         self.message_user(request, f"Started {job}.", messages.SUCCESS)
@@ -276,7 +277,7 @@ def _start_job(
             user=request.user,
             version=version,
         )
-    except (services.SelectorError, JobParamsInvalid) as exc:
+    except (services.SelectorError, JobParamsInvalid, JobError) as exc:
         model_admin.message_user(request, str(exc), messages.ERROR)
         return HttpResponseRedirect(back)
     model_admin.message_user(request, f"Started {job}.", messages.SUCCESS)

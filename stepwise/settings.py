@@ -266,6 +266,10 @@ CELERY_BEAT_SCHEDULE = {
 JOBS_HEARTBEAT_SECONDS = float(os.environ.get("STEPWISE_JOBS_HEARTBEAT_SECONDS", "30"))
 JOBS_LOST_AFTER_SECONDS = float(os.environ.get("STEPWISE_JOBS_LOST_AFTER_SECONDS", "300"))
 JOBS_MAX_ATTEMPTS = int(os.environ.get("STEPWISE_JOBS_MAX_ATTEMPTS", "2"))
+# Queued plus running jobs of the limited kinds (the selector's: they share the one ml
+# worker) that one user, and everyone together, may have before a new one is refused (409).
+JOBS_PER_USER = int(os.environ.get("STEPWISE_JOBS_PER_USER", "5"))
+JOBS_GLOBAL = int(os.environ.get("STEPWISE_JOBS_GLOBAL", "20"))
 
 # --- Labeling -------------------------------------------------------------------------------
 LEASE_MINUTES = int(os.environ.get("STEPWISE_LEASE_MINUTES", "30"))

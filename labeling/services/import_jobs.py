@@ -29,6 +29,7 @@ from jobs.models import Job, JobKind, JobStatus
 from jobs.params import JobParams, bounded
 from jobs.queries import RESULT_ERRORS
 from jobs.services import DetachedProgress, JobProgress, job_create, job_run
+from labeling import permissions
 from labeling.services.grading import answers_grade, ungraded_solutions_count
 from labeling.services.imports import (
     ImportFailed,
@@ -68,6 +69,18 @@ class ImportParams(JobParams):
     sha256: str = bounded(check=_sha256)  # of its bytes: what makes a re-send idempotent
     filename: str = bounded("upload.jsonl", max_length=FILENAME_LENGTH)  # named in errors
     skip_invalid: bool = False
+
+
+_PERMISSIONS = {
+    "problems": permissions.IMPORT_PROBLEMS,
+    "candidates": permissions.IMPORT_CANDIDATES,
+    "prm800k": permissions.IMPORT_LABELS,
+}
+
+
+def import_permission(*, job: Job) -> str:
+    """The jobs registry's hook: the permission that starts (and retries) this import."""
+    return _PERMISSIONS.get(str((job.params or {}).get("format")), permissions.IMPORT_LABELS)
 
 
 @dataclass(frozen=True)

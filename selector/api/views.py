@@ -21,6 +21,7 @@ from jobs.api.common import job_started_response, params_invalid
 from jobs.api.serializers import JobStartedSerializer
 from jobs.models import Job, JobKind
 from jobs.params import JobParamsInvalid
+from jobs.services import JobLimitReached
 from labeling.api.parsers import NestingLimitedJSONParser
 from labeling.api.uploads import SpooledUpload, spooling_request
 from selector import queries
@@ -43,7 +44,13 @@ from stepwise.api import model_permission
 STARTED = {
     202: JobStartedSerializer,
     400: OpenApiResponse(description="A bad parameter, named."),
+    409: OpenApiResponse(description="Too many selector jobs queued or running (the limits)."),
 }
+
+
+class JobLimitConflict(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "job_limit"
 
 
 class PromotionConflict(APIException):
@@ -75,6 +82,8 @@ class JobStartView(APIView):
             raise params_invalid(exc) from None
         except PromotionRefused as exc:
             raise PromotionConflict({"force": [str(exc)]}) from None
+        except JobLimitReached as exc:
+            raise JobLimitConflict(str(exc)) from None
         except SelectorError as exc:
             field = "version" if "version" in kwargs else "detail"
             raise ValidationError({field: [str(exc)]}) from None
