@@ -63,6 +63,7 @@ JOB_TASKS: dict[str, JobTask] = {
         "selector.simulation_execute",
         params=f"{_SELECTOR_PARAMS}.SimulateParams",
         limited=True,
+        on_abandon="selector.services.simulation.simulation_abandoned",
     ),
     # Resumable: an import is one transaction (a lost worker's is rolled back) and
     # deduplicated, so running the file again writes exactly what the first run would have.
