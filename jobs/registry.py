@@ -56,6 +56,7 @@ JOB_TASKS: dict[str, JobTask] = {
         "selector.benchmark_evaluate",
         resumable=True,
         limited=True,
+        on_abandon="selector.services.benchmark.benchmark_abandoned",
         params=f"{_SELECTOR_PARAMS}.BenchmarkParams",
     ),
     # Not resumable: a re-run would start the whole simulation over in a fresh directory.

@@ -121,7 +121,9 @@ def job_limits_check(
     list(user_model._default_manager.select_for_update().filter(pk=user.pk).values_list("pk"))
     live = Job.objects.filter(
         kind__in=_limited_kinds(), status__in=[JobStatus.QUEUED, JobStatus.RUNNING]
-    ).exclude(pk=exclude)
+    )
+    if exclude is not None:
+        live = live.exclude(pk=exclude)
     mine = live.filter(created_by_id=user.pk).count()
     if mine >= settings.JOBS_PER_USER:
         raise JobLimitReached(
@@ -511,7 +513,7 @@ def job_start_permission(job: Job) -> str:
     return task.permission
 
 
-def job_retry(*, job_id: int, user: AbstractBaseUser | AnonymousUser | None = None) -> Job:
+def job_retry(*, job_id: int, user: Any = None) -> Job:
     """Queue a failed job again, with its original parameters, or re-send a queued one whose
     message was lost. A running job with a live heartbeat is refused: it is not lost.
 

@@ -5,6 +5,7 @@ checks its input and calls one service; bad input is a 400 naming the field."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from django.db.models import QuerySet
@@ -36,7 +37,7 @@ from selector.api.serializers import (
     VersionPickSerializer,
 )
 from selector.models import SelectorVersion
-from selector.services.benchmark import BenchmarkError, benchmark_upload
+from selector.services.benchmark import benchmark_upload
 from selector.services.common import SelectorError
 from selector.services.jobs import PromotionRefused, job_start, promotion_start, scoring_start
 from stepwise.api import model_permission
@@ -164,16 +165,14 @@ def _evaluation_start(*, version: SelectorVersion, user: Any) -> Job:
 def _benchmark_start(
     *, version: SelectorVersion, upload: SpooledUpload, threshold: float, user: Any
 ) -> Job:
-    try:
-        return benchmark_upload(
-            version=version,
-            stream=upload,
-            filename=upload.name or "benchmark.jsonl",
-            threshold=threshold,
-            user=user,
-        )
-    except BenchmarkError as exc:
-        raise ValidationError({"benchmark": str(exc).splitlines()}) from None
+    # The file is checked by the job (its errors are the job's), not in this request.
+    return benchmark_upload(
+        version=version,
+        spooled=Path(upload.temporary_file_path()),
+        filename=upload.name or "benchmark.jsonl",
+        threshold=threshold,
+        user=user,
+    )
 
 
 class PromoteView(JobStartView):

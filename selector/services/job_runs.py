@@ -12,7 +12,7 @@ from typing import Any
 from jobs.models import Job, JobKind
 from jobs.services import JobProgress, job_run
 from selector.models import SelectorVersion
-from selector.services.benchmark import benchmark_evaluate
+from selector.services.benchmark import benchmark_job_evaluate
 from selector.services.common import Progress, SelectorError
 from selector.services.evaluation import selector_evaluate
 from selector.services.generation import candidates_generate
@@ -70,13 +70,11 @@ def _score(job: Job, progress: JobProgress) -> dict[str, Any]:
 
 def _benchmark(job: Job, progress: JobProgress) -> dict[str, Any]:
     params = BenchmarkParams.parse(job.params)
-    assert job.version is not None
-    return benchmark_evaluate(
-        version=job.version,
+    return benchmark_job_evaluate(
+        job=job,
         path=Path(params.path),
         threshold=params.threshold,
         name=params.name,
-        job=job,
         progress=progress,
     )
 
