@@ -72,6 +72,7 @@ JOB_TASKS: dict[str, JobTask] = {
         "labeling.import_job_run",
         resumable=True,
         permission_for="labeling.services.import_jobs.import_permission",
+        on_abandon="labeling.services.import_jobs.import_abandoned",
         params="labeling.services.import_jobs.ImportParams",
     ),
     # Not resumable: a re-run samples every problem again (the import keeps what is stored).

@@ -147,6 +147,19 @@ def import_job_start(
     return ImportStarted(job=job, created=True)
 
 
+def import_abandoned(*, job: Job) -> None:
+    """The jobs registry's hook for an import finished without its worker (cancelled, marked
+    failed, lost): its spooled file goes with it (a lost worker's transaction rolled back)."""
+    raw = (job.params or {}).get("path")
+    if not isinstance(raw, str) or not raw:
+        return
+    try:
+        _under_upload_dir(raw)
+    except ValueError:
+        return  # not a file an upload kept: never removed
+    Path(raw).unlink(missing_ok=True)
+
+
 def import_job_run(*, job_id: int) -> Job:
     """Run an import job in this process (``jobs.services.job_run``: status, heartbeat)."""
     return job_run(job_id=job_id, runner=_import_and_grade)

@@ -105,6 +105,7 @@ def jsonl_records(
         if not raw.strip():
             continue
         try:
+            raw.decode("utf-8")  # JSON is UTF-8 (json.loads would guess UTF-16 from a BOM)
             record = json_loads_limited(raw)
         except JsonTooDeep as exc:
             yield number, LineError(number, "line", f"invalid JSON: {exc}")
