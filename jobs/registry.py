@@ -75,6 +75,14 @@ JOB_TASKS: dict[str, JobTask] = {
         on_abandon="labeling.services.import_jobs.import_abandoned",
         params="labeling.services.import_jobs.ImportParams",
     ),
+    # Resumable: a run that did not finish wrote no row (its checkpoint folder is replaced).
+    JobKind.IMPORT_PRM: JobTask(
+        "selector.selector_import",
+        resumable=True,
+        limited=True,
+        permission="selector.change_selectorversion",
+        params=f"{_SELECTOR_PARAMS}.ImportPrmParams",
+    ),
     # Not resumable: a re-run samples every problem again (the import keeps what is stored).
     JobKind.GENERATE: JobTask(
         "selector.candidates_generate",

@@ -60,6 +60,11 @@ def candidates_generate(self, job_id: int) -> str:
     return services.job_execute(job_id=job_id).status
 
 
+@shared_task(name="selector.selector_import", bind=True, acks_late=True, **_SHORT)
+def selector_import(self, job_id: int) -> str:
+    return services.job_execute(job_id=job_id).status
+
+
 @shared_task(name="selector.queue_fill", bind=True, acks_late=True, **_SHORT)
 def queue_fill(self, job_id: int) -> str:
     return services.job_execute(job_id=job_id).status
