@@ -27,8 +27,8 @@ LOOPING = (
 def test_a_score_job_stops_a_chat_template_that_loops(
     db,
     selector_settings,
-    tiny_qwen_prm_model,
-    tmp_path,  # noqa: F811
+    tiny_qwen_prm_model,  # noqa: F811 (the fixture imported above)
+    tmp_path,
 ) -> None:
     from transformers import AutoTokenizer
 

@@ -108,3 +108,32 @@ def test_retrying_an_export_job_needs_the_export_permission(
         )
     failed.refresh_from_db()
     assert failed.status == JobStatus.QUEUED and len(callbacks) == 1
+
+
+def test_the_api_retry_needs_the_kinds_permission_and_counts_toward_the_limit(
+    ml_staff, settings
+) -> None:
+    failed = Job.objects.create(
+        kind=JobKind.EXPORT, status=JobStatus.FAILED, error="boom", created_by=ml_staff
+    )
+    ml = api_for(ml_staff)  # its creator, who steers jobs, but may not export labels
+    refused = ml.post(f"/api/jobs/{failed.pk}/retry/")
+    assert refused.status_code == 403
+    assert "needs the labeling.export_labels permission" in refused.json()["detail"]
+    failed.refresh_from_db()
+    assert failed.status == JobStatus.FAILED
+
+    exporter = api_for(staff_with("jobs.change_job", "jobs.view_job", "labeling.export_labels"))
+    retried = exporter.post(f"/api/jobs/{failed.pk}/retry/")
+    assert retried.status_code == 200 and retried.json()["status"] == "queued"
+    assert exporter.post(f"/api/jobs/{failed.pk}/retry/").status_code == 200  # re-sent
+    Job.objects.filter(pk=failed.pk).update(status=JobStatus.SUCCEEDED)
+    done = exporter.post(f"/api/jobs/{failed.pk}/retry/")
+    assert done.status_code == 409 and "start a new job instead" in done.json()["detail"]
+
+    # A selector job retried counts toward its user's limit, as a new one would.
+    settings.JOBS_PER_USER = 1
+    Job.objects.create(kind=JobKind.TRAIN, status=JobStatus.QUEUED, created_by=ml_staff)
+    old = Job.objects.create(kind=JobKind.TRAIN, status=JobStatus.FAILED, created_by=ml_staff)
+    limited = ml.post(f"/api/jobs/{old.pk}/retry/")
+    assert limited.status_code == 409 and "STEPWISE_JOBS_PER_USER=1" in limited.json()["detail"]
