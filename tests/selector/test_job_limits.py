@@ -137,3 +137,39 @@ def test_the_api_retry_needs_the_kinds_permission_and_counts_toward_the_limit(
     old = Job.objects.create(kind=JobKind.TRAIN, status=JobStatus.FAILED, created_by=ml_staff)
     limited = ml.post(f"/api/jobs/{old.pk}/retry/")
     assert limited.status_code == 409 and "STEPWISE_JOBS_PER_USER=1" in limited.json()["detail"]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_one_users_simultaneous_starts_never_pass_the_limit(settings) -> None:
+    """Four requests at once under a limit of one: the user's row, locked while each counts
+    and writes, lets exactly one through."""
+    import threading
+
+    from django.db import connections
+
+    from jobs.services import JobLimitReached
+    from selector.services import job_start
+
+    settings.JOBS_PER_USER = 1
+    user = staff_with("jobs.add_job", username="racer")
+    barrier = threading.Barrier(4)
+    outcomes: list[str] = []
+
+    def start() -> None:
+        try:
+            barrier.wait()
+            job_start(kind=JobKind.TRAIN, user=user, enqueue=False)
+            outcomes.append("started")
+        except JobLimitReached:
+            outcomes.append("refused")
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(outcomes) == ["refused", "refused", "refused", "started"]
+    assert Job.objects.filter(created_by=user).count() == 1
