@@ -49,7 +49,7 @@ COPY --from=frontend /build/frontend/dist frontend/dist
 # placeholder key only satisfies settings at build time and is not in the running containers.
 RUN SECRET_KEY=collectstatic-only-build-time-placeholder-key-not-used-at-run-time python manage.py collectstatic --noinput \
     && useradd --system --uid 10001 --home-dir /app stepwise \
-    && mkdir -p var/exports var/selectors var/media var/benchmarks var/simulations \
+    && mkdir -p var/exports var/selectors var/media var/simulations \
         var/hf-home var/matplotlib \
     && chown -R stepwise:stepwise var
 USER stepwise

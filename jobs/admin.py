@@ -89,6 +89,12 @@ class JobAdmin(admin.ModelAdmin):
     def has_steer_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("jobs.change_job")
 
+    def has_view_permission(self, request: HttpRequest, obj: Job | None = None) -> bool:
+        # Whoever started a job follows it, as in the API (``jobs.queries.job_visible_to``).
+        if obj is not None and queries.job_visible_to(obj, request.user):
+            return True
+        return super().has_view_permission(request, obj)
+
     @admin.action(description="Mark the selected jobs failed", permissions=["steer"])
     def mark_failed(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
         def act(job: Job) -> Job:
@@ -99,7 +105,7 @@ class JobAdmin(admin.ModelAdmin):
     @admin.action(description="Retry the selected jobs", permissions=["steer"])
     def retry(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
         def act(job: Job) -> Job:
-            return services.job_retry(job_id=job.pk)
+            return services.job_retry(job_id=job.pk, user=request.user)
 
         self._each(request, queryset, "queued again", act)
 
@@ -138,9 +144,10 @@ class JobAdmin(admin.ModelAdmin):
     def cancel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
-        if not self.has_steer_permission(request):
-            raise PermissionDenied
         job = get_object_or_404(Job, pk=object_id)
+        # Those who steer jobs, or the job's creator (as the API allows).
+        if not queries.job_cancellable_by(job, request.user):
+            raise PermissionDenied
         if services.job_cancel(job=job):
             self.message_user(request, f"Cancelling {job}: it stops at its next check.")
         else:
@@ -148,9 +155,9 @@ class JobAdmin(admin.ModelAdmin):
         return HttpResponseRedirect(reverse("admin:jobs_job_change", args=[job.pk]))
 
     def progress_view(self, request: HttpRequest, object_id: str) -> JsonResponse:
-        if not self.has_view_permission(request):
-            raise PermissionDenied
         job = get_object_or_404(Job, pk=object_id)
+        if not self.has_view_permission(request, job):
+            raise PermissionDenied
         return JsonResponse(queries.job_progress(job))
 
     def change_view(
@@ -166,7 +173,9 @@ class JobAdmin(admin.ModelAdmin):
             "job": job,
             "progress": queries.job_progress(job),
             "progress_url": reverse("admin:jobs_job_progress", args=[job.pk]),
-            "can_cancel": self.has_steer_permission(request) and not job.finished,
+            # The input's invalid lines (an import's), each {line, field, message}.
+            "input_errors": [e for e in queries.job_errors(job) if e["line"] is not None],
+            "can_cancel": queries.job_cancellable_by(job, request.user) and not job.finished,
             "cancel_url": reverse("admin:jobs_job_cancel", args=[job.pk]),
             "section_template": section.template if section else None,
             **(section.context(job) if section else {}),

@@ -16,6 +16,7 @@ class JobKind(models.TextChoices):
     SIMULATE = "simulate", "Simulate active learning"
     GENERATE = "generate", "Generate candidates"
     IMPORT = "import", "Import JSONL"
+    IMPORT_PRM = "import_prm", "Import a PRM"
 
 
 class JobStatus(models.TextChoices):

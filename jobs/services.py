@@ -21,6 +21,7 @@ from typing import Any
 
 from celery import current_app
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import DatabaseError, connection, connections, transaction
 from django.db.models import Q
@@ -39,6 +40,14 @@ Runner = Callable[[Job, "JobProgress"], dict[str, Any]]
 
 class JobError(Exception):
     """A job operation cannot proceed; the message says why, for the admin and the CLI."""
+
+
+class JobLimitReached(JobError):
+    """Too many jobs of the limited kinds are queued or running (the API's 409)."""
+
+
+class JobRetryForbidden(JobError):
+    """Retrying this job needs the permission that starts its kind."""
 
 
 class JobAbandoned(Exception):
@@ -74,12 +83,14 @@ def job_create(
     """Record a queued Job and send its Celery task once the row is committed.
 
     ``params`` are checked against the kind's parameter class first (``jobs.params``): a bad
-    one raises ``JobParamsInvalid`` naming the field, and no row is written.
+    one raises ``JobParamsInvalid`` naming the field, and no row is written. A user's job of a
+    limited kind is refused with ``JobLimitReached`` past JOBS_PER_USER or JOBS_GLOBAL.
     """
     if kind not in JOB_TASKS:
         raise JobError(f"kind {kind!r}: no task runs this kind of job")
     cleaned = job_params_clean(kind, params)
     with transaction.atomic():
+        job_limits_check(kind=kind, user=user)
         job = Job.objects.create(
             kind=kind,
             params=cleaned,
@@ -89,6 +100,43 @@ def job_create(
         if enqueue:
             job_enqueue(job=job)
     return job
+
+
+def _limited_kinds() -> list[str]:
+    return [kind for kind, task in JOB_TASKS.items() if task.limited]
+
+
+def job_limits_check(
+    *, kind: str, user: AbstractBaseUser | AnonymousUser | None, exclude: int | None = None
+) -> None:
+    """Refuse (``JobLimitReached``) one more queued job of ``kind`` for ``user`` when they, or
+    everyone together, already have as many of the limited kinds queued or running as the
+    settings allow. Jobs started without a user (a command, the beat) are never refused but
+    count toward the global figure. Call it inside the transaction that writes the job: the
+    user's row is locked, so one user's simultaneous requests are counted one after another.
+    """
+    if not JOB_TASKS[kind].limited or user is None or not user.is_authenticated:
+        return
+    user_model = get_user_model()
+    list(user_model._default_manager.select_for_update().filter(pk=user.pk).values_list("pk"))
+    live = Job.objects.filter(
+        kind__in=_limited_kinds(), status__in=[JobStatus.QUEUED, JobStatus.RUNNING]
+    )
+    if exclude is not None:
+        live = live.exclude(pk=exclude)
+    mine = live.filter(created_by_id=user.pk).count()
+    if mine >= settings.JOBS_PER_USER:
+        raise JobLimitReached(
+            f"you already have {mine} queued or running selector job(s), the limit "
+            f"(STEPWISE_JOBS_PER_USER={settings.JOBS_PER_USER}): wait for one to finish, "
+            "or cancel one"
+        )
+    everyone = live.count()
+    if everyone >= settings.JOBS_GLOBAL:
+        raise JobLimitReached(
+            f"{everyone} selector jobs are queued or running, the limit for everyone "
+            f"(STEPWISE_JOBS_GLOBAL={settings.JOBS_GLOBAL}): try again when some have finished"
+        )
 
 
 def job_enqueue(*, job: Job) -> None:
@@ -457,11 +505,29 @@ def job_cancel(*, job: Job) -> bool:
     return True
 
 
-def job_retry(*, job_id: int) -> Job:
+def job_start_permission(job: Job) -> str:
+    """The permission that starts a job of this one's kind (and so retries it)."""
+    task = JOB_TASKS[job.kind]
+    if task.permission_for:
+        return str(import_string(task.permission_for)(job=job))
+    return task.permission
+
+
+def job_retry(*, job_id: int, user: Any = None) -> Job:
     """Queue a failed job again, with its original parameters, or re-send a queued one whose
-    message was lost. A running job with a live heartbeat is refused: it is not lost."""
+    message was lost. A running job with a live heartbeat is refused: it is not lost.
+
+    With ``user`` (the admin, an API), retrying needs the permission that starts the job's
+    kind (``JobRetryForbidden``), and a limited kind counts toward that user's job limit.
+    """
     with transaction.atomic():
         job = Job.objects.select_for_update().get(pk=job_id)
+        if user is not None:
+            needed = job_start_permission(job)
+            if not user.has_perm(needed):
+                raise JobRetryForbidden(f"retrying {job} needs the {needed} permission")
+            if job.status != JobStatus.QUEUED:
+                job_limits_check(kind=job.kind, user=user, exclude=job.pk)
         if job.status == JobStatus.SUCCEEDED:
             raise JobError(f"{job} succeeded; start a new job instead")
         if job.status == JobStatus.RUNNING and _last_sign_of_life(job) > (

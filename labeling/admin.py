@@ -3,18 +3,19 @@
 Each ModelAdmin delegates writes to ``labeling.services``; admin code only gathers input.
 """
 
-from collections.abc import Callable
-from typing import IO, Any, cast
+from pathlib import Path
+from typing import Any, cast
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 
+from jobs.params import JobParamsInvalid
 from labeling.admin_export import (
     ExportAdminMixin,
     export_selected_prm800k,
@@ -26,19 +27,11 @@ from labeling.admin_export import (
     resume_annotators,
     use_my_label_as_gold,
 )
+from labeling.api.uploads import SpooledUpload, spooling_view, uploads_close
 from labeling.models import AnnotatorProfile, GradedAnswer, Label, Lease, Problem, Solution, Task
-from labeling.services.imports import (
-    ImportFailed,
-    ImportReport,
-    candidates_import,
-    prm800k_import,
-    problems_import,
-)
+from labeling.services.import_jobs import ImportStarted, import_job_start, upload_filename
 
-# --- "Import JSONL" pages: small uploads through the same services as the import commands ---
-
-JSONL_UPLOAD_MAX_BYTES = 20 * 1024 * 1024
-_MAX_ERROR_MESSAGES = 200  # a file full of errors must not bury the page
+# --- "Import JSONL" pages: uploads spooled to disk, imported by a background job ---
 
 
 class JsonlUploadForm(forms.Form):
@@ -47,20 +40,14 @@ class JsonlUploadForm(forms.Form):
         required=False, label="Skip invalid lines (import the valid ones)"
     )
 
-    def clean_file(self) -> Any:
-        upload = self.cleaned_data["file"]
-        if upload.size > JSONL_UPLOAD_MAX_BYTES:
-            raise forms.ValidationError(
-                f"The file is {upload.size / 2**20:.1f} MB; the limit here is "
-                f"{JSONL_UPLOAD_MAX_BYTES // 2**20} MB. Use the management command."
-            )
-        return upload
-
 
 class JsonlImportAdminMixin:
-    """Adds an "Import JSONL" button and page to a ModelAdmin changelist."""
+    """Adds an "Import JSONL" button and page to a ModelAdmin changelist. The file is spooled
+    to disk as it arrives (``labeling.api.uploads``, the import API's way, under the same
+    limit) and imported by an import job, whose page shows its progress and invalid lines:
+    nothing is read inside the request."""
 
-    import_service: Callable[..., ImportReport]
+    import_format = ""
     import_title = "Import JSONL"
     import_command = ""
     import_help = ""
@@ -69,7 +56,7 @@ class JsonlImportAdminMixin:
     def get_urls(self) -> list[URLPattern]:
         admin_self = cast(admin.ModelAdmin, self)
         name = f"{admin_self.opts.app_label}_{admin_self.opts.model_name}_import_jsonl"
-        view = admin_self.admin_site.admin_view(self.import_jsonl_view)
+        view = spooling_view(admin_self.admin_site.admin_view(self.import_jsonl_view), "file")
         return [path("import-jsonl/", view, name=name), *super().get_urls()]  # type: ignore[misc]
 
     def changelist_view(
@@ -82,27 +69,14 @@ class JsonlImportAdminMixin:
         admin_self = cast(admin.ModelAdmin, self)
         if not admin_self.has_add_permission(request):
             raise PermissionDenied
-        form = JsonlUploadForm(request.POST or None, request.FILES or None)
-        if request.method == "POST" and form.is_valid():
-            upload = form.cleaned_data["file"]
-            try:
-                report = type(self).import_service(
-                    stream=cast(IO[bytes], upload),
-                    source=upload.name,
-                    skip_invalid=form.cleaned_data["skip_invalid"],
-                )
-            except ImportFailed as exc:
-                self._error_messages(request, exc.report, messages.ERROR)
-                messages.error(request, str(exc).replace("--skip-invalid", "skip invalid lines"))
-            else:
-                self._error_messages(request, report, messages.WARNING)
-                messages.success(request, report.summary())
-                if report.problem_ids:
-                    ids = report.problem_ids
-                    _grading_enqueue_on_commit(sorted(ids) if len(ids) <= 1000 else None)
-                    messages.info(request, "Grading of the final answers has been queued.")
-                opts = admin_self.opts
-                return redirect(reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist"))
+        try:
+            form = JsonlUploadForm(request.POST or None, request.FILES or None)
+            if request.method == "POST" and form.is_valid():
+                started = self._import_start(request, form)
+                if started is not None:
+                    return redirect(reverse("admin:jobs_job_change", args=[started.job.pk]))
+        finally:
+            uploads_close(request.FILES)  # what was spooled and not kept is deleted
         context = {
             **admin_self.admin_site.each_context(request),
             "opts": admin_self.opts,
@@ -110,31 +84,42 @@ class JsonlImportAdminMixin:
             "title": self.import_title,
             "help_text": self.import_help,
             "command": self.import_command,
-            "max_mb": JSONL_UPLOAD_MAX_BYTES // 2**20,
+            "max_mb": settings.IMPORT_UPLOAD_MAX_BYTES // 2**20,
         }
         return TemplateResponse(request, "admin/labeling/import_jsonl.html", context)
 
-    @staticmethod
-    def _error_messages(request: HttpRequest, report: ImportReport, level: int) -> None:
-        lines = report.error_lines()
-        for line in lines[:_MAX_ERROR_MESSAGES]:
-            messages.add_message(request, level, line)
-        if len(lines) > _MAX_ERROR_MESSAGES:
-            messages.add_message(
-                request, level, f"… and {len(lines) - _MAX_ERROR_MESSAGES} more invalid lines"
+    def _import_start(self, request: HttpRequest, form: JsonlUploadForm) -> ImportStarted | None:
+        upload = form.cleaned_data["file"]
+        if not isinstance(upload, SpooledUpload):  # pragma: no cover - the view spools
+            form.add_error("file", "the upload was not received whole; send it again")
+            return None
+        try:
+            started = import_job_start(
+                spooled=Path(upload.temporary_file_path()),
+                sha256=upload.sha256,
+                import_format=self.import_format,
+                filename=upload.name or "",
+                skip_invalid=form.cleaned_data["skip_invalid"],
+                user=request.user,
             )
-
-
-def _grading_enqueue_on_commit(problem_ids: list[int] | None) -> None:
-    # Grading can take minutes and may hit the time limit: never in the request.
-    from labeling.tasks import grade_solutions
-
-    transaction.on_commit(lambda: grade_solutions.delay(problem_ids=problem_ids))
+        except JobParamsInvalid as exc:
+            form.add_error(None, str(exc))
+            return None
+        job = started.job
+        if started.created:
+            messages.success(
+                request,
+                f"Importing {upload_filename(upload.name)} as {job}: this page follows it; "
+                "invalid lines are listed here when it ends, and final answers are graded.",
+            )
+        else:
+            messages.info(request, f"The same file was already sent: {job} is its import.")
+        return started
 
 
 @admin.register(Problem)
 class ProblemAdmin(JsonlImportAdminMixin, admin.ModelAdmin):
-    import_service = staticmethod(problems_import)
+    import_format = "problems"
     import_title = "Import problems (JSONL)"
     import_command = "import_problems"
     import_help = (
@@ -148,7 +133,7 @@ class ProblemAdmin(JsonlImportAdminMixin, admin.ModelAdmin):
 
 @admin.register(Solution)
 class SolutionAdmin(JsonlImportAdminMixin, admin.ModelAdmin):
-    import_service = staticmethod(candidates_import)
+    import_format = "candidates"
     import_title = "Import candidates (JSONL)"
     import_command = "import_candidates"
     import_help = (
@@ -217,7 +202,7 @@ class LeaseAdmin(admin.ModelAdmin):
 
 @admin.register(Label)
 class LabelAdmin(ExportAdminMixin, JsonlImportAdminMixin, admin.ModelAdmin):
-    import_service = staticmethod(prm800k_import)
+    import_format = "prm800k"
     import_title = "Import PRM800K labels (JSONL)"
     import_command = "import_prm800k"
     import_help = (

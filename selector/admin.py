@@ -7,6 +7,7 @@ page; the model work runs on the ``ml`` Celery queue, filling the queue on ``def
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from django.contrib import admin, messages
@@ -25,6 +26,8 @@ from django.urls import URLPattern, path, reverse
 from jobs.admin import job_page_section_register
 from jobs.models import Job, JobKind, JobStatus
 from jobs.params import JobParamsInvalid, job_params_clean
+from jobs.services import JobError
+from labeling.api.uploads import SpooledUpload, spooling_view, uploads_close
 from selector import metric_rows, plots, queries, services
 from selector.admin_import import import_view
 from selector.models import SelectorVersion, SolutionScore
@@ -96,7 +99,7 @@ class SelectorVersionAdmin(admin.ModelAdmin):
                     kind=JobKind.EVALUATE, params={}, user=request.user, version=version
                 )
                 started += 1
-            except services.SelectorError as exc:
+            except (services.SelectorError, JobError) as exc:
                 self.message_user(request, str(exc), messages.ERROR)
         if started:
             self.message_user(request, f"Started {started} evaluation job(s).", messages.SUCCESS)
@@ -119,7 +122,7 @@ class SelectorVersionAdmin(admin.ModelAdmin):
             ),
             path(
                 "<path:object_id>/benchmark/",
-                wrap(self.benchmark_view),
+                spooling_view(wrap(self.benchmark_view), "file"),
                 name="selector_selectorversion_benchmark",
             ),
             path(
@@ -160,33 +163,37 @@ class SelectorVersionAdmin(admin.ModelAdmin):
         return _start_job(self, request, kind, object_id)
 
     def benchmark_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        """Upload a ProcessBench / PRM800K file: checked here, scored by a background job."""
+        """Upload a ProcessBench / PRM800K file: spooled to disk here (``spooling_view``),
+        checked and scored by a background job."""
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         if not self.has_add_job_permission(request):
             raise PermissionDenied
         version = get_object_or_404(SelectorVersion, pk=object_id)
         back = reverse("admin:selector_selectorversion_change", args=[version.pk])
-        upload = request.FILES.get("file")
-        if upload is None:
-            self.message_user(request, "Choose a benchmark file to upload.", messages.ERROR)
-            return HttpResponseRedirect(back)
         try:
-            threshold = float(request.POST.get("threshold") or 0.5)
+            upload = request.FILES.get("file")
+            if not isinstance(upload, SpooledUpload) or not upload.size:
+                self.message_user(request, "Choose a benchmark file to upload.", messages.ERROR)
+                return HttpResponseRedirect(back)
+            try:
+                threshold = float(request.POST.get("threshold") or 0.5)
+            except ValueError:
+                self.message_user(request, "threshold: expected a number in 0..1", messages.ERROR)
+                return HttpResponseRedirect(back)
             job = benchmark_upload(
                 version=version,
-                stream=upload,
+                spooled=Path(upload.temporary_file_path()),
                 filename=upload.name or "benchmark.jsonl",
                 threshold=threshold,
                 user=request.user,
             )
-        except ValueError:
-            self.message_user(request, "threshold: expected a number in 0..1", messages.ERROR)
-            return HttpResponseRedirect(back)
-        except (services.SelectorError, JobParamsInvalid) as exc:
+        except (services.SelectorError, JobParamsInvalid, JobError) as exc:
             self.message_user(request, str(exc), messages.ERROR)
             return HttpResponseRedirect(back)
-        self.message_user(request, f"Started {job}.", messages.SUCCESS)
+        finally:
+            uploads_close(request.FILES)
+        self.message_user(request, f"Started {job}: it checks the file first.", messages.SUCCESS)
         return HttpResponseRedirect(reverse("admin:jobs_job_change", args=[job.pk]))
 
     def plot_view(self, request: HttpRequest, object_id: str, which: str) -> HttpResponse:
@@ -276,7 +283,7 @@ def _start_job(
             user=request.user,
             version=version,
         )
-    except (services.SelectorError, JobParamsInvalid) as exc:
+    except (services.SelectorError, JobParamsInvalid, JobError) as exc:
         model_admin.message_user(request, str(exc), messages.ERROR)
         return HttpResponseRedirect(back)
     model_admin.message_user(request, f"Started {job}.", messages.SUCCESS)

@@ -7,10 +7,17 @@ these names. The GPU work routes to the ``ml`` queue; the queue top-up and fill 
 redelivery is safe; a worker that dies mid-job is handled by the jobs reaper.
 """
 
+import logging
+from typing import Any
+
 from celery import shared_task
+from celery.signals import worker_ready
 
 from selector import services
+from selector.services.simulation import simulation_work_sweep
 from stepwise.celery import PERIODIC_TASK
+
+logger = logging.getLogger(__name__)
 
 # Training can take hours on a real pool; the soft limit raises inside the task so the Job is
 # marked failed with a message before the hard limit kills the process.
@@ -53,6 +60,11 @@ def candidates_generate(self, job_id: int) -> str:
     return services.job_execute(job_id=job_id).status
 
 
+@shared_task(name="selector.selector_import", bind=True, acks_late=True, **_SHORT)
+def selector_import(self, job_id: int) -> str:
+    return services.job_execute(job_id=job_id).status
+
+
 @shared_task(name="selector.queue_fill", bind=True, acks_late=True, **_SHORT)
 def queue_fill(self, job_id: int) -> str:
     return services.job_execute(job_id=job_id).status
@@ -64,3 +76,14 @@ def queue_top_up() -> int:
     check and the fill run under one lock)."""
     report = services.queue_top_up()
     return report.created if report else 0
+
+
+@worker_ready.connect
+def simulation_work_sweep_at_start(**_kwargs: Any) -> None:
+    """A worker that starts sweeps the scratch folders simulations killed with a previous one
+    left behind (their jobs are finished, or failed by the reaper meanwhile). A sweep that
+    fails (a database not up yet) waits for the next start; the reaper's hook covers most."""
+    try:
+        simulation_work_sweep()
+    except Exception:
+        logger.warning("the sweep of abandoned simulation folders failed", exc_info=True)

@@ -272,6 +272,10 @@ CELERY_BEAT_SCHEDULE = {
 JOBS_HEARTBEAT_SECONDS = float(os.environ.get("STEPWISE_JOBS_HEARTBEAT_SECONDS", "30"))
 JOBS_LOST_AFTER_SECONDS = float(os.environ.get("STEPWISE_JOBS_LOST_AFTER_SECONDS", "300"))
 JOBS_MAX_ATTEMPTS = int(os.environ.get("STEPWISE_JOBS_MAX_ATTEMPTS", "2"))
+# Queued plus running jobs of the limited kinds (the selector's: they share the one ml
+# worker) that one user, and everyone together, may have before a new one is refused (409).
+JOBS_PER_USER = int(os.environ.get("STEPWISE_JOBS_PER_USER", "5"))
+JOBS_GLOBAL = int(os.environ.get("STEPWISE_JOBS_GLOBAL", "20"))
 
 # --- Labeling -------------------------------------------------------------------------------
 LEASE_MINUTES = int(os.environ.get("STEPWISE_LEASE_MINUTES", "30"))
@@ -315,8 +319,6 @@ SELECTOR_LORA_RANK = int(os.environ.get("SELECTOR_LORA_RANK", "0"))
 # Active-learning simulations started from the admin write report.json, PNGs and summary.md
 # into <SIMULATION_DIR>/<job id>/ (the admin serves them from there).
 SIMULATION_DIR = Path(os.environ.get("STEPWISE_SIMULATION_DIR", VAR_DIR / "simulations"))
-# Uploaded benchmark files: kept by the web process, read by the ml worker's benchmark job.
-BENCHMARK_DIR = VAR_DIR / "benchmarks"
 
 # --- Production hardening (anything with DEBUG off) -----------------------------------------
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

@@ -26,7 +26,13 @@ from jobs.api.common import job_started_response, params_invalid
 from jobs.api.serializers import JobStartedSerializer
 from jobs.params import JobParamsInvalid
 from labeling import permissions
-from labeling.api.uploads import JsonlParser, NdjsonParser, SpooledUpload, spooling_request
+from labeling.api.uploads import (
+    JsonlParser,
+    NdjsonParser,
+    SpooledUpload,
+    spooling_request,
+    uploads_close,
+)
 from labeling.services.import_jobs import import_job_start
 from stepwise.api import model_permission
 
@@ -47,15 +53,6 @@ class ImportOptionsSerializer(serializers.Serializer):
 
 class ImportFormSerializer(ImportOptionsSerializer):
     file = serializers.FileField(help_text="JSONL, one record per line")
-
-
-def _close_all(files: Any) -> None:
-    """Delete what was spooled and not kept (Django closes a form's files itself, not a raw
-    body's; closing twice is harmless)."""
-    groups = files.lists() if hasattr(files, "lists") else [(k, [v]) for k, v in files.items()]
-    for _name, group in groups:
-        for file in group:
-            file.close()
 
 
 def _options(request: Request) -> dict[str, Any]:
@@ -114,7 +111,7 @@ class ImportView(APIView):
             except JobParamsInvalid as exc:
                 raise params_invalid(exc) from None
         finally:
-            _close_all(request.FILES)
+            uploads_close(request.FILES)
         return job_started_response(request, started.job, created=started.created)
 
 

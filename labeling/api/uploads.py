@@ -10,16 +10,17 @@ with 413 once it passes ``IMPORT_UPLOAD_MAX_BYTES``, leaving nothing behind.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.core.files.uploadhandler import FileUploadHandler, SkipFile
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from rest_framework import status
 from rest_framework.exceptions import APIException
 from rest_framework.parsers import BaseParser, DataAndFiles
@@ -148,3 +149,33 @@ def spooling_request(request: HttpRequest, *fields: str) -> HttpRequest:
     before anything reads the body (a view's ``initialize_request``)."""
     request.upload_handlers = [SpoolingUploadHandler(request, fields=fields)]
     return request
+
+
+def spooling_view(view: Callable[..., HttpResponse], *fields: str) -> Callable[..., HttpResponse]:
+    """A Django form view (an admin page) whose files are spooled like the API's: ``view``
+    must check CSRF itself (``admin_site.admin_view`` does), after the handlers are set, since
+    the middleware's check would read the form, and parse its files, before they could be.
+    A file past IMPORT_UPLOAD_MAX_BYTES is a 413 naming the limit, and nothing of it is kept.
+    """
+
+    @functools.wraps(view)
+    def spooled(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        spooling_request(request, *fields)
+        try:
+            return view(request, *args, **kwargs)
+        except UploadTooLarge as exc:
+            detail = exc.detail if isinstance(exc.detail, dict) else {"file": [str(exc.detail)]}
+            text = "\n".join(f"{field}: {' '.join(map(str, why))}" for field, why in detail.items())
+            return HttpResponse(text, status=413, content_type="text/plain; charset=utf-8")
+
+    spooled.csrf_exempt = True  # type: ignore[attr-defined]
+    return spooled
+
+
+def uploads_close(files: Any) -> None:
+    """Close every file of a request, which deletes those spooled and not kept (Django
+    closes a form's files itself, not a raw body's; closing twice is harmless)."""
+    groups = files.lists() if hasattr(files, "lists") else [(k, [v]) for k, v in files.items()]
+    for _name, group in groups:
+        for file in group:
+            file.close()

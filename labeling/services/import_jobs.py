@@ -29,6 +29,7 @@ from jobs.models import Job, JobKind, JobStatus
 from jobs.params import JobParams, bounded
 from jobs.queries import RESULT_ERRORS
 from jobs.services import DetachedProgress, JobProgress, job_create, job_run
+from labeling import permissions
 from labeling.services.grading import answers_grade, ungraded_solutions_count
 from labeling.services.imports import (
     ImportFailed,
@@ -68,6 +69,18 @@ class ImportParams(JobParams):
     sha256: str = bounded(check=_sha256)  # of its bytes: what makes a re-send idempotent
     filename: str = bounded("upload.jsonl", max_length=FILENAME_LENGTH)  # named in errors
     skip_invalid: bool = False
+
+
+_PERMISSIONS = {
+    "problems": permissions.IMPORT_PROBLEMS,
+    "candidates": permissions.IMPORT_CANDIDATES,
+    "prm800k": permissions.IMPORT_LABELS,
+}
+
+
+def import_permission(*, job: Job) -> str:
+    """The jobs registry's hook: the permission that starts (and retries) this import."""
+    return _PERMISSIONS.get(str((job.params or {}).get("format")), permissions.IMPORT_LABELS)
 
 
 @dataclass(frozen=True)
@@ -132,6 +145,19 @@ def import_job_start(
         # commit sends the task; a failed move rolls the job back.
         os.replace(spooled, kept)
     return ImportStarted(job=job, created=True)
+
+
+def import_abandoned(*, job: Job) -> None:
+    """The jobs registry's hook for an import finished without its worker (cancelled, marked
+    failed, lost): its spooled file goes with it (a lost worker's transaction rolled back)."""
+    raw = (job.params or {}).get("path")
+    if not isinstance(raw, str) or not raw:
+        return
+    try:
+        _under_upload_dir(raw)
+    except ValueError:
+        return  # not a file an upload kept: never removed
+    Path(raw).unlink(missing_ok=True)
 
 
 def import_job_run(*, job_id: int) -> Job:

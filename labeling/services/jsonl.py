@@ -71,6 +71,11 @@ def json_loads_limited(raw: bytes, limit: int = JSON_MAX_DEPTH) -> Any:
         raise JsonTooDeep(limit) from None
 
 
+def utf8_error(exc: UnicodeDecodeError, offset: int = 0) -> str:
+    """What a line that is not UTF-8 gets: where its first bad byte is in the file."""
+    return f"not UTF-8 text at byte {offset + exc.start} ({exc.reason})"
+
+
 @contextmanager
 def jsonl_open(path: str) -> Iterator[tuple[IO[bytes], str, int | None]]:
     """``(binary stream, display name, size in bytes or None)`` for a path, ``-`` is stdin."""
@@ -92,18 +97,21 @@ def jsonl_records(
 
     ``progress`` gets the bytes consumed by each line, so a byte-sized progress bar advances.
     """
+    offset = 0  # of the line in the stream, so a bad byte is named where it is
     for number, raw in enumerate(stream, start=1):
+        start, offset = offset, offset + len(raw)
         if progress:
             progress(len(raw))
         if not raw.strip():
             continue
         try:
+            raw.decode("utf-8")  # JSON is UTF-8 (json.loads would guess UTF-16 from a BOM)
             record = json_loads_limited(raw)
         except JsonTooDeep as exc:
             yield number, LineError(number, "line", f"invalid JSON: {exc}")
             continue
         except UnicodeDecodeError as exc:
-            yield number, LineError(number, "line", f"not UTF-8 ({exc.reason})")
+            yield number, LineError(number, "line", utf8_error(exc, start))
             continue
         except json.JSONDecodeError as exc:
             yield (

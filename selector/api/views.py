@@ -5,6 +5,7 @@ checks its input and calls one service; bad input is a 400 naming the field."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from django.db.models import QuerySet
@@ -21,6 +22,7 @@ from jobs.api.common import job_started_response, params_invalid
 from jobs.api.serializers import JobStartedSerializer
 from jobs.models import Job, JobKind
 from jobs.params import JobParamsInvalid
+from jobs.services import JobLimitReached
 from labeling.api.parsers import NestingLimitedJSONParser
 from labeling.api.uploads import SpooledUpload, spooling_request
 from selector import queries
@@ -35,7 +37,7 @@ from selector.api.serializers import (
     VersionPickSerializer,
 )
 from selector.models import SelectorVersion
-from selector.services.benchmark import BenchmarkError, benchmark_upload
+from selector.services.benchmark import benchmark_upload
 from selector.services.common import SelectorError
 from selector.services.jobs import PromotionRefused, job_start, promotion_start, scoring_start
 from stepwise.api import model_permission
@@ -43,7 +45,13 @@ from stepwise.api import model_permission
 STARTED = {
     202: JobStartedSerializer,
     400: OpenApiResponse(description="A bad parameter, named."),
+    409: OpenApiResponse(description="Too many selector jobs queued or running (the limits)."),
 }
+
+
+class JobLimitConflict(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "job_limit"
 
 
 class PromotionConflict(APIException):
@@ -75,6 +83,8 @@ class JobStartView(APIView):
             raise params_invalid(exc) from None
         except PromotionRefused as exc:
             raise PromotionConflict({"force": [str(exc)]}) from None
+        except JobLimitReached as exc:
+            raise JobLimitConflict(str(exc)) from None
         except SelectorError as exc:
             field = "version" if "version" in kwargs else "detail"
             raise ValidationError({field: [str(exc)]}) from None
@@ -155,16 +165,14 @@ def _evaluation_start(*, version: SelectorVersion, user: Any) -> Job:
 def _benchmark_start(
     *, version: SelectorVersion, upload: SpooledUpload, threshold: float, user: Any
 ) -> Job:
-    try:
-        return benchmark_upload(
-            version=version,
-            stream=upload,
-            filename=upload.name or "benchmark.jsonl",
-            threshold=threshold,
-            user=user,
-        )
-    except BenchmarkError as exc:
-        raise ValidationError({"benchmark": str(exc).splitlines()}) from None
+    # The file is checked by the job (its errors are the job's), not in this request.
+    return benchmark_upload(
+        version=version,
+        spooled=Path(upload.temporary_file_path()),
+        filename=upload.name or "benchmark.jsonl",
+        threshold=threshold,
+        user=user,
+    )
 
 
 class PromoteView(JobStartView):

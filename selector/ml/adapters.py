@@ -21,7 +21,11 @@ from __future__ import annotations
 import functools
 import json
 import os
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from selector.ml.prm import Layout, _quiet_transformers, special_affixes
@@ -142,6 +146,42 @@ class ShepherdReadout:
         return logits.float().softmax(dim=-1)[:, 0]
 
 
+# A model's chat template is code its files bring: rendering one problem takes far less than
+# this, and a template that loops for longer is stopped with ``ChatTemplateTimeout``.
+CHAT_TEMPLATE_SECONDS = 10.0
+
+
+class ChatTemplateTimeout(RuntimeError):
+    """The model's chat template ran past its time limit (a loop that does not end)."""
+
+
+def _with_deadline(render: Callable[[], str], *, seconds: float, what: str) -> str:
+    """``render()``, stopped by ``ChatTemplateTimeout`` once it has run ``seconds``.
+
+    The time is checked at every Python call, and at every line of the compiled template's own
+    code (Jinja compiles a template to Python, so each turn of a template loop is a line). No
+    signal and no thread: it works in any thread, and a cancelled job's worker is back within
+    the limit. The tracer that was set before (a debugger, coverage) is put back after.
+    """
+    deadline = time.monotonic() + seconds
+
+    def tracer(frame: FrameType, event: str, arg: Any) -> Any:
+        if time.monotonic() > deadline:
+            raise ChatTemplateTimeout(
+                f"{what} ran longer than {seconds:g} s (a loop that does not end?); it was "
+                "stopped. Fix or remove the chat template in the model's tokenizer files."
+            )
+        # Line events only in template code (Jinja names it "<template>" or the file's name).
+        return tracer if frame.f_code.co_filename.endswith(("<template>", ".jinja")) else None
+
+    previous = sys.gettrace()
+    sys.settrace(tracer)
+    try:
+        return render()
+    finally:
+        sys.settrace(previous)
+
+
 def _qwen_problem_text(tokenizer: Any) -> Any:
     @functools.lru_cache(maxsize=4096)
     def render(problem: str) -> str:
@@ -151,7 +191,13 @@ def _qwen_problem_text(tokenizer: Any) -> Any:
             {"role": "system", "content": QWEN_SYSTEM},
             {"role": "user", "content": problem},
         ]
-        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        text = _with_deadline(
+            lambda: tokenizer.apply_chat_template(
+                messages, tokenize=False, add_generation_prompt=True
+            ),
+            seconds=CHAT_TEMPLATE_SECONDS,
+            what="the model's chat template",
+        )
         return str(text)
 
     return render

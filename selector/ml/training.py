@@ -209,11 +209,13 @@ def train(
     bf16: bool | None = None,
     lora_rank: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    check: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Fine-tune the PRM at ``init_from`` on ``examples`` and save it to ``output_dir``.
 
     Returns a JSON-ready summary. Nothing is written unless training finishes.
-    ``progress(done, total)`` counts optimizer steps.
+    ``progress(done, total)`` counts optimizer steps; ``check()`` is called before the first
+    and after every micro-batch, and stops the training by raising (a cancelled job).
 
     For models of a billion parameters and more: ``grad_accumulation`` micro-batches per
     optimizer step (the loss is averaged over all their labeled steps, so k micro-batches equal
@@ -283,16 +285,20 @@ def train(
             + (f" ({errors[0]})" if errors else "")
         )
 
-    epoch_plans = [
-        _length_bucketed_batches(rows, token_budget=token_budget, rng=rng) for _ in range(epochs)
-    ]
-    # Consecutive micro-batches of an epoch share one optimizer step.
-    epoch_groups = [
-        [plan[k : k + grad_accumulation] for k in range(0, len(plan), grad_accumulation)]
-        for plan in epoch_plans
-    ]
-    total_steps = sum(len(g) for g in epoch_groups)
-    warmup = math.ceil(WARMUP_FRACTION * total_steps)
+    # Each epoch's batches are planned when the epoch starts, never all up front: the plan of
+    # one epoch is as long as the data, and a thousand of them held at once grow without bound
+    # before the first progress or cancel check. Consecutive micro-batches of an epoch share
+    # one optimizer step.
+    def epoch_groups() -> list[list[list[int]]]:
+        plan = _length_bucketed_batches(rows, token_budget=token_budget, rng=rng)
+        return [plan[k : k + grad_accumulation] for k in range(0, len(plan), grad_accumulation)]
+
+    groups = epoch_groups()
+    # The schedule's length: epochs x this epoch's steps. Another epoch may pack a batch more or
+    # less; the figure is corrected as the epochs come (the decay then ends a little early or
+    # late, never below zero).
+    schedule = {"total": epochs * len(groups)}
+    warmup = math.ceil(WARMUP_FRACTION * schedule["total"])
 
     if lora_rank:
         model = _apply_lora(model, lora_rank, step_id=step_token_id(tokenizer))
@@ -314,7 +320,7 @@ def train(
         lr=learning_rate,
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: _lr_factor(s, warmup=warmup, total=total_steps)
+        optimizer, lambda s: _lr_factor(s, warmup=warmup, total=schedule["total"])
     )
     on_cuda = resolved.startswith("cuda")
     use_bf16 = on_cuda if bf16 is None else bf16
@@ -324,8 +330,13 @@ def train(
     epoch_losses: list[float] = []
     step = 0
     batch: list[int] = []
+    if check is not None:
+        check()
     try:
-        for groups in epoch_groups:
+        for epoch in range(epochs):
+            if epoch:
+                groups = epoch_groups()
+                schedule["total"] = step + (epochs - epoch) * len(groups)
             loss_sum, loss_count = 0.0, 0
             for group in groups:
                 optimizer.zero_grad(set_to_none=True)
@@ -335,18 +346,22 @@ def train(
                     batch = micro  # named in an out-of-memory error
                     loss_sum += group_loss
                     loss_count += group_count
+                    if check is not None:
+                        # However many micro-batches make one optimizer step, a cancel is
+                        # noticed within one of them.
+                        check()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
                 optimizer.step()
                 scheduler.step()
                 step += 1
                 if progress is not None:
-                    progress(step, total_steps)
+                    progress(step, schedule["total"])
             epoch_losses.append(loss_sum / max(1, loss_count))
     except torch.cuda.OutOfMemoryError as exc:
         width = max((len(rows[i].input_ids) for i in batch), default=0)
         raise TrainingOutOfMemory(
-            f"out of {resolved} memory at optimizer step {step + 1} of {total_steps}, on a "
-            f"batch of {len(batch)} rows x {width} tokens (token_budget={token_budget}). "
+            f"out of {resolved} memory at optimizer step {step + 1} of {schedule['total']}, "
+            f"on a batch of {len(batch)} rows x {width} tokens (token_budget={token_budget}). "
             "Lower the training token budget (raise grad_accumulation to keep the effective "
             "batch), turn on gradient checkpointing, or train LoRA adapters (lora_rank)."
         ) from exc
@@ -367,7 +382,7 @@ def train(
         "dropped_rated_steps": dropped_rated,
         "errors": errors[:MAX_REPORTED_ERRORS],
         "epoch_loss": epoch_losses,
-        "optimizer_steps": total_steps,
+        "optimizer_steps": step,
         "seconds": round(time.perf_counter() - started, 3),
         "epochs": epochs,
         "learning_rate": learning_rate,

@@ -9,14 +9,14 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 
 from jobs.models import Job, JobKind
 from selector.models import SelectorVersion
@@ -127,26 +127,24 @@ def _prm800k_item(record: dict[str, Any], line: int) -> BenchmarkItem | None:
 def benchmark_read(*, path: Path) -> tuple[list[BenchmarkItem], dict[str, Any]]:
     """(items, {"format", "skipped"}) from a ProcessBench or PRM800K JSONL file; every
     problem in the file raises one ``BenchmarkError`` naming FILE:LINE: field."""
+    from labeling.services.jsonl import LineError, jsonl_records
+
     items: list[BenchmarkItem] = []
     errors: list[str] = []
     formats: set[str] = set()
     skipped = 0
     seen: dict[str, int] = {}
     try:
-        handle = path.open(encoding="utf-8")
+        handle = path.open("rb")
     except OSError as exc:
         raise BenchmarkError(f"{path}: cannot read: {exc.strerror}") from exc
     with handle:
-        for line_no, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
+        # The labeling importers' line reader: bytes that are not UTF-8 (named by offset),
+        # JSON nested too deeply, a NUL character: each a line error, never a crash.
+        for line_no, record in jsonl_records(handle):
             try:
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise _Bad("json", exc.msg) from None
-                if not isinstance(record, dict):
-                    raise _Bad("json", "each line must be a JSON object")
+                if isinstance(record, LineError):
+                    raise _Bad("json", record.message)
                 is_prm800k = isinstance(record.get("question"), dict)
                 formats.add("prm800k" if is_prm800k else "processbench")
                 item = _prm800k_item(record, line_no) if is_prm800k else _processbench_item(record)
@@ -251,31 +249,68 @@ def benchmark_evaluate(
 def benchmark_upload(
     *,
     version: SelectorVersion,
-    stream: IO[bytes],
+    spooled: Path,
     filename: str,
     threshold: float = 0.5,
     user: Any = None,
 ) -> Job:
-    """Keep an uploaded benchmark file where the workers read it, check it whole (bad input is
-    refused here, with its FILE:LINE errors, and not kept), then start a benchmark Job."""
+    """Start a benchmark Job on a file the request spooled to disk (under IMPORT_UPLOAD_DIR,
+    by ``labeling.api.uploads``). The file is not read here: the job checks it, and a bad one
+    fails the job with every FILE:LINE error, naming the file as the sender did. It is kept
+    (renamed beside the spool) only when the job is created; otherwise the caller discards it.
+    """
     version_require_ready(version)
     if not 0.0 <= threshold <= 1.0:
         raise SelectorError(f"threshold must be within 0..1, got {threshold!r}")
-    folder = Path(settings.BENCHMARK_DIR)
-    folder.mkdir(parents=True, exist_ok=True)
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(filename).name)[:80] or "benchmark.jsonl"
-    path = folder / f"{uuid.uuid4().hex}-{safe}"
-    with path.open("wb") as out:
-        shutil.copyfileobj(stream, out)
+    kept = Path(settings.IMPORT_UPLOAD_DIR) / f"benchmark-{uuid.uuid4().hex}-{safe}"
+    with transaction.atomic():
+        job = job_start(
+            kind=JobKind.BENCHMARK,
+            params={"path": str(kept), "name": safe, "threshold": threshold},
+            user=user,
+            version=version,
+        )
+        # After the row (a refused job keeps no file), before the commit sends the task.
+        os.replace(spooled, kept)
+    return job
+
+
+def benchmark_uploaded(path: Path) -> bool:
+    """Whether ``path`` is a file an upload kept (under IMPORT_UPLOAD_DIR), which the job
+    owns and removes; a path given to the command is the user's, never removed."""
+    return path.resolve().is_relative_to(Path(settings.IMPORT_UPLOAD_DIR).resolve())
+
+
+def benchmark_job_evaluate(
+    *, job: Job, path: Path, threshold: float, name: str | None, progress: Progress | None
+) -> dict[str, Any]:
+    """A benchmark job's work: evaluate, naming an uploaded file as its sender did in every
+    error; the upload is removed once it is done with (scored, or refused as bad input)."""
+    assert job.version is not None
+    uploaded = benchmark_uploaded(path)
     try:
-        benchmark_read(path=path)
+        result = benchmark_evaluate(
+            version=job.version,
+            path=path,
+            threshold=threshold,
+            name=name,
+            job=job,
+            progress=progress,
+        )
     except BenchmarkError as exc:
+        if not uploaded:
+            raise
+        path.unlink(missing_ok=True)  # the same bytes would fail the same way
+        raise BenchmarkError(str(exc).replace(str(path), name or path.name)) from None
+    if uploaded:
         path.unlink(missing_ok=True)
-        # Name the file as the user knows it, not our stored copy.
-        raise BenchmarkError(str(exc).replace(str(path), safe)) from None
-    return job_start(
-        kind=JobKind.BENCHMARK,
-        params={"path": str(path), "name": safe, "threshold": threshold},
-        user=user,
-        version=version,
-    )
+    return result
+
+
+def benchmark_abandoned(*, job: Job) -> None:
+    """The jobs registry's hook for a benchmark job finished without its worker (cancelled,
+    marked failed, lost): the file it uploaded goes with it."""
+    raw = (job.params or {}).get("path")
+    if isinstance(raw, str) and raw and benchmark_uploaded(Path(raw)):
+        Path(raw).unlink(missing_ok=True)

@@ -53,17 +53,31 @@ class SimulateParams(JobParams):
     preset: str = bounded(JOB_PRESETS[0], choices=JOB_PRESETS)
 
 
+ADAPTERS = ("qwen-prm", "math-shepherd")  # selector.ml.adapters' layouts
+
+
+def _not_blank(value: str) -> None:
+    if not value.strip():
+        raise ValueError("must not be blank")
+
+
+@dataclass(frozen=True)
+class ImportPrmParams(JobParams):
+    """An existing open PRM to register as a version (the admin form, the command's fields).
+    The path is checked by the job, on the worker that will read it, never in the request."""
+
+    model: str = bounded(max_length=500, check=_not_blank)  # a local directory or a hub id
+    adapter: str = bounded(choices=ADAPTERS)
+    name: str | None = bounded(None, max_length=NAME_LENGTH)
+    activate: bool = False
+
+
 DEFAULT_PROMPT_TEMPLATE = (
     "Solve the math problem below step by step. Write each step as its own paragraph, with a "
     'blank line between steps. After the last step, write a paragraph that is exactly "# Answer", '
     "then a paragraph that holds only the final answer.\n\nProblem: {problem}\n\nSolution:\n"
 )
 PROMPT_PLACEHOLDER = "{problem}"
-
-
-def _not_blank(value: str) -> None:
-    if not value.strip():
-        raise ValueError("must not be blank")
 
 
 def _has_placeholder(value: str) -> None:

@@ -6,13 +6,14 @@ Every workflow module is imported here, and none imports this one back; ``job_st
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 from jobs.models import Job, JobKind
 from jobs.services import JobProgress, job_run
 from selector.models import SelectorVersion
-from selector.services.benchmark import benchmark_evaluate
+from selector.services.benchmark import benchmark_job_evaluate
 from selector.services.common import Progress, SelectorError
 from selector.services.evaluation import selector_evaluate
 from selector.services.generation import candidates_generate
@@ -20,6 +21,7 @@ from selector.services.job_params import (
     BenchmarkParams,
     FillParams,
     GenerationParams,
+    ImportPrmParams,
     SimulateParams,
     TrainParams,
 )
@@ -28,7 +30,9 @@ from selector.services.queue_fill import queue_fill
 from selector.services.scoring import candidates_score
 from selector.services.simulation import simulation_execute
 from selector.services.training import LabelHygiene, selector_train
-from selector.services.versions import selector_active, selector_create_base
+from selector.services.versions import selector_active, selector_create_base, selector_import
+
+logger = logging.getLogger(__name__)
 
 
 def _train(job: Job, progress: JobProgress) -> dict[str, Any]:
@@ -70,15 +74,38 @@ def _score(job: Job, progress: JobProgress) -> dict[str, Any]:
 
 def _benchmark(job: Job, progress: JobProgress) -> dict[str, Any]:
     params = BenchmarkParams.parse(job.params)
-    assert job.version is not None
-    return benchmark_evaluate(
-        version=job.version,
+    return benchmark_job_evaluate(
+        job=job,
         path=Path(params.path),
         threshold=params.threshold,
         name=params.name,
-        job=job,
         progress=progress,
     )
+
+
+class PrmImportFailed(SelectorError):
+    """One message for every way an import can fail (no such path, no such hub id, a layout
+    that does not fit, unreadable files): the job's page never tells an existing path from a
+    missing one. The worker's log has the details."""
+
+
+def _import_prm(job: Job, progress: JobProgress) -> dict[str, Any]:
+    params = ImportPrmParams.parse(job.params)
+    progress(0, 1)
+    try:
+        version = selector_import(
+            model=params.model, adapter=params.adapter, name=params.name, activate=params.activate
+        )
+    except SelectorError as exc:
+        logger.warning("job %s: importing %r failed: %s", job.pk, params.model, exc)
+        raise PrmImportFailed(
+            f"{params.model}: cannot be imported with the {params.adapter} adapter: it is not a "
+            "readable model of that layout on the ml worker (a local directory, or a hub id in "
+            "its cache). The worker's log says more."
+        ) from None
+    job.version = version
+    job.save(update_fields=["version"])
+    return {"version": version.name, "version_id": version.pk, "active": version.is_active}
 
 
 def _fill(job: Job, progress: JobProgress) -> dict[str, Any]:
@@ -111,6 +138,8 @@ def _job_run_kind(job: Job, progress: JobProgress) -> dict[str, Any]:
         return simulation_execute(job=job, preset=preset, progress=progress)
     if job.kind == JobKind.FILL:
         return _fill(job, progress)
+    if job.kind == JobKind.IMPORT_PRM:
+        return _import_prm(job, progress)
     if job.kind == JobKind.GENERATE:
         params = GenerationParams.parse(job.params)
         return candidates_generate(params=params, job=job, progress=progress)

@@ -26,6 +26,7 @@ SELECTOR_KINDS = {
     JobKind.BENCHMARK,
     JobKind.SIMULATE,
     JobKind.GENERATE,
+    JobKind.IMPORT_PRM,
 }
 _NEEDS_VERSION = {JobKind.EVALUATE, JobKind.PROMOTE, JobKind.BENCHMARK}
 

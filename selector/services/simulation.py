@@ -7,14 +7,18 @@ copies, never in this database; the job only records progress and where the outp
 from __future__ import annotations
 
 import json
+import logging
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 
-from jobs.models import Job
+from jobs.models import Job, JobStatus
 from selector.services.common import Progress, SelectorError
+
+logger = logging.getLogger(__name__)
 
 # The presets a job may run from the admin: `full` needs a GPU host and a chosen base model,
 # so it stays a command-line run.
@@ -47,6 +51,36 @@ def simulation_execute(
         "data_efficiency": report["data_efficiency"],
         "arms": sorted(report["arms"]),
     }
+
+
+def simulation_abandoned(*, job: Job) -> None:
+    """The jobs registry's hook for a simulation finished without its worker (lost to a kill,
+    marked failed, cancelled): its scratch folder (``work/``: database copies, checkpoints)
+    goes, since no runner will reach the ``finally`` that removes it."""
+    shutil.rmtree(simulation_dir(job=job) / "work", ignore_errors=True)
+
+
+def simulation_work_sweep() -> list[int]:
+    """Remove the ``work/`` folder of every simulation whose job is no longer queued or
+    running (or is gone); the ml worker runs it when it starts. Returns those job ids."""
+    root = Path(settings.SIMULATION_DIR)
+    if not root.is_dir():
+        return []
+    found = {
+        int(path.parent.name): path
+        for path in root.glob("*/work")
+        if path.parent.name.isdigit() and path.is_dir()
+    }
+    live = set(
+        Job.objects.filter(
+            pk__in=list(found), status__in=[JobStatus.QUEUED, JobStatus.RUNNING]
+        ).values_list("pk", flat=True)
+    )
+    swept = sorted(set(found) - live)
+    for job_id in swept:
+        shutil.rmtree(found[job_id], ignore_errors=True)
+        logger.info("simulation %s: removed its abandoned work folder", job_id)
+    return swept
 
 
 def simulation_file(*, job: Job, name: str) -> Path | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +36,7 @@ from selector.services.versions import (
 # versions are compared on the same data. Changing these invalidates every stored metric.
 EVAL_FRACTION: float = getattr(settings, "SELECTOR_EVAL_FRACTION", 0.1)
 EVAL_SEED: int = getattr(settings, "SELECTOR_EVAL_SEED", 0)
+CHECK_SECONDS = 0.5  # a training job looks for a cancel this often, whatever its settings
 
 
 @dataclass
@@ -294,6 +296,21 @@ def selector_train(
     if epochs < 1:
         raise SelectorError(f"epochs must be at least 1, got {epochs!r}")
     report = progress_for(job, progress)
+    figures = [0, 0]
+    checked = [0.0]
+
+    def on_step(done: int, total: int) -> None:
+        figures[:] = [done, total]
+        report(done, total)
+
+    def check() -> None:
+        # Between micro-batches: the job's progress write doubles as its cancel check (it
+        # raises once the job was cancelled), at most twice a second.
+        now = time.monotonic()
+        if now - checked[0] >= CHECK_SECONDS:
+            checked[0] = now
+            report(*figures)
+
     if base_version is None:
         active = selector_active()
         # An imported PRM scores through an adapter and cannot be fine-tuned here: by default
@@ -346,7 +363,8 @@ def selector_train(
             grad_accumulation=settings.SELECTOR_GRAD_ACCUMULATION,
             gradient_checkpointing=settings.SELECTOR_GRADIENT_CHECKPOINTING,
             lora_rank=settings.SELECTOR_LORA_RANK,
-            progress=report,
+            progress=on_step,
+            check=check,
         )
     except Exception as exc:
         version.status = VersionStatus.FAILED

@@ -41,6 +41,7 @@ def test_model_work_goes_to_ml_and_queue_top_up_and_fill_to_default():
         "selector.candidates_score": "ml",
         "selector.queue_fill": "default",
         "selector.selector_evaluate": "ml",
+        "selector.selector_import": "ml",
         "selector.selector_promote": "ml",
         "selector.selector_train": "ml",
         "selector.simulation_execute": "ml",

@@ -14,6 +14,7 @@ from rest_framework.test import APIClient
 
 from jobs.models import Job, JobKind
 from selector.models import SelectorVersion, VersionStatus
+from selector.services import job_execute
 from tests.factories import annotator, staff_with
 
 pytestmark = pytest.mark.django_db
@@ -147,7 +148,6 @@ def test_evaluate_with_a_benchmark_upload_starts_a_benchmark_job(
     api: APIClient, settings: Any, tmp_path: Path
 ) -> None:
     settings.VAR_DIR = tmp_path
-    settings.BENCHMARK_DIR = tmp_path / "benchmarks"
     settings.IMPORT_UPLOAD_DIR = tmp_path / "spool"
     ready = version("ready")
     good = processbench({"id": "a", "problem": "1+1?", "steps": ["2", "# Answer 2"], "label": -1})
@@ -159,14 +159,19 @@ def test_evaluate_with_a_benchmark_upload_starts_a_benchmark_job(
     job = started(api.post("/api/selector/evaluate/", form, format="multipart"), "benchmark")
     assert job.version == ready and job.params["threshold"] == 0.3
     assert Path(job.params["path"]).read_bytes() == good
-    assert list((tmp_path / "spool").iterdir()) == []  # the spooled copy is gone
+    # Kept under its own name for the job; no partial spool file is left.
+    assert [p.name for p in (tmp_path / "spool").iterdir()] == [Path(job.params["path"]).name]
 
+    # A bad file is the job's to find (never read in the request): its error names the
+    # file as sent, line and field, and the file is gone.
     bad = processbench({"id": "a", "problem": "1+1?", "steps": [], "label": 0})
     form["benchmark"] = SimpleUploadedFile("bad.jsonl", bad)
-    response = api.post("/api/selector/evaluate/", form, format="multipart")
-    assert response.status_code == 400
-    assert response.json()["benchmark"][0].startswith("bad.jsonl:1: steps:")
-    assert Job.objects.filter(kind=JobKind.BENCHMARK).count() == 1
+    job = started(api.post("/api/selector/evaluate/", form, format="multipart"), "benchmark")
+    job = job_execute(job_id=job.pk)
+    assert job.status == "failed" and "bad.jsonl:1: steps: must be a non-empty list" in job.error
+    assert not Path(job.params["path"]).exists()
+    followed = api.get(f"/api/jobs/{job.pk}/").json()
+    assert "bad.jsonl:1: steps:" in followed["errors"][0]["message"]
 
 
 def test_evaluate_benchmark_over_the_upload_limit_is_413(

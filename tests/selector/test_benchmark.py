@@ -174,7 +174,7 @@ def test_admin_upload_runs_a_benchmark_job_and_shows_its_f1(
     db, selector_settings, client, tmp_path, django_capture_on_commit_callbacks
 ):
     selector_settings.VAR_DIR = tmp_path / "var"
-    selector_settings.BENCHMARK_DIR = tmp_path / "var" / "benchmarks"
+    selector_settings.IMPORT_UPLOAD_DIR = tmp_path / "spool"
     user = UserFactory(username="ml", is_staff=True)
     user.groups.add(selector_permissions_grant())
     client.force_login(user)
@@ -182,10 +182,15 @@ def test_admin_upload_runs_a_benchmark_job_and_shows_its_f1(
     url = reverse("admin:selector_selectorversion_benchmark", args=[version.pk])
     bad = io.BytesIO(b'{"id": 1, "problem": "p", "steps": [], "label": -1}\n')
     bad.name = "broken.jsonl"
-    response = client.post(url, {"file": bad, "threshold": "0.5"}, follow=True)
-    assert not Job.objects.exists()
-    assert "broken.jsonl:1: steps" in response.content.decode().lower()  # admin capitalises
-    assert not list((tmp_path / "var" / "benchmarks").iterdir())  # refused files are not kept
+    with django_capture_on_commit_callbacks():
+        response = client.post(url, {"file": bad, "threshold": "0.5"}, follow=True)
+    refused = job_execute(job_id=Job.objects.get().pk)  # the job checks it, not the request
+    assert refused.status == JobStatus.FAILED
+    assert "broken.jsonl:1: steps" in refused.error
+    page = client.get(reverse("admin:jobs_job_change", args=[refused.pk])).content.decode()
+    assert "broken.jsonl:1: steps" in page
+    assert not list((tmp_path / "spool").iterdir())  # refused files are not kept
+    refused.delete()
     page = reverse("admin:selector_selectorversion_change", args=[version.pk])
 
     upload = io.BytesIO("".join(json.dumps(r) + "\n" for r in processbench_items()).encode())

@@ -73,10 +73,15 @@ def test_a_hub_id_resolves_from_the_hf_cache_offline_and_fails_clearly_when_abse
         base_model_path("/no/such/dir")
 
 
-def test_the_admin_form_imports_a_prm_and_shows_errors_in_place(request, client, selector_settings):
+def test_the_admin_form_starts_an_import_job_that_checks_the_path_on_the_worker(
+    request, client, selector_settings, tmp_path
+):
+    """Issue 18: the form never looks at the path (it cannot tell an existing one from a
+    missing one); the job does, with one message for every failure."""
     from django.urls import reverse
 
-    from selector.services import selector_permissions_grant
+    from jobs.models import Job, JobKind, JobStatus
+    from selector.services import job_execute, selector_permissions_grant
     from tests.factories import UserFactory
 
     model = request.getfixturevalue("tiny_qwen_prm_model")
@@ -87,12 +92,33 @@ def test_the_admin_form_imports_a_prm_and_shows_errors_in_place(request, client,
     staff.groups.add(selector_permissions_grant())
     client.force_login(staff)
     assert "Import an existing PRM" in client.get(url).content.decode()
-    bad = client.post(url, {"model": str(model), "adapter": "math-shepherd", "name": "x"})
-    assert bad.status_code == 200 and "step tag" in bad.content.decode()
+
+    not_a_model = tmp_path / "exists"
+    not_a_model.mkdir()
+    tries = {
+        "missing": (str(tmp_path / "missing"), "qwen-prm"),
+        "not a model": (str(not_a_model), "qwen-prm"),
+        "wrong layout": (str(model), "math-shepherd"),
+    }
+    answers = {}
+    for label, (path, adapter) in tries.items():
+        response = client.post(url, {"model": path, "adapter": adapter, "name": "x"})
+        job = Job.objects.get(kind=JobKind.IMPORT_PRM, params__model=path)
+        # The same answer whether the path exists or not: a redirect to the job's page.
+        assert response.status_code == 302, label
+        assert response["Location"] == reverse("admin:jobs_job_change", args=[job.pk])
+        job = job_execute(job_id=job.pk)
+        assert job.status == JobStatus.FAILED, label
+        answers[label] = job.error.replace(path, "PATH").replace(adapter, "ADAPTER")
+    assert len(set(answers.values())) == 1, answers
+    assert "PATH: cannot be imported with the ADAPTER adapter" in answers["missing"]
     assert not SelectorVersion.objects.exists()
+
     ok = client.post(url, {"model": str(model), "adapter": "qwen-prm", "name": "q"})
+    job = job_execute(job_id=Job.objects.get(params__name="q").pk)
     version = SelectorVersion.objects.get(name="q")
-    assert ok.status_code == 302 and ok["Location"].endswith(f"/{version.pk}/change/")
+    assert ok.status_code == 302 and job.status == JobStatus.SUCCEEDED
+    assert job.version == version and job.result["version"] == "q"
     assert not version.is_active
 
 

@@ -87,6 +87,9 @@ MATRIX: dict[tuple[str, str], str] = {
     # superuser's finished export: cancelling it is a conflict) ---
     ("api/jobs/<id:job_id>/", "GET"): "403 404 404 404 200 404 200",
     ("api/jobs/<id:job_id>/cancel/", "POST"): "403 404 404 404 409 404 409",
+    # Retrying an export needs the export permission too (ML staff lack it); the superuser's
+    # succeeded, so it is a conflict.
+    ("api/jobs/<id:job_id>/retry/", "POST"): "403 404 404 404 403 404 409",
     # --- API docs: public, like the API's shape ---
     ("api/schema/", "GET"): "200 200 200 200 200 200 200",
     ("api/docs/", "GET"): "200 200 200 200 200 200 200",

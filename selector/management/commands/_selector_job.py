@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from jobs.models import Job, JobStatus
 from jobs.params import JobParamsInvalid
+from jobs.services import JobError
 from selector import services
 from selector.models import SelectorVersion
 
@@ -50,7 +51,7 @@ class SelectorJobCommand(BaseCommand):
             job = services.job_start(
                 kind=self.kind, params=params, version=version, enqueue=not options["sync"]
             )
-        except (services.SelectorError, JobParamsInvalid) as exc:
+        except (services.SelectorError, JobParamsInvalid, JobError) as exc:
             raise CommandError(str(exc)) from exc
         bar = tqdm(total=0, unit="it", desc=str(job), disable=options.get("verbosity", 1) == 0)
 

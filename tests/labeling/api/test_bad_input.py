@@ -166,14 +166,19 @@ def test_import_problems_on_a_nested_line_names_file_and_line(tmp_path, capsys):
 
 
 @pytest.mark.django_db
-def test_admin_import_page_reports_a_nested_line(client):
+def test_admin_import_page_reports_a_nested_line(client, settings, tmp_path):
+    from jobs.models import Job
+    from labeling.services.import_jobs import import_job_run
+
+    settings.IMPORT_UPLOAD_DIR = tmp_path
     client.force_login(UserFactory(is_staff=True, is_superuser=True))
     upload = SimpleUploadedFile("p.jsonl", (problem_line("a") + "\n" + DEEP + "\n").encode())
     response = client.post(reverse("admin:labeling_problem_import_jsonl"), {"file": upload})
-    assert response.status_code == 200
-    shown = [str(m) for m in response.context["messages"]]
-    assert f"p.jsonl:2: line: invalid JSON: nested deeper than {JSON_MAX_DEPTH} levels" in shown
-    assert not Problem.objects.exists()
+    assert response.status_code == 302  # to its import job's page
+    job = import_job_run(job_id=Job.objects.get().pk)
+    page = client.get(response["Location"]).content.decode()
+    assert f"line 2: line: invalid JSON: nested deeper than {JSON_MAX_DEPTH} levels" in page
+    assert job.status == "failed" and not Problem.objects.exists()
 
 
 def test_a_400_raised_before_an_api_view_is_json_elsewhere_django_s_page(rf):

@@ -247,8 +247,17 @@ def test_a_bad_skip_invalid_is_named(api: APIClient, uploads: Path, value: str) 
 def test_bytes_that_are_not_utf8_fail_the_job_by_line(api: APIClient) -> None:
     job = run(send_raw(api, "problems", b"\xff\xfe\x00garbage\n" + jsonl(problem(1))))
     assert job.status == JobStatus.FAILED
-    assert job_view(api, job)["errors"][0]["line"] == 1
+    error = job_view(api, job)["errors"][0]
+    assert error["line"] == 1 and error["message"].startswith("not UTF-8 text at byte 0")
     assert not Problem.objects.exists()
+
+
+def test_a_cancelled_import_removes_its_upload(api: APIClient, uploads: Path) -> None:
+    response = send_raw(api, "problems", jsonl(problem(1)))
+    kept = Path(Job.objects.get().params["path"])
+    assert kept.exists()
+    assert api.post(f"/api/jobs/{response.json()['job']}/cancel/").status_code == 200
+    assert list(uploads.iterdir()) == []
 
 
 def test_a_long_filename_is_cut_to_its_base_name(api: APIClient) -> None:
