@@ -3,9 +3,10 @@
 Recreates the contents of its own database (``stepwise_fillbench`` unless ``--database-url``),
 migrates, and COPYs 10,000 problems x 100 candidates (grades ~55% incorrect, 35% correct,
 10% ungraded; uniform scores) plus one already-queued task per problem (not timed). Then times
-``queue_fill`` (one INSERT … SELECT with window functions), ``--repeat`` times, each run but
-the last rolled back. Prints the seconds (target: median <= 2 s at 1M), CPU seconds, tasks created, and the wrong-answer share achieved
-among the selected tasks next to the share the rule can reach on this pool.
+``queue_fill`` (one window-function selection staged in a temp table, then one INSERT, plus the
+uniform evaluation-set draw), ``--repeat`` times, each run but the last rolled back. Prints the
+seconds (target: median <= 2 s at 1M), CPU seconds, tasks created, and the wrong-answer share
+achieved among the selected tasks next to the share the rule can reach on this pool.
 
     .venv/bin/python bench/queue_fill.py [--problems 10000] [--per-problem 100] [--k 5]
 
