@@ -63,6 +63,7 @@ bench: install
 	$(PY) bench/queue_fill.py
 	$(PY) bench/queue_load.py
 	$(PY) bench/export_bench.py
+	$(PY) bench/train_eval_scale.py
 
 # Faults injected under load on a throw-away PostgreSQL and Redis (~3 min; CI runs it);
 # PRESET=full gives the README's table (~17 min).

@@ -3,17 +3,21 @@
 Recreates the contents of its own database (``stepwise_fillbench`` unless ``--database-url``),
 migrates, and COPYs 10,000 problems x 100 candidates (grades ~55% incorrect, 35% correct,
 10% ungraded; uniform scores) plus one already-queued task per problem (not timed). Then times
-``queue_fill`` (one INSERT … SELECT with window functions), ``--repeat`` times, each run but
-the last rolled back. Prints the seconds, tasks created, and the wrong-answer share achieved
-among the selected tasks next to the share the rule can reach on this pool.
+``queue_fill`` (one window-function selection staged in a temp table, then one INSERT, plus the
+uniform evaluation-set draw), ``--repeat`` times, each run but the last rolled back. Prints the
+seconds (target: median <= 2 s at 1M), CPU seconds, tasks created, and the wrong-answer share
+achieved among the selected tasks next to the share the rule can reach on this pool.
 
-    .venv/bin/python bench/queue_fill.py [--problems 10000] [--per-problem 100] [--k 4]
+    .venv/bin/python bench/queue_fill.py [--problems 10000] [--per-problem 100] [--k 5]
+
+``--problems 30000`` gives the 3M pool (the target scales linearly: 6 s).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import sys
@@ -26,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 from bench._pg import ensure_database, setup_django  # noqa: E402
 
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/stepwise_fillbench"
-TARGET_SECONDS = 10.0
+TARGET_SECONDS = 2.0
 
 
 def load(*, problems: int, per_problem: int, seed: int) -> dict[str, int]:
@@ -93,6 +97,12 @@ def load(*, problems: int, per_problem: int, seed: int) -> dict[str, int]:
     return counts
 
 
+def cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU time of a process (this one by default), from /proc."""
+    fields = Path(f"/proc/{pid or 'self'}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def reachable_wrong_share(k: int, wrong_fraction: float) -> float:
     """The wrong share the rule would give if every problem had enough wrong answers."""
     return int(k * wrong_fraction + 0.5) / k
@@ -126,30 +136,45 @@ def main() -> None:
         f" {counts['incorrect'] / total:.1%} graded incorrect, in {load_seconds:.1f}s"
     )
 
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = cursor.fetchone()[0]
     timings: list[float] = []
+    cpu: list[float] = []
     report = None
     for i in range(args.repeat):
         last = i == args.repeat - 1
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), cpu_seconds() + cpu_seconds(backend)
         with transaction.atomic():
             report = queue_fill(per_problem=args.k, wrong_fraction=args.wrong_fraction)
             if not last:
                 transaction.set_rollback(True)
         timings.append(time.perf_counter() - t0)
+        cpu.append(cpu_seconds() + cpu_seconds(backend) - cpu0)
     assert report is not None
     best, median = min(timings), statistics.median(timings)
     print(
         f"queue_fill: {report.created:,} tasks for {report.problems:,} problems in"
         f" {timings[-1]:.2f}s (best {best:.2f}s, median {median:.2f}s over {args.repeat} runs;"
-        f" target <= {TARGET_SECONDS:.0f}s)"
+        f" target <= {TARGET_SECONDS * total / 1_000_000:.1f}s)"
+    )
+    # Wall time depends on what else the machine runs; CPU time much less so. PostgreSQL's
+    # parallel workers (the selection is planned in parallel) are not in the backend's figure.
+    print(
+        f"  CPU: median {statistics.median(cpu):.2f}s (this process + its PostgreSQL backend,"
+        f" parallel workers not counted); load average now {os.getloadavg()[0]:.1f}"
+        f" on {os.cpu_count()} cores"
     )
     print(
         f"wrong-answer share among selected: {report.wrong_share:.1%}"
         f" (rule's target {reachable_wrong_share(args.k, args.wrong_fraction):.1%}"
         f" at K={args.k}, wrong_fraction={args.wrong_fraction})"
     )
-    if median > TARGET_SECONDS:
-        print(f"SLOWER THAN TARGET: median {median:.2f}s > {TARGET_SECONDS:.0f}s")
+    target = TARGET_SECONDS * total / 1_000_000  # linear in the pool
+    if median > target:
+        print(f"SLOWER THAN TARGET: median {median:.2f}s > {target:.1f}s")
         sys.exit(1)
 
 

@@ -28,6 +28,7 @@ from selector.services.training import (
     labeled_trajectories,
     selector_train,
     training_data_build,
+    training_data_stream,
     trajectories_split,
 )
 from selector.services.versions import (
@@ -70,5 +71,6 @@ __all__ = [
     "selector_promote",
     "selector_train",
     "training_data_build",
+    "training_data_stream",
     "trajectories_split",
 ]

@@ -16,8 +16,7 @@ import random
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Count, Exists, OuterRef
+from django.db import connection, transaction
 
 from labeling.models import FinishReason, Label, Problem, QueuedBy, Solution, Task, TaskKind
 from labeling.queries import labels_from_reliable_annotators
@@ -29,19 +28,18 @@ def eval_set_reserve() -> int:
     """Decide ``eval_reserved`` for every problem not decided yet; returns how many were
     reserved. The decision depends only on (seed, unique_id), so it is the same whenever it is
     made, and it never changes afterwards (a later change of the fraction affects new problems
-    only: the set stays frozen)."""
+    only: the set stays frozen). PostgreSQL computes the same hash in one UPDATE."""
     from selector.ml.training import split_by_problem
 
+    fraction, seed = settings.SELECTOR_EVAL_FRACTION, settings.SELECTOR_EVAL_SEED
+    if connection.vendor == "postgresql":
+        return _reserve_in_sql(fraction=fraction, seed=seed)
     undecided = dict(
         Problem.objects.filter(eval_reserved__isnull=True).values_list("unique_id", "id")
     )
     if not undecided:
         return 0
-    _, reserved = split_by_problem(
-        list(undecided),
-        eval_fraction=settings.SELECTOR_EVAL_FRACTION,
-        seed=settings.SELECTOR_EVAL_SEED,
-    )
+    _, reserved = split_by_problem(list(undecided), eval_fraction=fraction, seed=seed)
     reserved_ids = [undecided[key] for key in reserved]
     with transaction.atomic():
         Problem.objects.filter(pk__in=reserved_ids, eval_reserved__isnull=True).update(
@@ -51,6 +49,43 @@ def eval_set_reserve() -> int:
             eval_reserved=False
         )
     return len(reserved_ids)
+
+
+def _hash_threshold(fraction: float) -> int:
+    """The smallest n with n / 2**64 >= fraction, as Python divides: a key whose hash prefix n
+    (``split_by_problem``) is below it is held out, exactly as the float comparison decides."""
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"eval_fraction must be in [0, 1], got {fraction}")
+    low, high = 0, 2**64  # n / 2**64 >= fraction holds at high (1.0 >= fraction)
+    while low < high:
+        middle = (low + high) // 2
+        if middle / 2**64 >= fraction:
+            high = middle
+        else:
+            low = middle + 1
+    return low
+
+
+def _reserve_in_sql(*, fraction: float, seed: int) -> int:
+    """``split_by_problem`` in one UPDATE: the first 8 bytes of sha256(seed NUL unique_id) as
+    an unsigned integer, compared with ``_hash_threshold``."""
+    table = Problem._meta.db_table
+    sql = f"""
+WITH decided AS (
+    SELECT id, ('x' || encode(substr(sha256(%s::bytea || convert_to(unique_id, 'UTF8')), 1, 8),
+                              'hex'))::bit(64)::bigint AS n
+    FROM {table} WHERE eval_reserved IS NULL
+)
+UPDATE {table} p
+SET eval_reserved = (d.n::numeric + CASE WHEN d.n < 0 THEN 18446744073709551616 ELSE 0 END)
+                    < %s::numeric
+FROM decided d
+WHERE p.id = d.id AND p.eval_reserved IS NULL
+RETURNING p.eval_reserved
+"""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [f"{seed}\x00".encode(), _hash_threshold(fraction)])
+        return sum(1 for (reserved,) in cursor.fetchall() if reserved)
 
 
 def eval_labels() -> Any:
@@ -89,6 +124,32 @@ def eval_set_current(*, freeze: bool = False) -> EvalSet:
     return current
 
 
+def _eval_candidates(generation: int) -> tuple[dict[int, int], dict[int, list[int]]]:
+    """One pass over the reserved problems' solutions: per problem, its normal tasks already in
+    ``generation`` and its free candidates (no task of any kind), ascending by id."""
+    solution, problem, task = (m._meta.db_table for m in (Solution, Problem, Task))
+    sql = f"""
+SELECT s.problem_id, s.id, COUNT(t.id),
+       SUM(CASE WHEN t.kind = %s AND t.generation = %s THEN 1 ELSE 0 END)
+FROM {solution} s
+JOIN {problem} p ON p.id = s.problem_id AND p.eval_reserved = %s
+LEFT JOIN {task} t ON t.solution_id = s.id
+GROUP BY s.problem_id, s.id
+ORDER BY s.problem_id, s.id
+"""
+    queued: dict[int, int] = {}
+    by_problem: dict[int, list[int]] = {}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [TaskKind.NORMAL.value, generation, True])
+        while rows := cursor.fetchmany(10_000):
+            for problem_id, solution_id, tasks, in_generation in rows:
+                if tasks == 0:
+                    by_problem.setdefault(problem_id, []).append(solution_id)
+                elif in_generation:
+                    queued[problem_id] = queued.get(problem_id, 0) + int(in_generation)
+    return queued, by_problem
+
+
 def eval_queue_fill(
     *,
     generation: int,
@@ -107,25 +168,7 @@ def eval_queue_fill(
     seed = settings.SELECTOR_EVAL_SEED if seed is None else seed
     eval_set_reserve()
     with transaction.atomic():
-        queued = dict(
-            Task.objects.filter(
-                kind=TaskKind.NORMAL,
-                generation=generation,
-                solution__problem__eval_reserved=True,
-            )
-            .values_list("solution__problem_id")
-            .annotate(n=Count("id"))
-            .order_by()
-        )
-        free = (
-            Solution.objects.filter(problem__eval_reserved=True)
-            .filter(~Exists(Task.objects.filter(solution=OuterRef("pk"))))
-            .order_by("problem_id", "pk")
-            .values_list("problem_id", "pk")
-        )
-        by_problem: dict[int, list[int]] = {}
-        for problem_id, solution_id in free.iterator(chunk_size=5000):
-            by_problem.setdefault(problem_id, []).append(solution_id)
+        queued, by_problem = _eval_candidates(generation)
         tasks: list[Task] = []
         problems: set[int] = set()
         for problem_id, ids in by_problem.items():
@@ -146,5 +189,5 @@ def eval_queue_fill(
                         queued_by=QueuedBy.UNIFORM,
                     )
                 )
-        Task.objects.bulk_create(tasks, batch_size=1000)
+        Task.objects.bulk_create(tasks)  # one UNNEST insert on PostgreSQL
     return {"eval_created": len(tasks), "eval_problems": len(problems)}

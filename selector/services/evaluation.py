@@ -325,7 +325,8 @@ def selector_evaluate(
     report = progress_for(job, progress)
     eval_set = eval_set or eval_set_current()
     wanted = set(eval_set.label_ids)
-    held_out = [t for t in labeled_trajectories() if t.label_id in wanted]
+    # Evaluation labels are all on reserved problems: only those are read and parsed.
+    held_out = [t for t in labeled_trajectories(reserved=True) if t.label_id in wanted]
     graded = Solution.objects.filter(
         problem__eval_reserved=True,
         pk__lte=eval_set.max_solution_id,

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import shutil
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,13 +70,21 @@ def _trajectory(label: Label) -> tuple[list[ChosenStep], list[Branch]]:
     return trajectory, branches
 
 
-def labeled_trajectories() -> Iterable[LabeledTrajectory]:
+def labeled_trajectories(
+    *, reserved: bool | None = None, by_task: bool = False
+) -> Iterator[LabeledTrajectory]:
     """Every label usable for training or evaluation: normal tasks only (QC and screening
-    items are excluded, imported PRM800K labels included), minus broken problems."""
+    items are excluded, imported PRM800K labels included), minus broken problems. Streamed
+    from a server-side cursor, in label order (``by_task``: by task, then label, so a task's
+    labels come together). ``reserved`` keeps only labels on problems reserved for the
+    evaluation set (True) or only the others (False); decide the reservation first."""
+    labels = Label.objects.filter(task__kind=TaskKind.NORMAL).exclude(
+        finish_reason=FinishReason.BAD_PROBLEM
+    )
+    if reserved is not None:
+        labels = labels.filter(task__solution__problem__eval_reserved=reserved)
     labels = (
-        Label.objects.filter(task__kind=TaskKind.NORMAL)
-        .exclude(finish_reason=FinishReason.BAD_PROBLEM)
-        .select_related("task__solution__problem")
+        labels.select_related("task__solution__problem")
         .only(
             "id",
             "labeler",
@@ -87,8 +96,9 @@ def labeled_trajectories() -> Iterable[LabeledTrajectory]:
             "task__solution__problem__unique_id",
             "task__solution__problem__problem",
         )
-        .order_by("pk")
+        .order_by(*(("task_id", "pk") if by_task else ("pk",)))
     )
+    texts: dict[str, str] = {}  # one copy of each problem's text, however many labels it has
     for label in labels.iterator(chunk_size=2000):
         trajectory, branches = _trajectory(label)
         # Every rated completion is an example, whatever the trajectory: a phase-1 label whose
@@ -98,7 +108,7 @@ def labeled_trajectories() -> Iterable[LabeledTrajectory]:
         problem = label.task.solution.problem
         yield LabeledTrajectory(
             problem_key=problem.unique_id,
-            problem=problem.problem,
+            problem=texts.setdefault(problem.unique_id, problem.problem),
             steps=[s.text for s in trajectory],
             ratings=[s.rating for s in trajectory],
             finish_reason=label.finish_reason,
@@ -182,48 +192,72 @@ def _votes(item: LabeledTrajectory, hygiene: LabelHygiene) -> list[int | None]:
     return out + [None] * (len(item.steps) - len(out))
 
 
-def training_data_build(
-    *, items: Sequence[LabeledTrajectory], hygiene: LabelHygiene
-) -> TrainingData:
-    """Training examples from labeled trajectories: each trajectory (or, for a task labeled
-    several times, one combined trajectory) with its ratings as targets, plus one example per
-    rated branch whose targets are that branch's step only (its prefix is context, so shared
-    prefixes are not counted again). See docs/decisions/0008-prm800k-record-shapes.md."""
-    unreliable = _unreliable_labelers() if hygiene.exclude_unreliable else set()
-    kept = [t for t in items if t.labeler not in unreliable]
-    by_task: dict[int, list[LabeledTrajectory]] = {}
-    for item in kept:
-        key = item.task_id if hygiene.combine_overlaps else -item.label_id
-        by_task.setdefault(key, []).append(item)
+@dataclass
+class _ExampleBuilder:
+    """Training examples, one task's labels at a time: what ``training_data_build`` and
+    ``training_data_stream`` share. Holds the examples and counters, never the labels."""
 
-    examples: list[tuple[str, list[str], list[int | None]]] = []
-    branch_examples: list[tuple[str, list[str], list[int | None]]] = []
-    ties: list[dict[str, Any]] = []
-    tie_count = combined_tasks = flagged_steps = human_steps = 0
-    for group in by_task.values():
-        flagged_steps += sum(sum(t.flagged) for t in group)
-        flagged_steps += sum(b.flagged for t in group for b in t.branches)
-        human_steps += sum(sum(t.human) for t in group)
-        human_steps += sum(b.source == "human" for t in group for b in t.branches)
+    hygiene: LabelHygiene
+    unreliable: set[str]
+    # (first label id of the group, order) -> example: sorted at the end, so a stream in task
+    # order gives the examples in the order of the group's first label, as a list would.
+    examples: list[tuple[int, int, tuple[str, list[str], list[int | None]]]] = field(
+        default_factory=list
+    )
+    branch_examples: list[tuple[int, int, tuple[str, list[str], list[int | None]]]] = field(
+        default_factory=list
+    )
+    ties: list[dict[str, Any]] = field(default_factory=list)
+    label_ids: list[int] = field(default_factory=list)
+    problems: set[str] = field(default_factory=set)
+    seen: int = 0
+    tie_count: int = 0
+    combined_tasks: int = 0
+    flagged_steps: int = 0
+    human_steps: int = 0
+
+    def add(self, labels: Iterable[LabeledTrajectory], order: int | None = None) -> None:
+        """One task's labels (or one label, when overlaps are not combined). Examples come
+        out in ``order`` of their groups (default: the group's first label id)."""
+        group = []
+        for t in labels:
+            self.seen += 1
+            self.problems.add(t.problem_key)
+            if t.labeler not in self.unreliable:
+                group.append(t)
+                self.label_ids.append(t.label_id)
+        if group:
+            self._group(group, min(t.label_id for t in group) if order is None else order)
+
+    def _tie(self, task_id: int, step: int, votes: list[int]) -> None:
+        self.tie_count += 1
+        if len(self.ties) < _TIES_LISTED:
+            self.ties.append({"task_id": task_id, "step": step, "votes": votes})
+
+    def _group(self, group: list[LabeledTrajectory], first: int) -> None:
+        hygiene = self.hygiene
+        order = itertools.count()
+        self.flagged_steps += sum(sum(t.flagged) for t in group)
+        self.flagged_steps += sum(b.flagged for t in group for b in t.branches)
+        self.human_steps += sum(sum(t.human) for t in group)
+        self.human_steps += sum(b.source == "human" for t in group for b in t.branches)
         longest = max(group, key=lambda t: len(t.steps))
         # Labels of one task share a solution; combine only where their texts agree.
         agree = all(t.steps == longest.steps[: len(t.steps)] for t in group)
         if len(group) > 1 and agree:
-            combined_tasks += 1
+            self.combined_tasks += 1
             per_label = [_votes(t, hygiene) for t in group]
             targets: list[int | None] = []
             for i in range(len(longest.steps)):
                 step_votes = [r for v in per_label if i < len(v) and (r := v[i]) is not None]
                 combined = ratings_combine(step_votes) if step_votes else None
                 if step_votes and combined is None:
-                    tie_count += 1
-                    if len(ties) < _TIES_LISTED:
-                        ties.append({"task_id": group[0].task_id, "step": i, "votes": step_votes})
+                    self._tie(group[0].task_id, i, step_votes)
                 targets.append(combined)
-            examples.append((longest.problem, list(longest.steps), targets))
+            self._example(first, next(order), (longest.problem, list(longest.steps), targets))
         else:
             for t in group:
-                examples.append((t.problem, list(t.steps), _votes(t, hygiene)))
+                self._example(first, next(order), (t.problem, list(t.steps), _votes(t, hygiene)))
         # Branches: one example each; the same completion after the same prefix, rated by
         # several labelers, is one example with their combined rating.
         branch_votes: dict[tuple[tuple[str, ...], str], list[int]] = {}
@@ -237,33 +271,91 @@ def training_data_build(
         for (prefix, text), votes in branch_votes.items():
             rating = ratings_combine(votes)
             if rating is None:
-                tie_count += 1
-                if len(ties) < _TIES_LISTED:
-                    ties.append({"task_id": group[0].task_id, "step": len(prefix), "votes": votes})
+                self._tie(group[0].task_id, len(prefix), votes)
                 continue
-            branch_examples.append(
-                (group[0].problem, [*prefix, text], [None] * len(prefix) + [rating])
-            )
-    examples = [e for e in examples if any(r is not None for r in e[2])]
-    label_ids = sorted(t.label_id for t in kept)
-    summary = {
-        "label_hygiene": {
-            "exclude_unreliable": hygiene.exclude_unreliable,
-            "excluded_unreliable_labels": len(items) - len(kept),
-            "combine_overlaps": hygiene.combine_overlaps,
-            "combined_tasks": combined_tasks,
-            "ties": tie_count,
-            "tie_list": ties,
-            "include_flagged": hygiene.include_flagged,
-            "flagged_steps": flagged_steps,
-            "exclude_human_completions": hygiene.exclude_human_completions,
-            "human_steps": human_steps,
-        },
-        "trained_on_labels": {"count": len(label_ids), "sha256": label_ids_hash(label_ids)},
-        "trajectory_examples": len(examples),
-        "branch_examples": len(branch_examples),
-    }
-    return TrainingData(examples=examples + branch_examples, label_ids=label_ids, summary=summary)
+            example = (group[0].problem, [*prefix, text], [None] * len(prefix) + [rating])
+            self.branch_examples.append((first, next(order), example))
+
+    def _example(self, first: int, order: int, example: tuple[str, list[str], list[Any]]) -> None:
+        if any(r is not None for r in example[2]):
+            self.examples.append((first, order, example))
+
+    def result(self) -> TrainingData:
+        hygiene = self.hygiene
+        examples = [e for _, _, e in sorted(self.examples, key=lambda x: x[:2])]
+        branch_examples = [e for _, _, e in sorted(self.branch_examples, key=lambda x: x[:2])]
+        label_ids = sorted(self.label_ids)
+        summary = {
+            "label_hygiene": {
+                "exclude_unreliable": hygiene.exclude_unreliable,
+                "excluded_unreliable_labels": self.seen - len(label_ids),
+                "combine_overlaps": hygiene.combine_overlaps,
+                "combined_tasks": self.combined_tasks,
+                "ties": self.tie_count,
+                "tie_list": self.ties,
+                "include_flagged": hygiene.include_flagged,
+                "flagged_steps": self.flagged_steps,
+                "exclude_human_completions": hygiene.exclude_human_completions,
+                "human_steps": self.human_steps,
+            },
+            "trained_on_labels": {"count": len(label_ids), "sha256": label_ids_hash(label_ids)},
+            "trajectory_examples": len(examples),
+            "branch_examples": len(branch_examples),
+        }
+        return TrainingData(
+            examples=examples + branch_examples, label_ids=label_ids, summary=summary
+        )
+
+
+def _builder(hygiene: LabelHygiene) -> _ExampleBuilder:
+    unreliable = _unreliable_labelers() if hygiene.exclude_unreliable else set()
+    return _ExampleBuilder(hygiene=hygiene, unreliable=unreliable)
+
+
+def training_data_build(
+    *, items: Sequence[LabeledTrajectory], hygiene: LabelHygiene
+) -> TrainingData:
+    """Training examples from labeled trajectories: each trajectory (or, for a task labeled
+    several times, one combined trajectory) with its ratings as targets, plus one example per
+    rated branch whose targets are that branch's step only (its prefix is context, so shared
+    prefixes are not counted again). See docs/decisions/0008-prm800k-record-shapes.md."""
+    builder = _builder(hygiene)
+    reliable = [t for t in items if t.labeler not in builder.unreliable]
+    by_task: dict[int, list[LabeledTrajectory]] = {}
+    for item in reliable:
+        key = item.task_id if hygiene.combine_overlaps else -item.label_id
+        by_task.setdefault(key, []).append(item)
+    for order, group in enumerate(by_task.values()):
+        builder.add(group, order)
+    builder.seen = len(items)  # unreliable labels were filtered above, but still count
+    return builder.result()
+
+
+def training_data_stream(*, hygiene: LabelHygiene) -> tuple[TrainingData, int]:
+    """``training_data_build`` over every training label (not on a reserved problem), streamed
+    from the database one task at a time: memory holds the examples, not the labels. Same
+    examples in the same order. Returns (data, number of training problems)."""
+    from selector.services.eval_set import eval_set_reserve
+
+    eval_set_reserve()
+    builder = _builder(hygiene)
+    items = labeled_trajectories(reserved=False, by_task=True)
+    if hygiene.combine_overlaps:
+        for _, group in itertools.groupby(items, key=lambda t: t.task_id):
+            builder.add(group)
+    else:
+        for item in items:
+            builder.add([item])
+    return builder.result(), len(builder.problems)
+
+
+def held_out_count() -> tuple[int, int]:
+    """(labels, problems) on problems reserved for the evaluation set, streamed."""
+    labels, problems = 0, set()
+    for item in labeled_trajectories(reserved=True):
+        labels += 1
+        problems.add(item.problem_key)
+    return labels, len(problems)
 
 
 def label_ids_hash(label_ids: Iterable[int]) -> str:
@@ -319,8 +411,8 @@ def selector_train(
         base_version = None if imported else active
     if base_version is not None:
         version_require_ready(base_version)
-    train_items, held_out = trajectories_split()
-    data = training_data_build(items=train_items, hygiene=hygiene or LabelHygiene())
+    data, train_problems = training_data_stream(hygiene=hygiene or LabelHygiene())
+    held_out_labels, held_out_problems = held_out_count()
     if not data.examples:
         raise SelectorError(
             "no training labels: every label is on a held-out problem, a QC/screening task, "
@@ -380,9 +472,9 @@ def selector_train(
         "init_from": base_version.name if base_version else f"base:{base_model}",
         **data.summary,
         "train_labels": len(data.label_ids),
-        "train_problems": len({t.problem_key for t in train_items}),
-        "held_out_labels": len(held_out),
-        "held_out_problems": len({t.problem_key for t in held_out}),
+        "train_problems": train_problems,
+        "held_out_labels": held_out_labels,
+        "held_out_problems": held_out_problems,
         "epochs": epochs,
         "learning_rate": learning_rate,
         "seed": seed,

@@ -48,6 +48,51 @@ def test_reservation_follows_the_hash_and_never_changes_once_made(settings):
     ) == expected | {late.unique_id}
 
 
+@pytest.mark.parametrize(("fraction", "seed"), [(0.1, 0), (0.5, 7), (1.0, 3), (0.0, 0)])
+def test_reservation_matches_the_split_for_any_key_fraction_and_seed(settings, fraction, seed):
+    # PostgreSQL decides in one UPDATE with its own sha256; it must agree key for key with the
+    # Python split the held-out set always used, non-ASCII keys and the 0/1 edges included.
+    settings.SELECTOR_EVAL_FRACTION, settings.SELECTOR_EVAL_SEED = fraction, seed
+    keys = [f"test/p/{i}.json" for i in range(300)] + ["algèbre/é.json", "数学/1", "x\ty"]
+    for key in keys:
+        ProblemFactory(unique_id=key)
+    _, expected = split_by_problem(keys, eval_fraction=fraction, seed=seed)
+    assert eval_set_reserve() == len(expected)
+    assert set(Problem.objects.filter(eval_reserved=True).values_list("unique_id", flat=True)) == (
+        expected
+    )
+    assert not Problem.objects.filter(eval_reserved__isnull=True).exists()
+
+
+def test_uniform_draw_is_the_seeded_sample_of_free_candidates(settings, version):
+    # The draw is random.Random(f"{seed}:{problem}:{generation}").sample over the problem's free
+    # candidates in id order, budget = K minus the problem's tasks in the generation; taken
+    # candidates (a task of any kind) are not in the population.
+    import random
+
+    settings.SELECTOR_EVAL_FRACTION, settings.SELECTOR_EVAL_SEED = 1.0, 5
+    problems = [scored_problem(version, [0.5] * 7) for _ in range(4)]
+    first = problems[0].solutions.order_by("pk")
+    TaskFactory(solution=first[0], kind=TaskKind.NORMAL, generation=3)  # budget 3 - 1
+    TaskFactory(solution=first[1], kind=TaskKind.NORMAL, generation=2)  # taken, other round
+    eval_queue_fill(generation=3, per_problem=3)
+    for problem in problems:
+        ids = [s.pk for s in problem.solutions.order_by("pk")]
+        budget = 3
+        if problem == problems[0]:
+            ids, budget = ids[2:], 2
+        rng = random.Random(f"5:{problem.pk}:3")
+        expected = {pk: None for pk in rng.sample(ids, budget)}
+        for pk in expected:
+            expected[pk] = rng.random()
+        got = dict(
+            Task.objects.filter(
+                solution__problem=problem, generation=3, queued_by="uniform"
+            ).values_list("solution_id", "priority")
+        )
+        assert got == expected
+
+
 def test_queue_fill_never_picks_reserved_problems_and_queues_them_uniformly(settings, version):
     settings.SELECTOR_EVAL_FRACTION = 0.5
     problems = [scored_problem(version, [0.9, 0.6, 0.3, 0.1]) for _ in range(120)]

@@ -7,7 +7,13 @@ from typing import Any
 import pytest
 
 from labeling.models import AnnotatorProfile
-from selector.services import LabelHygiene, labeled_trajectories, training_data_build
+from selector.services import (
+    LabelHygiene,
+    labeled_trajectories,
+    training_data_build,
+    training_data_stream,
+    trajectories_split,
+)
 from tests.factories import LabelFactory, SolutionFactory, TaskFactory, annotator
 from tests.labeling.prm800k_records import load_shared_samples
 
@@ -26,7 +32,29 @@ def _step(text: str, rating: int | None, flagged: bool = False, **extra: Any) ->
 
 
 def build(**hygiene: bool) -> Any:
-    return training_data_build(items=list(labeled_trajectories()), hygiene=LabelHygiene(**hygiene))
+    rules = LabelHygiene(**hygiene)
+    # Training streams its examples a task at a time: the same examples, in the same order,
+    # as building them from the list of the split's training labels (every test checks it).
+    train, _ = trajectories_split()
+    streamed, problems = training_data_stream(hygiene=rules)
+    assert streamed == training_data_build(items=train, hygiene=rules)
+    assert problems == len({t.problem_key for t in train})
+    return training_data_build(items=list(labeled_trajectories()), hygiene=rules)
+
+
+def test_streamed_examples_keep_the_order_of_each_tasks_first_label(settings) -> None:
+    settings.SELECTOR_EVAL_FRACTION = 0.0
+    first, second = (TaskFactory(solution=SolutionFactory(steps=[t])) for t in ("p", "q"))
+    # Labels interleaved across the two tasks: a stream by task still gives p's example first.
+    for task, rating in [(second, 1), (first, -1), (second, 1), (first, -1), (second, 0)]:
+        LabelFactory(task=task, steps=[_step(task.solution.steps[0], rating)])
+    data = build()
+    assert [(steps, ratings) for _, steps, ratings in data.examples] == [
+        (["q"], [1]),
+        (["p"], [-1]),
+    ]
+    streamed, _ = training_data_stream(hygiene=LabelHygiene())
+    assert streamed.examples == data.examples
 
 
 def test_examples_hold_every_negative_of_the_real_samples(
