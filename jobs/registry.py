@@ -22,9 +22,16 @@ class JobTask:
     on_abandon: str = ""
     # Dotted path of the kind's ``jobs.params.JobParams`` dataclass; none: it takes no params.
     params: str = ""
+    # Dotted path of ``fn(*, cutoff) -> list[int]`` for a kind whose running job waits on parts
+    # with their own heartbeats (a score job's chunks, decision 0016). The reaper calls it on
+    # every run: it re-queues each part silent since ``cutoff`` alone (or fails the job when a
+    # part ran out of attempts), stamps the heartbeat of a job still waiting on live or queued
+    # parts, and returns the ids of the parts it re-queued.
+    reap_parts: str = ""
 
 
 _SELECTOR_PARAMS = "selector.services.job_params"
+_SCORE_CHUNKS = "selector.services.score_chunks"
 
 JOB_TASKS: dict[str, JobTask] = {
     JobKind.TRAIN: JobTask(
@@ -33,8 +40,17 @@ JOB_TASKS: dict[str, JobTask] = {
         params=f"{_SELECTOR_PARAMS}.TrainParams",
     ),
     JobKind.EVALUATE: JobTask("selector.selector_evaluate"),
-    JobKind.PROMOTE: JobTask("selector.selector_promote"),
-    JobKind.SCORE: JobTask("selector.candidates_score", resumable=True),
+    JobKind.PROMOTE: JobTask(
+        "selector.selector_promote",
+        on_abandon=f"{_SCORE_CHUNKS}.score_chunks_abandoned",
+        reap_parts=f"{_SCORE_CHUNKS}.score_chunks_reap",
+    ),
+    JobKind.SCORE: JobTask(
+        "selector.candidates_score",
+        resumable=True,
+        on_abandon=f"{_SCORE_CHUNKS}.score_chunks_abandoned",
+        reap_parts=f"{_SCORE_CHUNKS}.score_chunks_reap",
+    ),
     JobKind.FILL: JobTask("selector.queue_fill", params=f"{_SELECTOR_PARAMS}.FillParams"),
     JobKind.EXPORT: JobTask(
         "labeling.export_job_run",
