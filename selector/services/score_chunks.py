@@ -137,7 +137,7 @@ def score_job_run(
                 state=ChunkState.QUEUED, attempts=0, error=""
             )
             last = planned.aggregate(last=Max("last_id"), round=Max("round"))
-            score_chunks_plan(job=job, version=version, round=last["round"], after=last["last_id"])
+            score_chunks_plan(job=job, version=version, round=last["round"], after=last["last"])
         else:
             score_chunks_plan(job=job, version=version)
         _job_progress_write(job)
