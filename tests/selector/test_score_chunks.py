@@ -129,7 +129,7 @@ def test_the_reaper_requeues_a_lost_chunk_alone_and_keeps_the_waiting_job_alive(
     job = job_start(kind=JobKind.SCORE, version=pool, enqueue=False)
     with django_capture_on_commit_callbacks():
         job_execute(job_id=job.pk, shard=True)
-    lost, running, queued = ScoreChunk.objects.filter(job=job).order_by("first_id")
+    lost, running, _queued = ScoreChunk.objects.filter(job=job).order_by("first_id")
     long_ago = timezone.now() - timedelta(hours=1)
     ScoreChunk.objects.filter(pk=lost.pk).update(
         state=ChunkState.RUNNING, attempts=1, worker="gone:1", workers=["gone:1"],
