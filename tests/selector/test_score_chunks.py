@@ -20,7 +20,12 @@ from selector.services import (
     selector_active,
     selector_create_base,
 )
-from selector.services.score_chunks import score_chunks_plan
+from selector.services.score_chunks import (
+    ChunkTakenOver,
+    _chunk_claim,
+    _ChunkProgress,
+    score_chunks_plan,
+)
 from tests.factories import ProblemFactory, SolutionFactory
 
 
@@ -76,6 +81,9 @@ def test_a_promotion_switches_only_when_its_last_chunk_finishes(
     for i, chunk_id in enumerate(chunk_ids):
         assert selector_active() == old  # not while a chunk is open
         assert score_chunk_execute(chunk_id=chunk_id, worker=f"w{i % 2}") == ChunkState.DONE
+        if i == 0:  # the job's bar is the sum of its chunks'
+            job.refresh_from_db()
+            assert (job.progress_done, job.progress_total) == (7, 20)
     job.refresh_from_db()
     assert job.status == JobStatus.SUCCEEDED, job.error
     assert selector_active() == new
@@ -110,12 +118,18 @@ def test_cancel_reaches_every_chunk(pool, django_capture_on_commit_callbacks):
     job = job_start(kind=JobKind.SCORE, version=pool, enqueue=False)
     with django_capture_on_commit_callbacks():
         job_execute(job_id=job.pk, shard=True)
-    first, *rest = ScoreChunk.objects.filter(job=job).order_by("first_id")
+    first, running, *rest = ScoreChunk.objects.filter(job=job).order_by("first_id")
     score_chunk_execute(chunk_id=first.pk, worker="w")
+    claimed = _chunk_claim(running.pk, "busy:1")
+    assert claimed is not None
+    progress = _ChunkProgress(claimed, "busy:1", None)
+    progress(1)  # still held: the write goes through
     assert job_cancel(job=Job.objects.get(pk=job.pk))
-    assert {c.state for c in ScoreChunk.objects.filter(pk__in=[c.pk for c in rest])} == {
-        ChunkState.CANCELLED
-    }
+    with pytest.raises(ChunkTakenOver):  # the running chunk's next progress write stops it
+        progress._last = 0.0
+        progress(2)
+    closed = ScoreChunk.objects.filter(pk__in=[running.pk, *(c.pk for c in rest)])
+    assert {c.state for c in closed} == {ChunkState.CANCELLED}
     for chunk in rest:  # their messages arrive: nothing runs
         assert score_chunk_execute(chunk_id=chunk.pk, worker="w") == "skipped"
     assert SolutionScore.objects.filter(version=pool).count() == first.total
