@@ -29,9 +29,16 @@ class JobTask:
     # Counted against JOBS_PER_USER and JOBS_GLOBAL (queued plus running, see
     # ``jobs.services.job_create``): the kinds that share the one ml worker.
     limited: bool = False
+    # Dotted path of ``fn(*, cutoff) -> list[int]`` for a kind whose running job waits on parts
+    # with their own heartbeats (a score job's chunks, decision 0016). The reaper calls it on
+    # every run: it re-queues each part silent since ``cutoff`` alone (or fails the job when a
+    # part ran out of attempts), stamps the heartbeat of a job still waiting on live or queued
+    # parts, and returns the ids of the parts it re-queued.
+    reap_parts: str = ""
 
 
 _SELECTOR_PARAMS = "selector.services.job_params"
+_SCORE_CHUNKS = "selector.services.score_chunks"
 
 JOB_TASKS: dict[str, JobTask] = {
     JobKind.TRAIN: JobTask(
@@ -41,8 +48,19 @@ JOB_TASKS: dict[str, JobTask] = {
         params=f"{_SELECTOR_PARAMS}.TrainParams",
     ),
     JobKind.EVALUATE: JobTask("selector.selector_evaluate", limited=True),
-    JobKind.PROMOTE: JobTask("selector.selector_promote", limited=True),
-    JobKind.SCORE: JobTask("selector.candidates_score", resumable=True, limited=True),
+    JobKind.PROMOTE: JobTask(
+        "selector.selector_promote",
+        limited=True,
+        on_abandon=f"{_SCORE_CHUNKS}.score_chunks_abandoned",
+        reap_parts=f"{_SCORE_CHUNKS}.score_chunks_reap",
+    ),
+    JobKind.SCORE: JobTask(
+        "selector.candidates_score",
+        resumable=True,
+        limited=True,
+        on_abandon=f"{_SCORE_CHUNKS}.score_chunks_abandoned",
+        reap_parts=f"{_SCORE_CHUNKS}.score_chunks_reap",
+    ),
     JobKind.FILL: JobTask(
         "selector.queue_fill", params=f"{_SELECTOR_PARAMS}.FillParams", limited=True
     ),

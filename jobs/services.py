@@ -58,6 +58,11 @@ class JobCancelled(JobAbandoned):
     """The job was cancelled; raised by the loop that noticed, between two chunks of work."""
 
 
+class JobContinues(Exception):
+    """Raised by a runner that handed the work on to other tasks (a score job's chunks, each a
+    Celery task with its own heartbeat): the job stays running, and those tasks finish it."""
+
+
 def job_cancel_check(job: Job | None) -> None:
     """Raise ``JobCancelled`` when someone cancelled ``job`` (one indexed read per call: long
     loops call it between chunks, and promotion once more under its lock before switching)."""
@@ -282,19 +287,20 @@ def progress_for(job: Job | None, progress: Progress | None) -> Progress:
     return JobProgress(job, echo=progress)
 
 
-class _Heartbeat:
-    """A daemon thread that stamps ``heartbeat_at`` while the work runs, so a job whose work
-    reports no progress for a long time (loading a model, one long training epoch) still
-    looks alive. It stops with the process: a SIGKILLed worker goes silent, which is the
-    point. Its own database connection, closed when it stops."""
+class Heartbeat:
+    """A daemon thread that calls ``beat`` (a write that stamps a heartbeat) every ``interval``
+    seconds while the work runs, so work that reports no progress for a long time (loading a
+    model, one long training epoch) still looks alive. It stops with the process: a SIGKILLed
+    worker goes silent, which is the point. Its own database connection, closed when it stops.
+    Used by ``job_run`` for the Job row, and by work that runs in parts for each part's row."""
 
-    def __init__(self, job_id: int, worker: str, interval: float) -> None:
-        self.job_id, self.worker, self.interval = job_id, worker, interval
+    def __init__(self, beat: Callable[[], object], interval: float, name: str) -> None:
+        self.beat, self.interval, self.name = beat, interval, name
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name=f"job-{job_id}-heartbeat")
+        self._thread = threading.Thread(target=self._run, name=name)
         self._thread.daemon = True
 
-    def __enter__(self) -> _Heartbeat:
+    def __enter__(self) -> Heartbeat:
         self._thread.start()
         return self
 
@@ -302,19 +308,26 @@ class _Heartbeat:
         self._stop.set()
         self._thread.join()
 
-    def _beat(self) -> None:
+    def _run(self) -> None:
         try:
             while not self._stop.wait(self.interval):
                 try:
-                    Job.objects.filter(
-                        pk=self.job_id, status=JobStatus.RUNNING, worker=self.worker
-                    ).update(heartbeat_at=timezone.now())
+                    self.beat()
                 except DatabaseError:
                     # A busy or briefly unreachable database: the next beat tries again, and
                     # the reaper's threshold is many beats long.
-                    logger.warning("job %s: heartbeat write failed", self.job_id, exc_info=True)
+                    logger.warning("%s: heartbeat write failed", self.name, exc_info=True)
         finally:
             connections.close_all()
+
+
+def _job_heartbeat(job_id: int, worker: str) -> Heartbeat:
+    def beat() -> None:
+        Job.objects.filter(pk=job_id, status=JobStatus.RUNNING, worker=worker).update(
+            heartbeat_at=timezone.now()
+        )
+
+    return Heartbeat(beat, settings.JOBS_HEARTBEAT_SECONDS, f"job-{job_id}-heartbeat")
 
 
 def _last_sign_of_life(job: Job) -> datetime:
@@ -374,12 +387,14 @@ def job_run(*, job_id: int, runner: Runner, echo: Progress | None = None) -> Job
     outcome: dict[str, Any]
     try:
         if heartbeat:
-            with _Heartbeat(job_id, worker, settings.JOBS_HEARTBEAT_SECONDS):
+            with _job_heartbeat(job_id, worker):
                 result = runner(job, progress)
         else:
             result = runner(job, progress)
     except JobAbandoned:
         logger.warning("job %s: stopped, it was marked finished while it ran", job_id)
+        return Job.objects.get(pk=job_id)
+    except JobContinues:
         return Job.objects.get(pk=job_id)
     except Exception as exc:
         logger.exception("job %s failed", job_id)
@@ -422,9 +437,11 @@ def jsonable(value: Any) -> Any:
 class ReapReport:
     failed: list[int] = field(default_factory=list)
     requeued: list[int] = field(default_factory=list)
+    # Parts re-queued alone (a score job's chunks), by the kinds' ``reap_parts`` hooks.
+    parts_requeued: list[int] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, list[int]]:
-        return {"failed": self.failed, "requeued": self.requeued}
+        return {"failed": self.failed, "requeued": self.requeued, "parts": self.parts_requeued}
 
 
 def jobs_reap(*, lost_after: float | None = None) -> ReapReport:
@@ -435,6 +452,10 @@ def jobs_reap(*, lost_after: float | None = None) -> ReapReport:
     )
     silent = Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff)
     report = ReapReport()
+    # Parts first: a job whose parts are alive or waiting in the queue gets a fresh heartbeat
+    # here, so the loop below reaps only a job lost before it handed its work on.
+    for hook in sorted({entry.reap_parts for entry in JOB_TASKS.values() if entry.reap_parts}):
+        report.parts_requeued.extend(import_string(hook)(cutoff=cutoff))
     ids = Job.objects.filter(silent, status=JobStatus.RUNNING).values_list("pk", flat=True)
     for job_id in list(ids):
         with transaction.atomic():

@@ -84,3 +84,53 @@ class EvalSet(models.Model):
 
     def __str__(self) -> str:
         return f"evaluation set {self.pk} ({len(self.label_ids)} labels)"
+
+
+class ChunkState(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+CHUNK_OPEN = (ChunkState.QUEUED, ChunkState.RUNNING)
+
+
+class ScoreChunk(models.Model):
+    """One id range of a score (or promotion) job's pending pool: one Celery task on `ml`.
+
+    A job's chunks are its parts: they run on any number of workers at once, each with its own
+    heartbeat, and the reaper re-queues a silent one alone (decision 0016). ``scored`` counts
+    the scores this chunk stored, written in the same transaction as the scores themselves.
+    """
+
+    job = models.ForeignKey("jobs.Job", on_delete=models.CASCADE, related_name="score_chunks")
+    version = models.ForeignKey(SelectorVersion, on_delete=models.CASCADE, related_name="+")
+    round = models.PositiveSmallIntegerField(default=1)  # promotion: 2 = the catch-up pass
+    first_id = models.BigIntegerField()  # solution ids, both ends included
+    last_id = models.BigIntegerField()
+    total = models.PositiveIntegerField()  # pending candidates in the range when planned
+    done = models.PositiveIntegerField(default=0)  # progress of the current attempt, as stored
+    scored = models.PositiveIntegerField(default=0)
+    state = models.CharField(max_length=10, choices=ChunkState.choices, default=ChunkState.QUEUED)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    worker = models.CharField(max_length=200, blank=True)  # celery hostname:pid of the last run
+    workers = models.JSONField(default=list, blank=True)  # every worker that started it, in order
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["job", "first_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "first_id"], name="score_chunk_unique_start"),
+            models.CheckConstraint(
+                condition=Q(first_id__lte=models.F("last_id")), name="score_chunk_range"
+            ),
+        ]
+        indexes = [models.Index(fields=["state", "heartbeat_at"], name="score_chunk_state")]
+
+    def __str__(self) -> str:
+        return f"job {self.job_id} chunk {self.first_id}..{self.last_id} ({self.state})"

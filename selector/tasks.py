@@ -8,11 +8,13 @@ redelivery is safe; a worker that dies mid-job is handled by the jobs reaper.
 """
 
 import logging
+import os
 from typing import Any
 
-from celery import shared_task
+from celery import Task, shared_task
 from celery.signals import worker_ready
 
+from jobs.services import worker_name
 from selector import services
 from selector.services.simulation import simulation_work_sweep
 from stepwise.celery import PERIODIC_TASK
@@ -35,14 +37,28 @@ def selector_evaluate(self, job_id: int) -> str:
     return services.job_execute(job_id=job_id).status
 
 
+def _on_worker(task: Task) -> bool:
+    """Sent to a worker (not called as a function, not run eagerly): the score's chunks go
+    to the `ml` workers as tasks of their own."""
+    return not (task.request.called_directly or task.request.is_eager)
+
+
 @shared_task(name="selector.selector_promote", bind=True, acks_late=True, **_LONG)
 def selector_promote(self, job_id: int) -> str:
-    return services.job_execute(job_id=job_id).status
+    return services.job_execute(job_id=job_id, shard=_on_worker(self)).status
 
 
 @shared_task(name="selector.candidates_score", bind=True, acks_late=True, **_LONG)
 def candidates_score(self, job_id: int) -> str:
-    return services.job_execute(job_id=job_id).status
+    return services.job_execute(job_id=job_id, shard=_on_worker(self)).status
+
+
+# A chunk holds at most SELECTOR_SCORE_CHUNK candidates, so it ends far inside these limits
+# whatever the pool's size (decision 0016).
+@shared_task(name="selector.score_chunk", bind=True, acks_late=True, **_LONG)
+def score_chunk(self, chunk_id: int) -> str:
+    worker = f"{self.request.hostname or worker_name()}:{os.getpid()}"
+    return services.score_chunk_execute(chunk_id=chunk_id, worker=worker)
 
 
 @shared_task(name="selector.benchmark_evaluate", bind=True, acks_late=True, **_LONG)

@@ -304,6 +304,9 @@ SELECTOR_MAX_LENGTH = (
     int(os.environ["SELECTOR_MAX_LENGTH"]) if os.environ.get("SELECTOR_MAX_LENGTH") else None
 )
 SELECTOR_TOKEN_BUDGET = int(os.environ.get("SELECTOR_TOKEN_BUDGET", "16384"))
+# Candidates per scoring chunk, one `ml` task each (decision 0016): 4,096 take about 3 min at
+# MiniLM-on-CPU speed, far inside the 6 h task limit, and a lost worker costs one chunk.
+SELECTOR_SCORE_CHUNK = int(os.environ.get("SELECTOR_SCORE_CHUNK", "4096"))
 SELECTOR_PER_PROBLEM = int(os.environ.get("SELECTOR_PER_PROBLEM", "5"))  # 4 wrong + 1 rest
 SELECTOR_WRONG_FRACTION = float(os.environ.get("SELECTOR_WRONG_FRACTION", "0.8"))
 SELECTOR_LOW_WATER = int(os.environ.get("SELECTOR_LOW_WATER", "20"))

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.core.management import get_commands
 
 ROOT = Path(__file__).resolve().parent.parent
-APP_SERVICES = {"migrate", "web", "worker", "worker-ml", "beat"}
+APP_SERVICES = {"migrate", "web", "worker", "worker-ml", "worker-ml-1", "beat"}
 REQUIRED_ENV = {
     "DATABASE_URL",
     "CELERY_BROKER_URL",
@@ -124,14 +124,14 @@ def test_celery_services_use_the_project_app() -> None:
     assert isinstance(stepwise.celery.app, Celery)
     assert stepwise.celery_app is stepwise.celery.app  # what `-A stepwise` finds
     celery_services = [n for n in services() if command(n)[:1] == ["celery"]]
-    assert set(celery_services) == {"worker", "worker-ml", "beat"}
+    assert set(celery_services) == {"worker", "worker-ml", "worker-ml-1", "beat"}
     for name in celery_services:
         assert command(name)[1:3] == ["-A", "stepwise"], name
 
 
 def test_every_routed_queue_has_a_worker_and_no_worker_listens_to_nothing() -> None:
     queues = worker_queues()
-    assert queues == {"worker": {"default"}, "worker-ml": {"ml"}}
+    assert queues == {"worker": {"default"}, "worker-ml": {"ml"}, "worker-ml-1": {"ml"}}
     consumed = set().union(*queues.values())
     assert consumed == routed_queues() == {"default", "ml"}
 
@@ -155,12 +155,20 @@ def test_every_registered_task_lands_on_a_consumed_queue() -> None:
         assert queue in consumed, (name, queue)
 
 
-def test_ml_worker_takes_one_job_at_a_time_on_a_reserved_gpu() -> None:
-    cmd = command("worker-ml")
-    assert option(cmd, "--concurrency", "-c") == "1"
-    assert option(cmd, "--prefetch-multiplier") == "1"
-    devices = services()["worker-ml"]["deploy"]["resources"]["reservations"]["devices"]
-    assert devices == [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]
+def test_each_ml_worker_takes_one_job_at_a_time_on_its_own_gpu() -> None:
+    gpus = []
+    for name in ("worker-ml", "worker-ml-1"):
+        cmd = command(name)
+        assert option(cmd, "--concurrency", "-c") == "1"
+        assert option(cmd, "--prefetch-multiplier") == "1"
+        (device,) = services()[name]["deploy"]["resources"]["reservations"]["devices"]
+        assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"]
+        assert "count" not in device and len(device["device_ids"]) == 1
+        gpus.append(device["device_ids"][0])
+    assert gpus == ["0", "1"]
+    # The second GPU's worker starts only when asked for: one-GPU hosts run as before.
+    assert "profiles" not in services()["worker-ml"]
+    assert services()["worker-ml-1"]["profiles"] == ["multi-gpu"]
 
 
 @pytest.mark.slow

@@ -19,6 +19,7 @@ from selector.services.job_runs import job_execute
 from selector.services.jobs import job_start
 from selector.services.promotion import selector_promote
 from selector.services.queue_fill import FillReport, queue_fill, queue_open_slots, queue_top_up
+from selector.services.score_chunks import score_chunk_execute, score_job_run
 from selector.services.scoring import candidates_score
 from selector.services.training import (
     EVAL_FRACTION,
@@ -63,6 +64,8 @@ __all__ = [
     "queue_fill",
     "queue_open_slots",
     "queue_top_up",
+    "score_chunk_execute",
+    "score_job_run",
     "selector_active",
     "selector_create_base",
     "selector_evaluate",

@@ -25,9 +25,8 @@ from selector.services.job_params import (
     SimulateParams,
     TrainParams,
 )
-from selector.services.promotion import selector_promote
 from selector.services.queue_fill import queue_fill
-from selector.services.scoring import candidates_score
+from selector.services.score_chunks import score_job_run
 from selector.services.simulation import simulation_execute
 from selector.services.training import LabelHygiene, selector_train
 from selector.services.versions import selector_active, selector_create_base, selector_import
@@ -62,14 +61,14 @@ def _train(job: Job, progress: JobProgress) -> dict[str, Any]:
     return {"version_id": version.pk, "version": version.name, **version.training_summary}
 
 
-def _score(job: Job, progress: JobProgress) -> dict[str, Any]:
+def _score(job: Job, progress: JobProgress, *, shard: bool) -> dict[str, Any]:
     scoring = job.version or selector_active()
     if scoring is None:
         raise SelectorError("no active selector version to score with")
     if job.version is None:
         job.version = scoring
         job.save(update_fields=["version"])
-    return {"scored": candidates_score(version=scoring, job=job, progress=progress)}
+    return score_job_run(job=job, version=scoring, progress=progress, shard=shard)
 
 
 def _benchmark(job: Job, progress: JobProgress) -> dict[str, Any]:
@@ -120,17 +119,15 @@ def _fill(job: Job, progress: JobProgress) -> dict[str, Any]:
     return report.as_dict()
 
 
-def _job_run_kind(job: Job, progress: JobProgress) -> dict[str, Any]:
+def _job_run_kind(job: Job, progress: JobProgress, *, shard: bool) -> dict[str, Any]:
+    if job.kind in (JobKind.SCORE, JobKind.PROMOTE):
+        # Scoring runs in chunks (decision 0016); a promotion switches after the last one.
+        return _score(job, progress, shard=shard)
     if job.kind == JobKind.TRAIN:
         return _train(job, progress)
     if job.kind == JobKind.EVALUATE:
         assert job.version is not None
         return selector_evaluate(version=job.version, progress=progress)
-    if job.kind == JobKind.PROMOTE:
-        assert job.version is not None
-        return selector_promote(version=job.version, job=job, progress=progress)
-    if job.kind == JobKind.SCORE:
-        return _score(job, progress)
     if job.kind == JobKind.BENCHMARK:
         return _benchmark(job, progress)
     if job.kind == JobKind.SIMULATE:
@@ -146,6 +143,15 @@ def _job_run_kind(job: Job, progress: JobProgress) -> dict[str, Any]:
     raise SelectorError(f"kind {job.kind!r}: not a background selector job")
 
 
-def job_execute(*, job_id: int, echo: Progress | None = None) -> Job:
-    """Run a selector Job in this process (see ``jobs.services.job_run``)."""
-    return job_run(job_id=job_id, runner=_job_run_kind, echo=echo)
+def job_execute(*, job_id: int, echo: Progress | None = None, shard: bool = False) -> Job:
+    """Run a selector Job in this process (see ``jobs.services.job_run``).
+
+    ``shard`` (the job's Celery task on a worker): a score or promotion job sends its chunks
+    to the `ml` workers and returns with the job still running; the last chunk finishes it.
+    Otherwise every chunk runs here, in order.
+    """
+    return job_run(
+        job_id=job_id,
+        runner=lambda job, progress: _job_run_kind(job, progress, shard=shard),
+        echo=echo,
+    )

@@ -33,6 +33,14 @@ def selector_promote(
     # Candidates imported while the pool was being scored: one catch-up pass, so the new
     # version starts with (almost) nothing unscored.
     scored += candidates_score(version=version, job=job)
+    return {"scored": scored, **promotion_switch(version=version, job=job)}
+
+
+def promotion_switch(*, version: SelectorVersion, job: Job | None = None) -> dict[str, int]:
+    """The switch that ends a promotion, once the pool is scored: make ``version`` active and
+    re-prioritise the untouched queued tasks by its scores, in one transaction (joined by the
+    caller's, when a promotion job's last scoring chunk calls it). A cancelled ``job`` raises
+    ``JobCancelled`` and nothing changes."""
     new_score = SolutionScore.objects.filter(version=version, solution=OuterRef("solution"))
     # As queue_fill: a candidate with unscored steps gets priority 0 (decision 0005's rule).
     cut = new_score.filter(truncated_steps__gt=0)
@@ -57,7 +65,7 @@ def selector_promote(
                 default=Subquery(new_score.values("score")[:1]),
             )
         )
-    return {"scored": scored, "reprioritized": reprioritized, "truncated": truncated}
+    return {"reprioritized": reprioritized, "truncated": truncated}
 
 
 def promotion_objection(*, version: SelectorVersion) -> str | None:

@@ -131,7 +131,7 @@ def test_reaper_fails_a_silent_job_that_is_not_resumable(settings):
     settings.JOBS_LOST_AFTER_SECONDS = 300
     train = running(JobKind.TRAIN, silent_for=301)
     report = jobs_reap()
-    assert report.as_dict() == {"failed": [train.pk], "requeued": []}
+    assert report.as_dict() == {"failed": [train.pk], "requeued": [], "parts": []}
     train.refresh_from_db()
     assert train.status == JobStatus.FAILED and train.finished_at is not None
     assert train.error.startswith("worker lost: no heartbeat since ")
@@ -161,7 +161,7 @@ def test_reaper_leaves_live_queued_and_finished_jobs_alone(settings):
     live = running(silent_for=5)
     queued = Job.objects.create(kind=JobKind.TRAIN, created_at=ago(10_000))
     done = Job.objects.create(kind=JobKind.TRAIN, status=JobStatus.SUCCEEDED)
-    assert jobs_reap().as_dict() == {"failed": [], "requeued": []}
+    assert jobs_reap().as_dict() == {"failed": [], "requeued": [], "parts": []}
     for job, status in [(live, JobStatus.RUNNING), (queued, JobStatus.QUEUED), (done, "succeeded")]:
         job.refresh_from_db()
         assert job.status == status

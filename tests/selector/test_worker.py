@@ -16,7 +16,7 @@ from jobs.models import Job, JobKind, JobStatus
 from jobs.services import jobs_reap
 from jobs.tasks import jobs_reap as jobs_reap_task
 from labeling.models import Grade, Solution, Task
-from selector.models import SolutionScore
+from selector.models import ChunkState, ScoreChunk, SolutionScore
 from selector.services import job_start, selector_create_base
 from selector.services.job_params import MAX_EPOCHS
 from selector.tasks import queue_top_up
@@ -125,45 +125,52 @@ def drop_parked_redis_messages(job_id: int) -> int:
 @pytest.mark.worker
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_a_score_job_whose_worker_is_sigkilled_is_requeued_once_and_resumes(
+def test_a_score_job_whose_worker_is_sigkilled_has_its_chunk_requeued_and_resumed(
     worker_env, celery_worker_factory, wait_until
 ):
     version = selector_create_base(name="kill-base")
     problem = ProblemFactory()
-    n = 3000  # a few scoring chunks (1,024 each, committed one by one)
+    n = 3000  # one chunk (SELECTOR_SCORE_CHUNK) of a dozen batches, committed one by one
     Solution.objects.bulk_create([SolutionFactory.build(problem=problem) for _ in range(n)])
     worker = celery_worker_factory(queues="ml", name="ml", env=FAST_HEARTBEAT)
     job = job_start(kind=JobKind.SCORE, params={}, version=version)
     wait_until(
         lambda: SolutionScore.objects.filter(version=version).exists(),
         timeout=300,
-        message="the first chunk of scores",
+        message="the first batch of scores",
     )
     sigkill(worker)
 
     job.refresh_from_db()
     assert job.status == JobStatus.RUNNING and job.attempts == 1, job.error
+    chunk = ScoreChunk.objects.get(job=job)
+    assert chunk.state == ChunkState.RUNNING and chunk.attempts == 1
     scored_before = SolutionScore.objects.filter(version=version).count()
     assert 0 < scored_before < n
     if on_redis():
         # Redis parks the dead worker's message until the visibility timeout; nothing but the
-        # reaper brings the job back within minutes.
-        assert drop_parked_redis_messages(job.pk) == 1
+        # reaper brings the chunk back within minutes.
+        assert drop_parked_redis_messages(chunk.pk) == 1
 
-    assert jobs_reap(lost_after=LOST_AFTER).requeued == []  # its heartbeat is still fresh
-    wait_until(lambda: silent_for(job, LOST_AFTER), timeout=30, message="a silent heartbeat")
-    report = jobs_reap(lost_after=LOST_AFTER)
-    assert report.requeued == [job.pk] and report.failed == []
-    job.refresh_from_db()
-    assert job.status == JobStatus.QUEUED
-    assert job.error.startswith("worker lost: no heartbeat since ")
+    assert jobs_reap(lost_after=LOST_AFTER).parts_requeued == []  # its heartbeat is fresh
+
+    def reaped() -> bool:
+        report = jobs_reap(lost_after=LOST_AFTER)
+        assert report.requeued == report.failed == []  # the job waits on its chunk
+        return report.parts_requeued == [chunk.pk]
+
+    wait_until(reaped, timeout=30, message="the reaper to re-queue the silent chunk")
+    chunk.refresh_from_db()
+    assert chunk.state == ChunkState.QUEUED
+    assert chunk.error.startswith("worker lost: no heartbeat since ")
 
     celery_worker_factory(queues="ml", name="ml-again", env=FAST_HEARTBEAT)
-    wait_until(lambda: finished(job), timeout=300, message="the re-queued job to finish")
+    wait_until(lambda: finished(job), timeout=300, message="the re-queued chunk to finish")
     assert job.status == JobStatus.SUCCEEDED, job.error
-    assert job.attempts == 2 and job.error == ""
-    # Resumed, not redone: the second run scored only what the first had not stored.
-    assert job.result == {"scored": n - scored_before}
+    assert job.attempts == 1 and job.result == {"scored": n}
+    chunk.refresh_from_db()
+    # Resumed, not redone: the scores stored before the kill were kept, the rest added once.
+    assert chunk.attempts == 2 and chunk.scored == n and chunk.state == ChunkState.DONE
     assert SolutionScore.objects.filter(version=version).count() == n
 
 
