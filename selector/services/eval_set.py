@@ -132,7 +132,7 @@ def eval_set_check_usable() -> None:
     empty or too small for intervals. With no set yet, the labels a first freeze would take
     decide; nothing is frozen here."""
     current = EvalSet.objects.order_by("-pk").first()
-    available = eval_labels().values_list("task__solution__problem_id", flat=True)
+    available = list(eval_labels().values_list("task__solution__problem_id", flat=True))
     usable = len(available)
     usable_problems = len(set(available))
     need = f"at least {EVAL_SET_MIN_LABELS} labels on {EVAL_SET_MIN_PROBLEMS} problems"
