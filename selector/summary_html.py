@@ -25,7 +25,7 @@ def _cells(line: str) -> list[str]:
 def _table(lines: list[str]) -> str:
     head, *body = lines
     rows = [line for line in body if not _ALIGN_ROW.match(line.strip())]
-    out = ["<table class=\"selector-metrics\"><thead><tr>"]
+    out = ['<table class="selector-metrics"><thead><tr>']
     out += [f"<th>{_inline(cell)}</th>" for cell in _cells(head)]
     out.append("</tr></thead><tbody>")
     for row in rows:

@@ -9,10 +9,11 @@ from django.db import transaction
 from django.db.models import Case, Exists, OuterRef, Subquery, Value, When
 
 from jobs.models import Job
+from jobs.services import PhasedProgress
 from labeling.models import Label, Lease, Task, TaskKind
 from selector import metric_rows
 from selector.models import SelectorVersion, SolutionScore
-from selector.services.common import Progress, job_cancel_check
+from selector.services.common import Progress, job_cancel_check, progress_for
 from selector.services.scoring import candidates_score
 from selector.services.versions import (
     selector_active,
@@ -36,10 +37,12 @@ def selector_promote(
     score whole gets priority 0, as ``queue_fill`` gives it (counted in ``truncated``).
     """
     version_require_ready(version)
-    scored = candidates_score(version=version, job=job, progress=progress)
+    # One bar over both scoring passes (the job's end fills it: the switch is quick).
+    phases = PhasedProgress(progress_for(job, progress), weights=(0.95, 0.05))
+    scored = candidates_score(version=version, job=job, progress=phases.phase(0))
     # Candidates imported while the pool was being scored: one catch-up pass, so the new
     # version starts with (almost) nothing unscored.
-    scored += candidates_score(version=version, job=job)
+    scored += candidates_score(version=version, job=job, progress=phases.phase(1))
     new_score = SolutionScore.objects.filter(version=version, solution=OuterRef("solution"))
     # As queue_fill: a candidate with unscored steps gets priority 0 (decision 0005's rule).
     cut = new_score.filter(truncated_steps__gt=0)

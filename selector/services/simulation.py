@@ -81,10 +81,10 @@ def ratio_in_words(data_efficiency: dict[str, Any]) -> str:
     if ratio > 1:
         return (
             f"{active} reached {baseline}'s quality with 1/{ratio:.1f} of the labels{bound}: "
-            f"{baseline} needed {ratio:.1f}× as many."
+            f"{baseline} needed {ratio:.1f} times as many."
         )
     return (
-        f"{active} needed {1 / ratio:.1f}× the labels {baseline} did to reach the same "
+        f"{active} needed {1 / ratio:.1f} times the labels {baseline} did to reach the same "
         f"quality{bound}: {baseline} got there with 1/{1 / ratio:.1f} of them."
     )
 

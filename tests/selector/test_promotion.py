@@ -99,3 +99,17 @@ def test_a_job_cancelled_before_it_runs_never_starts(world):
     assert job_execute(job_id=job.pk).status == JobStatus.CANCELLED
     assert not SolutionScore.objects.filter(version=new).exists()
     assert not job_cancel(job=job)  # already over: nothing to cancel
+
+
+def test_promotion_progress_only_moves_forward_across_its_phases(world):
+    _, new = world
+    job = job_start(kind=JobKind.PROMOTE, version=new, enqueue=False)
+    seen: list[tuple[int, int]] = []
+    job_execute(job_id=job.pk, echo=lambda done, total: seen.append((done, total)))
+    job.refresh_from_db()
+    assert job.status == JobStatus.SUCCEEDED
+    fractions = [done / total for done, total in seen if total]
+    # One range for the scoring pass and the catch-up pass: never back to a later "0 / 1".
+    assert fractions == sorted(fractions) and len(fractions) > 2
+    assert {total for _, total in seen} == {1000}
+    assert (job.progress_done, job.progress_total) == (1000, 1000)

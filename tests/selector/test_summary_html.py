@@ -27,5 +27,5 @@ def test_the_ratio_reads_as_a_sentence():
     de = {"ratio": 1.9, "arms": ["80_20", "uniform"]}
     assert ratio_in_words(de).startswith("80/20 reached uniform's quality with 1/1.9 of the labels")
     low = ratio_in_words({"ratio": 0.18, "arms": ["80_20", "uniform"]})
-    assert low.startswith("80/20 needed 5.6× the labels uniform did")
+    assert low.startswith("80/20 needed 5.6 times the labels uniform did")
     assert ratio_in_words({"ratio": float("nan")}).startswith("No ratio")
