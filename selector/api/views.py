@@ -11,7 +11,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import APIException, ParseError, ValidationError
+from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -37,6 +37,7 @@ from selector.api.serializers import (
 from selector.models import SelectorVersion
 from selector.services.benchmark import BenchmarkError, benchmark_upload
 from selector.services.common import SelectorError
+from selector.services.eval_set import EvalSetTooSmall
 from selector.services.jobs import PromotionRefused, job_start, promotion_start, scoring_start
 from stepwise.api import model_permission
 
@@ -44,11 +45,6 @@ STARTED = {
     202: JobStartedSerializer,
     400: OpenApiResponse(description="A bad parameter, named."),
 }
-
-
-class PromotionConflict(APIException):
-    status_code = status.HTTP_409_CONFLICT
-    default_code = "promotion_refused"
 
 
 def _body(request: Request) -> dict[str, Any]:
@@ -74,7 +70,30 @@ class JobStartView(APIView):
         except JobParamsInvalid as exc:
             raise params_invalid(exc) from None
         except PromotionRefused as exc:
-            raise PromotionConflict({"force": [str(exc)]}) from None
+            check = exc.check
+            return Response(
+                {
+                    "force": [f"{check.message} Send force=true to promote it anyway."],
+                    "verdict": check.verdict,
+                    "active": check.active,
+                    "metrics": [
+                        {
+                            "metric": m.key,
+                            "label": m.label,
+                            "challenger": m.challenger,
+                            "active": m.active,
+                            "diff": m.diff,
+                            "low": m.low,
+                            "high": m.high,
+                            "verdict": m.verdict,
+                        }  # fmt: skip
+                        for m in check.metrics
+                    ],
+                },
+                status=status.HTTP_409_CONFLICT,
+            )
+        except EvalSetTooSmall as exc:
+            raise ValidationError({"eval_set": [str(exc)]}) from None
         except SelectorError as exc:
             field = "version" if "version" in kwargs else "detail"
             raise ValidationError({field: [str(exc)]}) from None
@@ -173,7 +192,10 @@ class PromoteView(JobStartView):
         request=PromoteSerializer,
         responses={
             **STARTED,
-            409: OpenApiResponse(description="Clearly worse than the active version: force."),
+            409: OpenApiResponse(
+                description="Clearly worse than the active version: the verdict, each headline "
+                "metric's difference and interval; send force=true to promote it anyway."
+            ),
         },
     )
     def post(self, request: Request) -> Response:

@@ -123,6 +123,10 @@ def eval_set_changes_text(eval_set: EvalSet) -> str:
     )
 
 
+class EvalSetTooSmall(SelectorError):
+    """Evaluating now would measure against an empty or too-small evaluation set."""
+
+
 def eval_set_too_small(*, labels: int, problems: int) -> bool:
     return labels < EVAL_SET_MIN_LABELS or problems < EVAL_SET_MIN_PROBLEMS
 
@@ -139,7 +143,7 @@ def eval_set_check_usable() -> None:
     if current is None:
         if not eval_set_too_small(labels=usable, problems=usable_problems):
             return
-        raise SelectorError(
+        raise EvalSetTooSmall(
             f"Not enough evaluation labels yet: {usable} on {usable_problems} problems, and "
             f"an evaluation needs {need} for its intervals. {HOW_TO_GET_LABELS}"
         )
@@ -152,7 +156,7 @@ def eval_set_check_usable() -> None:
             "evaluation set (the Evaluation sets page, or `manage.py evaluate_selector "
             "--new-eval-set`) and evaluate again."
         )
-    raise SelectorError(
+    raise EvalSetTooSmall(
         f"Evaluation set {current.pk} is too small: {len(current.label_ids)} labels on "
         f"{current.problems} problems, and an evaluation needs {need} for its intervals. {hint}"
     )

@@ -167,7 +167,8 @@ def promotion_check(*, version: SelectorVersion) -> PromotionCheck:
                 verdict=metric_rows.verdict(span),
             )
         )
-    verdicts = [row.verdict for row in rows]
+    # Metrics with no interval (undefined on this set) say nothing either way.
+    verdicts = [row.verdict for row in rows if row.low is not None]
     worse = tuple(row.label for row in rows if row.verdict == "worse")
     if worse:
         overall = "worse"
