@@ -64,3 +64,17 @@ def test_never_compared_or_first_version_is_not_a_refusal():
     check = promotion_check(version=lone)
     assert check.verdict == "not compared" and not check.needs_force
     assert "evaluate it first" in check.message
+
+
+def test_the_cli_refuses_a_worse_version_unless_forced():
+    from django.core.management import CommandError, call_command
+
+    from jobs.models import Job
+
+    version("active", active=True)
+    version("worse", metrics=compared({"step.auroc": (-0.2, -0.3, -0.1)}))
+    with pytest.raises(CommandError, match="clearly worse than active.*--force"):
+        call_command("promote_selector", "--selector", "worse", verbosity=0)
+    assert not Job.objects.exists()
+    call_command("promote_selector", "--selector", "worse", "--force", verbosity=0)
+    assert Job.objects.get().version.name == "worse"
