@@ -62,7 +62,7 @@ class JobAdmin(admin.ModelAdmin):
     list_select_related = ["version", "created_by"]
     # Progress, error, parameters and result show above the form: the bar live, the others
     # as tables with the raw JSON behind a toggle.
-    fields = readonly_fields = [
+    fields = readonly_fields = (
         "kind",
         "status",
         "version",
@@ -73,7 +73,7 @@ class JobAdmin(admin.ModelAdmin):
         "worker",
         "attempts",
         "finished_at",
-    ]
+    )
     change_form_template = "admin/jobs/job/change_form.html"
     actions = ["mark_failed", "retry"]
 

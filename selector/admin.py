@@ -67,7 +67,7 @@ class SelectorVersionAdmin(admin.ModelAdmin):
     list_filter = ["status", "is_active"]
     search_fields = ["name"]
     # The training summary and metrics show as tables above, their JSON behind a toggle.
-    fields = readonly_fields = [
+    fields = readonly_fields = (
         "name",
         "base_model",
         "checkpoint_path",
@@ -75,7 +75,7 @@ class SelectorVersionAdmin(admin.ModelAdmin):
         "is_active",
         "created_at",
         "promoted_at",
-    ]
+    )
     change_form_template = "admin/selector/selectorversion/change_form.html"
     change_list_template = "admin/selector/selectorversion/change_list.html"
     actions = ["evaluate_selected"]
@@ -332,8 +332,8 @@ class EvalSetAdmin(admin.ModelAdmin):
     (``selector.add_evalset``); each freeze is logged with what changed."""
 
     list_display = ["id", "labels", "problems", "created_at", "created_by", "what_changed"]
-    fields = readonly_fields = ["id", "labels", "problems", "created_at", "created_by",
-                                "what_changed", "fraction", "seed"]  # fmt: skip
+    fields = readonly_fields = ("id", "labels", "problems", "created_at", "created_by",
+                                "what_changed", "fraction", "seed")  # fmt: skip
     change_list_template = "admin/selector/evalset/change_list.html"
 
     @admin.display(description="labels")

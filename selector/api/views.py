@@ -39,12 +39,26 @@ from selector.services.benchmark import BenchmarkError, benchmark_upload
 from selector.services.common import SelectorError
 from selector.services.eval_set import EvalSetTooSmall
 from selector.services.jobs import PromotionRefused, job_start, promotion_start, scoring_start
+from selector.services.promotion import MetricCheck
 from stepwise.api import model_permission
 
 STARTED = {
     202: JobStartedSerializer,
     400: OpenApiResponse(description="A bad parameter, named."),
 }
+
+
+def _metric_check(m: MetricCheck) -> dict[str, Any]:
+    return {
+        "metric": m.key,
+        "label": m.label,
+        "challenger": m.challenger,
+        "active": m.active,
+        "diff": m.diff,
+        "low": m.low,
+        "high": m.high,
+        "verdict": m.verdict,
+    }
 
 
 def _body(request: Request) -> dict[str, Any]:
@@ -76,19 +90,7 @@ class JobStartView(APIView):
                     "force": [f"{check.message} Send force=true to promote it anyway."],
                     "verdict": check.verdict,
                     "active": check.active,
-                    "metrics": [
-                        {
-                            "metric": m.key,
-                            "label": m.label,
-                            "challenger": m.challenger,
-                            "active": m.active,
-                            "diff": m.diff,
-                            "low": m.low,
-                            "high": m.high,
-                            "verdict": m.verdict,
-                        }  # fmt: skip
-                        for m in check.metrics
-                    ],
+                    "metrics": [_metric_check(m) for m in check.metrics],
                 },
                 status=status.HTTP_409_CONFLICT,
             )

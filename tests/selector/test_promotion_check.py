@@ -73,7 +73,7 @@ def test_the_cli_refuses_a_worse_version_unless_forced():
 
     version("active", active=True)
     version("worse", metrics=compared({"step.auroc": (-0.2, -0.3, -0.1)}))
-    with pytest.raises(CommandError, match="clearly worse than active.*--force"):
+    with pytest.raises(CommandError, match=r"clearly worse than active.*--force"):
         call_command("promote_selector", "--selector", "worse", verbosity=0)
     assert not Job.objects.exists()
     call_command("promote_selector", "--selector", "worse", "--force", verbosity=0)
