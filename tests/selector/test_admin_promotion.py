@@ -117,7 +117,8 @@ def test_version_page_shows_the_eval_set_and_raw_json_only_behind_a_toggle(staff
     assert "Measured on evaluation set 1: 40 labels on 9 problems." in page
     assert "A newer set exists (set 2, 4 labels)" in page
     assert (
-        "<td>Train labels</td><td>12</td>" in page and "<td>Time taken</td><td>3.5 s</td>" in page
+        "<td>Training labels</td><td>12 labels</td>" in page
+        and "<td>Time taken</td><td>3.5 s</td>" in page
     )
     # JSON appears only inside the <details> toggles.
     outside = page.split("<details", 1)[0]

@@ -131,7 +131,7 @@ def test_ml_staff_walk_train_evaluate_promote_simulate(
     train = finish(job_id_from(page), wait_until, timeout=240)
     page.reload()
     text = readable(page)
-    assert "Result" in text and "Train labels" in text
+    assert "Result" in text and "Training labels" in text and "Time taken" in text
     trained = SelectorVersion.objects.get(pk=train.result["version_id"])
 
     # Evaluate: no evaluation labels yet, so refused with how to get them; nothing frozen.
