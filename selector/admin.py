@@ -60,6 +60,7 @@ class SelectorVersionAdmin(admin.ModelAdmin):
         "is_active",
         "step_auroc",
         "first_error_f1",
+        "eval_set",
         "created_at",
         "promoted_at",
     ]
@@ -87,6 +88,19 @@ class SelectorVersionAdmin(admin.ModelAdmin):
         return format_html(
             '<span class="selector-version-name" title="{}">{}</span>', obj.name, obj.short_name
         )
+
+    @admin.display(description="evaluation set (labels)")
+    def eval_set(self, obj: SelectorVersion) -> str:
+        set_id = metric_rows.metric_value(obj.metrics, "eval_set.id")
+        if set_id is None:
+            return "—"
+        labels = metric_rows.metric_value(obj.metrics, "eval_set.labels")
+        labels = (
+            labels
+            if labels is not None
+            else metric_rows.metric_value(obj.metrics, "held_out.labels")
+        )
+        return f"{set_id} ({queries._fmt(labels)})"
 
     @admin.display(description="step AUROC")
     def step_auroc(self, obj: SelectorVersion) -> str:

@@ -105,21 +105,22 @@ def test_freezing_needs_the_add_permission(client, db):
 
 
 def test_version_page_shows_the_eval_set_and_raw_json_only_behind_a_toggle(staff_client, db):
+    first = EvalSet.objects.create(label_ids=[1, 2, 3], problems=2, fraction=0.1, seed=0)
+    newer = EvalSet.objects.create(label_ids=[1, 2, 3, 4], problems=2, fraction=0.1, seed=0)
     version("incumbent", active=True)
-    shown = version("challenger", metrics=WORSE)
+    metrics = {**WORSE, "eval_set": {**WORSE["eval_set"], "id": first.pk}}
+    shown = version("challenger", metrics=metrics)
     shown.training_summary = {"train_labels": 12, "seconds": 3.5, "epoch_loss": [0.9, 0.7]}
     shown.save()
-    EvalSet.objects.create(label_ids=[1, 2, 3], problems=2, fraction=0.1, seed=0)
-    EvalSet.objects.create(label_ids=[1, 2, 3, 4], problems=2, fraction=0.1, seed=0)
     page = staff_client.get(
         reverse("admin:selector_selectorversion_change", args=[shown.pk])
     ).content.decode()
-    assert "Measured on evaluation set 1: 40 labels on 9 problems." in page
-    assert "A newer set exists (set 2, 4 labels)" in page
-    assert (
-        "<td>Training labels</td><td>12 labels</td>" in page
-        and "<td>Time taken</td><td>3.5 s</td>" in page
-    )
+    assert f"Measured on evaluation set {first.pk}: 40 labels on 9 problems." in page
+    assert f"A newer set exists (set {newer.pk}, 4 labels)" in page
+    changelist = staff_client.get(reverse("admin:selector_selectorversion_changelist"))
+    assert f"{first.pk} (40)" in changelist.content.decode()  # the set and its labels
+    assert "<td>Training labels</td><td>12 labels</td>" in page
+    assert "<td>Time taken</td><td>3.5 s</td>" in page
     # JSON appears only inside the <details> toggles.
     outside = page.split("<details", 1)[0]
     assert '"train_labels"' not in outside and '{"' not in outside
