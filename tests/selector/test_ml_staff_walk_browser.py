@@ -59,6 +59,13 @@ def finish(job_id: int, wait_until: Any, timeout: float) -> Job:
     return job
 
 
+def settled(page: Any) -> None:
+    """The job page reloads itself once the job has finished (its own poll): wait for that
+    rather than reloading over it."""
+    page.wait_for_selector('#job-progress[data-finished="1"]', timeout=60_000)
+    page.wait_for_load_state("load")
+
+
 def job_id_from(page: Any) -> int:
     page.wait_for_url(re.compile(r"/admin/jobs/job/\d+/change/"))
     return int(re.search(r"/job/(\d+)/", page.url)[1])  # type: ignore[index]
@@ -129,7 +136,7 @@ def test_ml_staff_walk_train_evaluate_promote_simulate(
     # Train.
     page.click("button[name=start][value=train]")
     train = finish(job_id_from(page), wait_until, timeout=240)
-    page.reload()
+    settled(page)
     text = readable(page)
     assert "Result" in text and "Training labels" in text and "Time taken" in text
     trained = SelectorVersion.objects.get(pk=train.result["version_id"])
@@ -156,7 +163,7 @@ def test_ml_staff_walk_train_evaluate_promote_simulate(
     page.goto(f"/admin/selector/selectorversion/{trained.pk}/change/")
     page.click("button[name=start][value=evaluate]")
     finish(job_id_from(page), wait_until, timeout=240)
-    page.reload()
+    settled(page)
     text = readable(page)
     assert "Measured on evaluation set" in text and "10 labels on 5 problems" in text
     page.wait_for_function(
@@ -183,7 +190,7 @@ def test_ml_staff_walk_train_evaluate_promote_simulate(
     page.click("#promote-confirm-worse")
     promote = finish(job_id_from(page), wait_until, timeout=240)
     assert (promote.progress_done, promote.progress_total) == (1000, 1000)
-    page.reload()
+    settled(page)
     readable(page)
     trained.refresh_from_db()
     assert trained.is_active
@@ -193,7 +200,7 @@ def test_ml_staff_walk_train_evaluate_promote_simulate(
     page.select_option("select[name=preset]", "test")
     page.click("button[name=start][value=simulate]")
     simulate = finish(job_id_from(page), wait_until, timeout=600)
-    page.reload()
+    settled(page)
     page.wait_for_selector("#simulation-summary table")
     text = readable(page)
     assert "Machinery check: not a measurement." in text
