@@ -60,15 +60,12 @@ class JobAdmin(admin.ModelAdmin):
     ]
     list_filter = ["kind", "status"]
     list_select_related = ["version", "created_by"]
-    readonly_fields = [
+    # Progress, error, parameters and result show above the form: the bar live, the others
+    # as tables with the raw JSON behind a toggle.
+    fields = readonly_fields = (
         "kind",
         "status",
         "version",
-        "params",
-        "progress_done",
-        "progress_total",
-        "error",
-        "result",
         "created_by",
         "created_at",
         "started_at",
@@ -76,7 +73,7 @@ class JobAdmin(admin.ModelAdmin):
         "worker",
         "attempts",
         "finished_at",
-    ]
+    )
     change_form_template = "admin/jobs/job/change_form.html"
     actions = ["mark_failed", "retry"]
 
@@ -178,6 +175,12 @@ class JobAdmin(admin.ModelAdmin):
             "can_cancel": queries.job_cancellable_by(job, request.user) and not job.finished,
             "cancel_url": reverse("admin:jobs_job_cancel", args=[job.pk]),
             "section_template": section.template if section else None,
+            "params_rows": queries.result_rows(job.params),
+            "result_rows": queries.result_rows(
+                {k: v for k, v in (job.result or {}).items() if k != queries.RESULT_ERRORS}
+            ),
+            "result_errors": (job.result or {}).get(queries.RESULT_ERRORS) or [],
+            "result_json": queries.raw_json({"params": job.params, "result": job.result}),
             **(section.context(job) if section else {}),
         }
         return super().change_view(request, object_id, form_url, {**extra, **(extra_context or {})})

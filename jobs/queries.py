@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from jobs.models import Job, JobStatus
@@ -61,3 +62,59 @@ def job_visible_to(job: Job, user: Any) -> bool:
 def job_cancellable_by(job: Job, user: Any) -> bool:
     """Those who may steer jobs in the admin (``jobs.change_job``), or the job's creator."""
     return bool(user.has_perm("jobs.change_job") or job.created_by_id == user.pk)
+
+
+# --- Results as a table ----------------------------------------------------------------------
+
+# key (the last part of a dotted path) → (plain-language label, unit). Apps add their own
+# keys with ``result_labels_register`` (the jobs app never imports them); others read as words.
+RESULT_LABELS: dict[str, tuple[str, str]] = {
+    "seconds": ("Time taken", "s"),
+    "created": ("Tasks created", "tasks"),
+    "errors": ("Problems found", ""),
+}
+_LIST_SHOWN = 8  # a longer list is counted here and shown in full in the raw data
+
+
+def result_labels_register(labels: dict[str, tuple[str, str]]) -> None:
+    RESULT_LABELS.update(labels)
+
+
+def _words(key: str) -> str:
+    text = key.replace("_", " ").replace("@", " at ").strip()
+    return text[:1].upper() + text[1:]
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1e6 else f"{value:.3e}"
+    if isinstance(value, list):
+        if len(value) <= _LIST_SHOWN and all(not isinstance(v, dict | list) for v in value):
+            return ", ".join(_shown(v) for v in value) or "none"
+        return f"{len(value)} entries (in the raw data)"
+    return str(value)
+
+
+def result_rows(data: Any, *, prefix: str = "") -> list[tuple[str, str, str]]:
+    """(label, value, unit) rows for a job's result, a training summary or any JSON object:
+    nested objects flatten into "Parent: child" labels, long lists are counted."""
+    if not isinstance(data, dict):
+        return []
+    rows: list[tuple[str, str, str]] = []
+    for key, value in data.items():
+        label, unit = RESULT_LABELS.get(str(key), (_words(str(key)), ""))
+        label = f"{prefix}: {label}" if prefix else label
+        if isinstance(value, dict) and value:
+            rows.extend(result_rows(value, prefix=label))
+        else:
+            rows.append((label, _shown(value), unit))
+    return rows
+
+
+def raw_json(data: Any) -> str:
+    """The stored JSON, indented, for the page's "raw data" toggle."""
+    return json.dumps(data, indent=2, sort_keys=True, default=str)

@@ -279,8 +279,43 @@ class DetachedProgress:
         self.job.progress_done, self.job.progress_total = figures
 
 
+class PhasedProgress:
+    """One bar for a job that runs in phases (promotion: score the pool, catch up, switch).
+    Each phase reports its own (done, total); they map into one range of ``SCALE`` steps, each
+    phase its share by ``weights``, so the bar only moves forward: it never restarts at a
+    later phase's "1 / 1"."""
+
+    SCALE = 1000
+
+    def __init__(self, progress: Progress, weights: tuple[float, ...]) -> None:
+        total = sum(weights)
+        self.progress = progress
+        self.starts = [sum(weights[:i]) / total for i in range(len(weights))]
+        self.widths = [w / total for w in weights]
+        self.reached = 0
+
+    def phase(self, index: int) -> Progress:
+        return _Phase(self, index)
+
+    def report(self, index: int, done: int, total: int) -> None:
+        share = min(1.0, done / total) if total else 1.0
+        at = round(self.SCALE * (self.starts[index] + self.widths[index] * share))
+        self.reached = max(self.reached, min(self.SCALE, at))
+        self.progress(self.reached, self.SCALE)
+
+
+class _Phase:
+    """One phase's progress callback (``progress_for`` passes it through as it is)."""
+
+    def __init__(self, owner: PhasedProgress, index: int) -> None:
+        self.owner, self.index = owner, index
+
+    def __call__(self, done: int, total: int) -> None:
+        self.owner.report(self.index, done, total)
+
+
 def progress_for(job: Job | None, progress: Progress | None) -> Progress:
-    if isinstance(progress, JobProgress):
+    if isinstance(progress, JobProgress | _Phase):
         return progress
     if job is None:
         return progress or (lambda _d, _t: None)

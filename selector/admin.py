@@ -21,19 +21,23 @@ from django.http import (
     HttpResponseRedirect,
 )
 from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html
 
+from jobs import queries as job_queries
 from jobs.admin import job_page_section_register
 from jobs.models import Job, JobKind, JobStatus
 from jobs.params import JobParamsInvalid, job_params_clean
 from jobs.services import JobError
 from labeling.api.uploads import SpooledUpload, spooling_view, uploads_close
-from selector import metric_rows, plots, queries, services
+from selector import admin_eval_set, metric_rows, plots, queries, result_labels, services  # noqa: F401  (registers)
 from selector.admin_import import import_view
-from selector.models import SelectorVersion, SolutionScore
+from selector.models import SelectorVersion, SolutionScore, version_short_name
 from selector.services.benchmark import benchmark_upload
 from selector.services.job_params import DEFAULT_PROMPT_TEMPLATE
-from selector.services.jobs import SELECTOR_KINDS
+from selector.services.jobs import SELECTOR_KINDS, PromotionRefused, promotion_start
+from selector.services.promotion import promotion_check
 from selector.services.simulation import simulation_file, simulation_page
 
 VERSION_JOBS = [JobKind.EVALUATE, JobKind.PROMOTE, JobKind.SCORE]
@@ -54,17 +58,19 @@ def _job_params(kind: str, post: Any) -> dict[str, Any]:
 @admin.register(SelectorVersion)
 class SelectorVersionAdmin(admin.ModelAdmin):
     list_display = [
-        "name",
+        "display_name",
         "status",
         "is_active",
         "step_auroc",
         "first_error_f1",
+        "eval_set",
         "created_at",
         "promoted_at",
     ]
     list_filter = ["status", "is_active"]
     search_fields = ["name"]
-    readonly_fields = [
+    # The training summary and metrics show as tables above, their JSON behind a toggle.
+    fields = readonly_fields = (
         "name",
         "base_model",
         "checkpoint_path",
@@ -72,15 +78,32 @@ class SelectorVersionAdmin(admin.ModelAdmin):
         "is_active",
         "created_at",
         "promoted_at",
-        "training_summary",
-        "metrics",
-    ]
+    )
     change_form_template = "admin/selector/selectorversion/change_form.html"
     change_list_template = "admin/selector/selectorversion/change_list.html"
     actions = ["evaluate_selected"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # versions come from training (or `train_selector --base`)
+
+    @admin.display(description="version", ordering="created_at")
+    def display_name(self, obj: SelectorVersion) -> str:
+        return format_html(
+            '<span class="selector-version-name" title="{}">{}</span>', obj.name, obj.short_name
+        )
+
+    @admin.display(description="evaluation set (labels)")
+    def eval_set(self, obj: SelectorVersion) -> str:
+        set_id = metric_rows.metric_value(obj.metrics, "eval_set.id")
+        if set_id is None:
+            return "—"
+        labels = metric_rows.metric_value(obj.metrics, "eval_set.labels")
+        labels = (
+            labels
+            if labels is not None
+            else metric_rows.metric_value(obj.metrics, "held_out.labels")
+        )
+        return f"{set_id} ({queries._fmt(labels)})"
 
     @admin.display(description="step AUROC")
     def step_auroc(self, obj: SelectorVersion) -> str:
@@ -119,6 +142,11 @@ class SelectorVersionAdmin(admin.ModelAdmin):
                 "<path:object_id>/start/<str:kind>/",
                 wrap(self.start_job_view),
                 name="selector_selectorversion_start_for",
+            ),
+            path(
+                "<path:object_id>/promote/",
+                wrap(self.promote_view),
+                name="selector_selectorversion_promote",
             ),
             path(
                 "<path:object_id>/benchmark/",
@@ -162,6 +190,40 @@ class SelectorVersionAdmin(admin.ModelAdmin):
     ) -> HttpResponse:
         return _start_job(self, request, kind, object_id)
 
+    def promote_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Promotion that asks: the verdict against the active version first; a clearly worse
+        version needs a second confirmation (``force``)."""
+        if not self.has_add_job_permission(request):
+            raise PermissionDenied
+        version = get_object_or_404(SelectorVersion, pk=object_id)
+        back = reverse("admin:selector_selectorversion_change", args=[version.pk])
+        check = promotion_check(version=version)
+        second = False
+        if request.method == "POST" and request.POST.get("confirm"):
+            force = bool(request.POST.get("confirm_worse"))
+            try:
+                job = promotion_start(version=version, force=force, user=request.user)
+            except PromotionRefused as refused:
+                check, second = refused.check, True
+            except services.SelectorError as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+                return HttpResponseRedirect(back)
+            else:
+                self.message_user(request, f"Started {job}.", messages.SUCCESS)
+                return HttpResponseRedirect(reverse("admin:jobs_job_change", args=[job.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Promote {check.version}?",
+            "opts": self.model._meta,
+            "check": check,
+            "verdict_text": VERDICT_TEXT.get(check.verdict, check.verdict),
+            "second": second,
+            "back": back,
+        }
+        return TemplateResponse(
+            request, "admin/selector/selectorversion/promote_confirm.html", context
+        )
+
     def benchmark_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """Upload a ProcessBench / PRM800K file: spooled to disk here (``spooling_view``),
         checked and scored by a background job."""
@@ -203,7 +265,9 @@ class SelectorVersionAdmin(admin.ModelAdmin):
         render = plots.PLOTS.get(which)
         if render is None:
             return HttpResponse(status=404)
-        return HttpResponse(render(version.metrics or {}), content_type="image/png")
+        active = services.selector_active()
+        png = render(version.metrics or {}, active.name if active else None)
+        return HttpResponse(png, content_type="image/png")
 
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
@@ -229,12 +293,12 @@ class SelectorVersionAdmin(admin.ModelAdmin):
         # Prefer the active version's numbers from the same evaluation run (same held-out
         # set); fall back to its own stored evaluation.
         other = (version.metrics or {}).get("compared_with")
-        other_name = other.get("version") if other else None
+        other_name = _compared_name(other)
         if other is None and active is not None and active.pk != version.pk:
-            other, other_name = active.metrics or None, active.name
+            other, other_name = active.metrics or None, active.short_name
             mine_set = metric_rows.metric_value(version.metrics, "eval_set.id")
             if other and metric_rows.metric_value(other, "eval_set.id") != mine_set:
-                other_name = f"{active.name} (another evaluation set: not comparable)"
+                other_name = f"{active.short_name} (another evaluation set: not comparable)"
         extra = {
             "version": version,
             "job_buttons": [(k.value, k.label) for k in VERSION_JOBS],
@@ -242,7 +306,12 @@ class SelectorVersionAdmin(admin.ModelAdmin):
             "metrics_rows": queries.metrics_table(metrics=version.metrics, other=other),
             "other_name": other_name,
             "comparison_warning": metric_rows.comparison_warning(version.metrics),
+            "eval_set_note": queries.eval_set_note(version.metrics),
             "has_metrics": bool(version.metrics),
+            "promote_url": reverse("admin:selector_selectorversion_promote", args=[version.pk]),
+            "training_rows": job_queries.result_rows(version.training_summary),
+            "training_json": job_queries.raw_json(version.training_summary or {}),
+            "metrics_json": job_queries.raw_json(version.metrics or {}),
             "plots": [
                 reverse("admin:selector_selectorversion_plot", args=[version.pk, which])
                 for which in plots.PLOTS
@@ -260,6 +329,23 @@ class SelectorVersionAdmin(admin.ModelAdmin):
         return super().change_view(request, object_id, form_url, {**extra, **(extra_context or {})})
 
 
+VERDICT_TEXT = {
+    "better": "better than the active version",
+    "worse": "clearly worse than the active version",
+    "no difference": "no difference from the active version",
+    "unclear": "unclear: not clearly better or worse",
+    "not compared": "not compared with the active version yet",
+    "first": "no other version is active",
+}
+
+
+def _compared_name(other: dict[str, Any] | None) -> str | None:
+    if not other:
+        return None
+    name = str(other.get("version") or "")
+    return version_short_name(name, other.get("version_id")) if name else None
+
+
 def _start_job(
     model_admin: SelectorVersionAdmin, request: HttpRequest, kind: str, object_id: str | None
 ) -> HttpResponse:
@@ -271,6 +357,11 @@ def _start_job(
     if kind not in allowed:
         return HttpResponse(f"unknown job kind {kind!r}", status=400)
     version = get_object_or_404(SelectorVersion, pk=object_id) if object_id else None
+    if kind == JobKind.PROMOTE and version is not None:
+        # Promotion asks first: its confirmation page shows the verdict.
+        return HttpResponseRedirect(
+            reverse("admin:selector_selectorversion_promote", args=[version.pk])
+        )
     back = (
         reverse("admin:selector_selectorversion_change", args=[version.pk])
         if version
@@ -311,8 +402,9 @@ def _job_section(job: Job) -> dict[str, Any]:
         return {}
     return {
         "metrics_rows": queries.metrics_table(metrics=version.metrics, other=other),
-        "other_name": other.get("version") if other else None,
+        "other_name": _compared_name(other),
         "comparison_warning": metric_rows.comparison_warning(version.metrics),
+        "eval_set_note": queries.eval_set_note(version.metrics),
         "plots": [
             reverse("admin:selector_selectorversion_plot", args=[version.pk, which])
             for which in plots.PLOTS

@@ -11,7 +11,7 @@ from typing import Any
 
 from labeling.dashboard import dashboard_section_register, figure_new, png_bytes
 from selector.metric_rows import HEADLINE_ROWS, metric_value
-from selector.models import SelectorVersion
+from selector.models import SelectorVersion, version_short_name
 
 
 def selector_metrics() -> tuple[list[str], list[dict[str, Any]]]:
@@ -28,6 +28,11 @@ def selector_metrics() -> tuple[list[str], list[dict[str, Any]]]:
         values = [row.value(version["metrics"]) for row in HEADLINE_ROWS]
         version["values"] = [v if isinstance(v, numbers.Real) else None for v in values]
         version["eval_set"] = metric_value(version["metrics"], "eval_set.id")
+        labels = metric_value(version["metrics"], "eval_set.labels")
+        version["eval_labels"] = (
+            labels if labels is not None else metric_value(version["metrics"], "held_out.labels")
+        )
+        version["short_name"] = version_short_name(version["name"], version["id"])
     return [row.label for row in HEADLINE_ROWS], versions
 
 
@@ -39,7 +44,8 @@ def plot_selector_metrics() -> bytes:
     for i, name in enumerate(names[:6]):  # a readable number of lines
         ys = [v["values"][i] for v in versions]
         ax.plot(x, [float("nan") if y is None else y for y in ys], marker="o", label=name)
-    ax.set_xticks(x, [v["name"] for v in versions])
+    # Short names, turned, so long timestamp names never run into each other.
+    ax.set_xticks(x, [v["short_name"] for v in versions], rotation=30, ha="right")
     ax.set_title("Selector metrics by version")
     if names:
         ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))

@@ -84,10 +84,19 @@ def interval(metrics: Any, key: str) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+# An interval this close to zero at both ends shows as [+0.000, +0.000]: the two versions
+# agree on every resample, which is "no difference", not "unclear".
+NO_DIFFERENCE = 0.0005
+VERDICTS = ("better", "worse", "no difference", "unclear")
+
+
 def verdict(span: dict[str, Any] | None) -> str:
-    """ "better" / "worse" when the 95% interval excludes zero, else "unclear"."""
+    """ "better" / "worse" when the 95% interval excludes zero, "no difference" when it is
+    zero at both ends (to the shown precision), else "unclear"."""
     if not span or span.get("low") is None or span.get("high") is None:
         return "unclear"
+    if abs(span["low"]) < NO_DIFFERENCE and abs(span["high"]) < NO_DIFFERENCE:
+        return "no difference"
     if span["low"] > 0:
         return "better"
     if span["high"] < 0:

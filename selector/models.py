@@ -1,7 +1,24 @@
 """Selector versions and their per-solution scores (the jobs that make them live in ``jobs``)."""
 
+import re
+
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
+
+# Names ``version_name_default`` gives: a prefix, then a microsecond timestamp.
+_TIMESTAMP_NAME = re.compile(r"^(?P<prefix>.+)-(?P<y>\d{4})(?P<m>\d{2})(?P<d>\d{2})-\d{6}-\d{6}$")
+
+
+def version_short_name(name: str, pk: int | None) -> str:
+    """A short name for pages and plots: ``v3 · 2026-12-03`` for a default timestamp name
+    (``base v1 · …`` for other prefixes), a chosen name as it is. Display only: the stored
+    name stays what commands and the API take."""
+    found = _TIMESTAMP_NAME.match(name or "")
+    if found is None or pk is None:
+        return name
+    prefix = "" if found["prefix"] == "v" else f"{found['prefix']} "
+    return f"{prefix}v{pk} · {found['y']}-{found['m']}-{found['d']}"
 
 
 class VersionStatus(models.TextChoices):
@@ -36,6 +53,10 @@ class SelectorVersion(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def short_name(self) -> str:
+        return version_short_name(self.name, self.pk)
 
 
 class SolutionScore(models.Model):
@@ -78,6 +99,16 @@ class EvalSet(models.Model):
     fraction = models.FloatField()  # SELECTOR_EVAL_FRACTION when frozen
     seed = models.IntegerField()  # SELECTOR_EVAL_SEED when frozen
     created_at = models.DateTimeField(auto_now_add=True)
+    # Who froze it (null: a command or the first evaluation) and what changed against the
+    # set before: {"previous", "added", "removed", "labels", "problems"}.
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    changes = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["-id"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 from typing import Any
 
+from selector.models import version_short_name
+
 # Colours per series, fixed so the same thing looks the same on every page.
 _COLOURS = {
     "selector": "#1f77b4",
@@ -31,20 +33,36 @@ def _png(fig: Any) -> bytes:
     return buf.getvalue()
 
 
+def _legend(fig: Any, ax: Any) -> None:
+    """Below the axes, never over the data (constrained layout makes room for it)."""
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=2, fontsize="small")
+
+
+def _compared_label(metrics: dict[str, Any], active_name: str | None) -> str:
+    """The other version's legend entry: its short name, "(active)" only while it still is."""
+    other = metrics.get("compared_with") or {}
+    name = str(other.get("version") or "compared version")
+    label = version_short_name(name, other.get("version_id"))
+    return f"{label} (active)" if active_name is not None and name == active_name else label
+
+
 def _empty(ax: Any, text: str) -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="#555")
     ax.set_xticks([])
     ax.set_yticks([])
 
 
-def roc_png(metrics: dict[str, Any]) -> bytes:
+def roc_png(metrics: dict[str, Any], active_name: str | None = None) -> bytes:
     """Step-level ROC (negative step vs not) for the version and, if present, the version it was
     compared with on the same held-out labels."""
     fig, ax = _figure()
-    series = [(metrics, metrics.get("version") or "this version", _COLOURS["selector"])]
+    mine = version_short_name(str(metrics.get("version") or "this version"),
+                              metrics.get("version_id"))  # fmt: skip
+    series = [(metrics, mine, _COLOURS["selector"])]
     if metrics.get("compared_with"):
         other = metrics["compared_with"]
-        series.append((other, f"{other.get('version')} (active)", _COLOURS["compared"]))
+        series.append((other, _compared_label(metrics, active_name), _COLOURS["compared"]))
     drawn = False
     for m, label, colour in series:
         roc = m.get("roc") or {}
@@ -63,11 +81,11 @@ def roc_png(metrics: dict[str, Any]) -> bytes:
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate (negative steps found)")
     ax.set_title("Step-level ROC on held-out labels")
-    ax.legend(loc="lower right", fontsize="small")
+    _legend(fig, ax)
     return _png(fig)
 
 
-def best_of_n_png(metrics: dict[str, Any]) -> bytes:
+def best_of_n_png(metrics: dict[str, Any], active_name: str | None = None) -> bytes:
     """Best-of-N accuracy vs N: the selector's top pick, majority vote and a random pick."""
     fig, ax = _figure()
     bon = metrics.get("best_of_n") or {}
@@ -84,7 +102,7 @@ def best_of_n_png(metrics: dict[str, Any]) -> bytes:
             marker="o",
             linestyle="--",
             color=_COLOURS["compared"],
-            label=f"{metrics['compared_with'].get('version')} (active)",
+            label=_compared_label(metrics, active_name),
         )
     ax.plot(ns, bon["majority"], marker="s", color=_COLOURS["majority"], label="majority vote")
     ax.plot(ns, bon["random"], marker="^", color=_COLOURS["random"], label="random pick")
@@ -94,7 +112,7 @@ def best_of_n_png(metrics: dict[str, Any]) -> bytes:
     ax.set_xlabel("N (candidates per problem)")
     ax.set_ylabel("accuracy of the chosen answer")
     ax.set_title("Best-of-N on held-out problems")
-    ax.legend(loc="lower right", fontsize="small")
+    _legend(fig, ax)
     return _png(fig)
 
 

@@ -8,7 +8,7 @@ from django.db.models import QuerySet
 
 from labeling.queries import queue_scores_source_set
 from selector import metric_rows
-from selector.models import SelectorVersion, SolutionScore, VersionStatus
+from selector.models import EvalSet, SelectorVersion, SolutionScore, VersionStatus
 
 
 def active_selector_scores(solution_ids: list[int]) -> dict[int, float]:
@@ -58,6 +58,29 @@ def metrics_table(
         )
         for row in metric_rows.metric_rows(metrics)
     ]
+
+
+def eval_set_note(metrics: dict[str, Any] | None) -> str | None:
+    """Which evaluation set the numbers come from, its size, and whether a newer set exists
+    (numbers compare only within one set)."""
+    set_id = metric_rows.metric_value(metrics, "eval_set.id")
+    if set_id is None:
+        return None
+    labels = metric_rows.metric_value(metrics, "eval_set.labels")
+    if labels is None:
+        labels = metric_rows.metric_value(metrics, "held_out.labels")
+    problems = metric_rows.metric_value(metrics, "eval_set.problems")
+    frozen = str(metric_rows.metric_value(metrics, "eval_set.frozen_at") or "")[:10]
+    text = f"Measured on evaluation set {set_id}: {_fmt(labels)} labels"
+    text += f" on {problems} problems" if problems is not None else ""
+    text += f", frozen {frozen}." if frozen else "."
+    newest = EvalSet.objects.order_by("-pk").first()
+    if newest is not None and newest.pk != set_id:
+        text += (
+            f" A newer set exists (set {newest.pk}, {len(newest.label_ids)} labels): evaluate "
+            "again to compare on it."
+        )
+    return text
 
 
 # --- The staff API's reads --------------------------------------------------------------------

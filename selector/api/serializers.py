@@ -104,7 +104,7 @@ class IntervalSerializer(serializers.Serializer):
     diff = serializers.FloatField(allow_null=True)
     low = serializers.FloatField(allow_null=True)
     high = serializers.FloatField(allow_null=True)
-    verdict = serializers.ChoiceField(choices=["better", "worse", "unclear"])
+    verdict = serializers.ChoiceField(choices=["better", "worse", "no difference", "unclear"])
 
 
 class VersionOutSerializer(serializers.Serializer):

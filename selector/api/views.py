@@ -39,7 +39,9 @@ from selector.api.serializers import (
 from selector.models import SelectorVersion
 from selector.services.benchmark import benchmark_upload
 from selector.services.common import SelectorError
+from selector.services.eval_set import EvalSetTooSmall
 from selector.services.jobs import PromotionRefused, job_start, promotion_start, scoring_start
+from selector.services.promotion import MetricCheck
 from stepwise.api import model_permission
 
 STARTED = {
@@ -54,9 +56,17 @@ class JobLimitConflict(APIException):
     default_code = "job_limit"
 
 
-class PromotionConflict(APIException):
-    status_code = status.HTTP_409_CONFLICT
-    default_code = "promotion_refused"
+def _metric_check(m: MetricCheck) -> dict[str, Any]:
+    return {
+        "metric": m.key,
+        "label": m.label,
+        "challenger": m.challenger,
+        "active": m.active,
+        "diff": m.diff,
+        "low": m.low,
+        "high": m.high,
+        "verdict": m.verdict,
+    }
 
 
 def _body(request: Request) -> dict[str, Any]:
@@ -82,9 +92,20 @@ class JobStartView(APIView):
         except JobParamsInvalid as exc:
             raise params_invalid(exc) from None
         except PromotionRefused as exc:
-            raise PromotionConflict({"force": [str(exc)]}) from None
+            check = exc.check
+            return Response(
+                {
+                    "force": [f"{check.message} Send force=true to promote it anyway."],
+                    "verdict": check.verdict,
+                    "active": check.active,
+                    "metrics": [_metric_check(m) for m in check.metrics],
+                },
+                status=status.HTTP_409_CONFLICT,
+            )
         except JobLimitReached as exc:
             raise JobLimitConflict(str(exc)) from None
+        except EvalSetTooSmall as exc:
+            raise ValidationError({"eval_set": [str(exc)]}) from None
         except SelectorError as exc:
             field = "version" if "version" in kwargs else "detail"
             raise ValidationError({field: [str(exc)]}) from None
@@ -181,7 +202,10 @@ class PromoteView(JobStartView):
         request=PromoteSerializer,
         responses={
             **STARTED,
-            409: OpenApiResponse(description="Clearly worse than the active version: force."),
+            409: OpenApiResponse(
+                description="Clearly worse than the active version: the verdict, each headline "
+                "metric's difference and interval; send force=true to promote it anyway."
+            ),
         },
     )
     def post(self, request: Request) -> Response:

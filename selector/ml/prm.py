@@ -26,6 +26,7 @@ be scored; it and every step after it are counted in ``truncated_steps``.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -48,6 +49,8 @@ DECODER_MAX_LENGTH = 4096
 ABSOLUTE_POSITION_TYPES = frozenset(
     {"bert", "roberta", "xlm-roberta", "camembert", "electra", "distilbert", "mpnet"}
 )
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -148,9 +151,18 @@ def resolve_model_path(name: str) -> str:
     try:
         return str(snapshot_download(repo_id=name, local_files_only=offline))
     except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
-        where = "in the local Hugging Face cache (offline)" if offline else "on the hub"
+        # The hub library's own text names its internals (flags, cache paths): logs only.
+        logger.warning("model %r did not resolve (offline=%s): %s", name, offline, exc)
+        if offline:
+            raise FileNotFoundError(
+                f"model {name!r} is not in this server's local model cache, and this server "
+                f"does not download models. Fetch it once on a machine with network access "
+                f"(`hf download {name}`, into the same Hugging Face cache), or give the path "
+                "of a local model directory instead."
+            ) from exc
         raise FileNotFoundError(
-            f"model {name!r}: not a local directory, and not found {where}: {exc}"
+            f"model {name!r} was not found on the Hugging Face hub: check the id (owner/name) "
+            "and that the model is public, or give the path of a local model directory."
         ) from exc
 
 

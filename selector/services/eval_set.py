@@ -101,18 +101,99 @@ def eval_labels() -> Any:
     return labels_from_reliable_annotators(labels=labels).order_by("pk")
 
 
+# Below this a set gives no useful interval (the bootstrap resamples problems): evaluating
+# against it is refused, with how to get labels.
+EVAL_SET_MIN_LABELS = 8
+EVAL_SET_MIN_PROBLEMS = 2
+
+HOW_TO_GET_LABELS = (
+    "To get evaluation labels: run Fill queue (it also queues candidates of the reserved "
+    "evaluation problems, drawn at random), have annotators label them, then freeze a new "
+    "evaluation set (the Evaluation sets page, or `manage.py evaluate_selector "
+    "--new-eval-set`) and evaluate again."
+)
+
+
 @transaction.atomic
-def eval_set_freeze() -> EvalSet:
-    """A new version of the evaluation set: every evaluation label that exists now."""
+def eval_set_freeze(*, user: Any = None) -> EvalSet:
+    """A new version of the evaluation set: every evaluation label that exists now. Records
+    who froze it and what changed against the newest set before it."""
     eval_set_reserve()
     rows = list(eval_labels().values_list("pk", "task__solution__problem_id"))
     last_solution = Solution.objects.order_by("-pk").values_list("pk", flat=True).first()
+    previous = EvalSet.objects.order_by("-pk").first()
+    ids = [pk for pk, _ in rows]
+    before = set(previous.label_ids) if previous is not None else set()
+    problems = len({problem for _, problem in rows})
     return EvalSet.objects.create(
-        label_ids=[pk for pk, _ in rows],
+        label_ids=ids,
         max_solution_id=last_solution or 0,
-        problems=len({problem for _, problem in rows}),
+        problems=problems,
         fraction=settings.SELECTOR_EVAL_FRACTION,
         seed=settings.SELECTOR_EVAL_SEED,
+        created_by=user if user is not None and user.is_authenticated else None,
+        changes={
+            "previous": previous.pk if previous is not None else None,
+            "added": len(set(ids) - before),
+            "removed": len(before - set(ids)),
+            "labels": len(ids),
+            "problems": problems,
+            "previous_labels": len(before),
+            "previous_problems": previous.problems if previous is not None else 0,
+        },
+    )
+
+
+def eval_set_changes_text(eval_set: EvalSet) -> str:
+    """What freezing ``eval_set`` changed, in words (the admin's message and log entry)."""
+    changes = eval_set.changes or {}
+    size = f"{len(eval_set.label_ids)} labels on {eval_set.problems} problems"
+    if changes.get("previous") is None:
+        return f"Froze evaluation set {eval_set.pk}: {size} (the first set)."
+    return (
+        f"Froze evaluation set {eval_set.pk}: {size}; against set {changes['previous']} "
+        f"({changes.get('previous_labels', 0)} labels): {changes.get('added', 0)} added, "
+        f"{changes.get('removed', 0)} removed. Versions evaluated on set {changes['previous']} "
+        "compare with new evaluations only after they are evaluated again."
+    )
+
+
+class EvalSetTooSmall(SelectorError):
+    """Evaluating now would measure against an empty or too-small evaluation set."""
+
+
+def eval_set_too_small(*, labels: int, problems: int) -> bool:
+    return labels < EVAL_SET_MIN_LABELS or problems < EVAL_SET_MIN_PROBLEMS
+
+
+def eval_set_check_usable() -> None:
+    """Refuse (``SelectorError``, saying how to get labels) an evaluation against a set that is
+    empty or too small for intervals. With no set yet, the labels a first freeze would take
+    decide; nothing is frozen here."""
+    current = EvalSet.objects.order_by("-pk").first()
+    available = list(eval_labels().values_list("task__solution__problem_id", flat=True))
+    usable = len(available)
+    usable_problems = len(set(available))
+    need = f"at least {EVAL_SET_MIN_LABELS} labels on {EVAL_SET_MIN_PROBLEMS} problems"
+    if current is None:
+        if not eval_set_too_small(labels=usable, problems=usable_problems):
+            return
+        raise EvalSetTooSmall(
+            f"Not enough evaluation labels yet: {usable} on {usable_problems} problems, and "
+            f"an evaluation needs {need} for its intervals. {HOW_TO_GET_LABELS}"
+        )
+    if not eval_set_too_small(labels=len(current.label_ids), problems=current.problems):
+        return
+    hint = HOW_TO_GET_LABELS
+    if not eval_set_too_small(labels=usable, problems=usable_problems):
+        hint = (
+            f"{usable} evaluation labels on {usable_problems} problems exist now: freeze a new "
+            "evaluation set (the Evaluation sets page, or `manage.py evaluate_selector "
+            "--new-eval-set`) and evaluate again."
+        )
+    raise EvalSetTooSmall(
+        f"Evaluation set {current.pk} is too small: {len(current.label_ids)} labels on "
+        f"{current.problems} problems, and an evaluation needs {need} for its intervals. {hint}"
     )
 
 

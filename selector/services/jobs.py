@@ -14,7 +14,8 @@ from jobs.models import Job, JobKind
 from jobs.services import job_create
 from selector.models import SelectorVersion
 from selector.services.common import SelectorError
-from selector.services.promotion import promotion_objection
+from selector.services.eval_set import eval_set_check_usable
+from selector.services.promotion import PromotionCheck, promotion_check
 from selector.services.versions import selector_active, version_require_ready
 
 SELECTOR_KINDS = {
@@ -50,6 +51,8 @@ def job_start(
         raise SelectorError(f"kind {kind!r}: needs a selector version")
     if version is not None and kind in _NEEDS_VERSION | {JobKind.SCORE}:
         version_require_ready(version)
+    if kind == JobKind.EVALUATE:
+        eval_set_check_usable()
     return job_create(
         kind=kind,
         params=params,
@@ -62,6 +65,10 @@ def job_start(
 class PromotionRefused(SelectorError):
     """The version's evaluation says it is worse than the active one; ``force`` overrides."""
 
+    def __init__(self, check: PromotionCheck) -> None:
+        super().__init__(check.message)
+        self.check = check
+
 
 def promotion_start(
     *,
@@ -72,11 +79,10 @@ def promotion_start(
     """Start promoting ``version`` (score the pool with it, then switch), unless it was found
     clearly worse than the active version and ``force`` is off: ``PromotionRefused``."""
     version_require_ready(version)
-    # TODO(issue 19): ask issue 19's promotion check here (its verdicts, its force flag)
-    # instead of this stop-gap objection; the API and the client already pass ``force``.
-    objection = None if force else promotion_objection(version=version)
-    if objection is not None:
-        raise PromotionRefused(objection)
+    if not force:
+        check = promotion_check(version=version)
+        if check.needs_force:
+            raise PromotionRefused(check)
     return job_start(kind=JobKind.PROMOTE, version=version, user=user)
 
 

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any
+
 from django.db import transaction
 from django.db.models import Case, Exists, OuterRef, Subquery, Value, When
 
 from jobs.models import Job
+from jobs.services import PhasedProgress
 from labeling.models import Label, Lease, Task, TaskKind
 from selector import metric_rows
 from selector.models import SelectorVersion, SolutionScore
-from selector.services.common import Progress, job_cancel_check
+from selector.services.common import Progress, job_cancel_check, progress_for
 from selector.services.scoring import candidates_score
-from selector.services.versions import version_activate, version_require_ready
+from selector.services.versions import (
+    selector_active,
+    version_activate,
+    version_require_ready,
+)
 
 
 def selector_promote(
@@ -29,10 +37,12 @@ def selector_promote(
     score whole gets priority 0, as ``queue_fill`` gives it (counted in ``truncated``).
     """
     version_require_ready(version)
-    scored = candidates_score(version=version, job=job, progress=progress)
+    # One bar over both scoring passes (the job's end fills it: the switch is quick).
+    phases = PhasedProgress(progress_for(job, progress), weights=(0.95, 0.05))
+    scored = candidates_score(version=version, job=job, progress=phases.phase(0))
     # Candidates imported while the pool was being scored: one catch-up pass, so the new
     # version starts with (almost) nothing unscored.
-    scored += candidates_score(version=version, job=job)
+    scored += candidates_score(version=version, job=job, progress=phases.phase(1))
     return {"scored": scored, **promotion_switch(version=version, job=job)}
 
 
@@ -68,24 +78,140 @@ def promotion_switch(*, version: SelectorVersion, job: Job | None = None) -> dic
     return {"reprioritized": reprioritized, "truncated": truncated}
 
 
-def promotion_objection(*, version: SelectorVersion) -> str | None:
-    """Why promoting ``version`` needs ``force``: its last evaluation found it clearly worse
-    (a 95% interval of the difference below zero) than the version active then, on a
-    headline metric. None otherwise, unclear and unevaluated included.
+@dataclass(frozen=True)
+class MetricCheck:
+    """One headline metric: both versions' values, the interval of their difference
+    (challenger minus active) and its verdict."""
 
-    A stop-gap for the API's ``force`` flag: issue 19's promotion check (the verdicts the
-    admin's confirmation page shows) replaces this function where ``promotion_start`` calls it.
-    """
-    metrics = version.metrics or {}
-    against = metric_rows.metric_value(metrics, "comparison.against")
-    worse = [
-        row.label
-        for row in metric_rows.HEADLINE_ROWS
-        if metric_rows.verdict(metric_rows.interval(metrics, row.key)) == "worse"
-    ]
-    if against is None or not worse:
+    key: str
+    label: str
+    challenger: float | None
+    active: float | None
+    diff: float | None
+    low: float | None
+    high: float | None
+    verdict: str
+
+
+@dataclass(frozen=True)
+class PromotionCheck:
+    """What promoting ``version`` over the active one would mean, by their last evaluation
+    on one evaluation set. ``verdict``: better / worse / no difference / unclear (from the
+    headline metrics' intervals), "not compared" (never evaluated side by side: evaluate
+    first), or "first" (no other version is active)."""
+
+    version: str
+    active: str | None
+    verdict: str
+    metrics: tuple[MetricCheck, ...] = ()
+    eval_set_id: int | None = None
+    eval_labels: int | None = None
+    message: str = ""
+    worse_on: tuple[str, ...] = field(default=())
+
+    @property
+    def needs_force(self) -> bool:
+        """A clearly worse version is promoted only when asked twice (``force``)."""
+        return self.verdict == "worse"
+
+
+def _negated(span: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not span:
         return None
-    return (
-        f"{version.name} is clearly worse than {against} (95% interval of the difference "
-        f"below zero): {', '.join(worse)}. Pass force=true to promote it anyway."
+
+    def neg(value: Any) -> Any:
+        return -value if isinstance(value, int | float) else None
+
+    return {"diff": neg(span.get("diff")), "low": neg(span.get("high")),
+            "high": neg(span.get("low"))}  # fmt: skip
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
+
+
+def promotion_check(*, version: SelectorVersion) -> PromotionCheck:
+    """Compare ``version`` with the active one before promoting it. It reads the evaluation
+    that put the two side by side: ``version``'s (evaluated while the other was active), or
+    the active one's (evaluated while ``version`` was: a rollback), with the interval turned
+    round. Admin, API and CLI all ask this; only "worse" needs ``force``."""
+    active = selector_active()
+    name = version.short_name
+    if active is None or active.pk == version.pk:
+        what = "is already the active version" if active else "becomes the first active version"
+        return PromotionCheck(version=name, active=None, verdict="first",
+                              message=f"{name} {what}.")  # fmt: skip
+    mine, theirs = version.metrics or {}, active.metrics or {}
+    if metric_rows.metric_value(mine, "comparison.against") == active.name:
+        source, challenger_side, active_side, flip = mine, mine, mine.get("compared_with"), False
+    elif metric_rows.metric_value(theirs, "comparison.against") == version.name:
+        source, challenger_side, active_side, flip = (
+            theirs,
+            theirs.get("compared_with"),
+            theirs,
+            True,
+        )
+    else:
+        return PromotionCheck(
+            version=name,
+            active=active.short_name,
+            verdict="not compared",
+            message=f"{name} has not been evaluated beside the active version "
+            f"{active.short_name}: evaluate it first to see whether it is better.",
+        )
+    rows = []
+    for row in metric_rows.HEADLINE_ROWS:
+        span = metric_rows.interval(source, row.key)
+        span = _negated(span) if flip else span
+        rows.append(
+            MetricCheck(
+                key=row.key,
+                label=row.label,
+                challenger=_number(row.value(challenger_side)),
+                active=_number(row.value(active_side)),
+                diff=_number((span or {}).get("diff")),
+                low=_number((span or {}).get("low")),
+                high=_number((span or {}).get("high")),
+                verdict=metric_rows.verdict(span),
+            )
+        )
+    # Metrics with no interval (undefined on this set) say nothing either way.
+    verdicts = [row.verdict for row in rows if row.low is not None]
+    worse = tuple(row.label for row in rows if row.verdict == "worse")
+    if worse:
+        overall = "worse"
+    elif "better" in verdicts:
+        overall = "better"
+    elif verdicts and all(v == "no difference" for v in verdicts):
+        overall = "no difference"
+    else:
+        overall = "unclear"
+    return PromotionCheck(
+        version=name,
+        active=active.short_name,
+        verdict=overall,
+        metrics=tuple(rows),
+        eval_set_id=metric_rows.metric_value(source, "eval_set.id")
+        or metric_rows.metric_value(source, "comparison.eval_set_id"),
+        eval_labels=metric_rows.metric_value(source, "held_out.labels"),
+        message=_message(name, active.short_name, overall, rows),
+        worse_on=worse,
     )
+
+
+def _message(name: str, active: str, overall: str, rows: list[MetricCheck]) -> str:
+    if overall == "worse":
+        spans = "; ".join(
+            f"{row.label} {row.diff:+.3f} [{row.low:+.3f}, {row.high:+.3f}]"
+            for row in rows
+            if row.verdict == "worse" and None not in (row.diff, row.low, row.high)
+        )
+        return (
+            f"{name} is clearly worse than {active} (95% interval of the difference below "
+            f"zero): {spans}."
+        )
+    if overall == "better":
+        return f"{name} is better than {active}: no headline metric is worse."
+    if overall == "no difference":
+        return f"{name} and {active} score the same on every headline metric."
+    return f"{name} is not clearly better than {active}: every 95% interval includes zero."

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import shutil
 from pathlib import Path
@@ -92,16 +93,60 @@ def simulation_file(*, job: Job, name: str) -> Path | None:
     return path if path.is_file() else None
 
 
+# Below these a run checks the machinery only: its numbers are noise, not a measurement.
+MEASUREMENT_MIN_SEEDS = 3
+MEASUREMENT_MIN_HELD_OUT_PROBLEMS = 10
+
+
+def ratio_in_words(data_efficiency: dict[str, Any]) -> str:
+    """The data-efficiency ratio as a sentence: ``ratio`` is the labels the baseline arm
+    needs to reach the active arm's final quality over the labels the active arm used."""
+    ratio = data_efficiency.get("ratio")
+    active, baseline = (data_efficiency.get("arms") or ["80/20", "uniform"])[:2]
+    active, baseline = str(active).replace("_", "/"), str(baseline).replace("_", "/")
+    if not isinstance(ratio, int | float) or math.isnan(ratio) or ratio <= 0:
+        return f"No ratio: {baseline} and {active} could not be compared on this run."
+    bound = {
+        "above": f" at least ({baseline} never got there, so this is a lower bound)",
+        "below": " at most (an upper bound)",
+    }.get(str(data_efficiency.get("censored") or ""), "")
+    if abs(ratio - 1) < 0.05:
+        return f"{active} and {baseline} needed about the same number of labels."
+    if ratio > 1:
+        return (
+            f"{active} reached {baseline}'s quality with 1/{ratio:.1f} of the labels{bound}: "
+            f"{baseline} needed {ratio:.1f} times as many."
+        )
+    return (
+        f"{active} needed {1 / ratio:.1f} times the labels {baseline} did to reach the same "
+        f"quality{bound}: {baseline} got there with 1/{1 / ratio:.1f} of them."
+    )
+
+
 def simulation_page(*, job: Job) -> dict[str, Any]:
-    """What the job page shows: the ratio with its interval, the PNG names and summary.md."""
+    """What the job page shows: the ratio in words with its interval, the PNG names, the
+    summary as safe HTML, and whether the run is too small to mean anything."""
+    from selector.summary_html import summary_html
+
     report_path = simulation_file(job=job, name="report.json")
     if report_path is None:
         return {}
     report = json.loads(report_path.read_text(encoding="utf-8"))
     summary = simulation_file(job=job, name="summary.md")
+    config = report.get("config") or {}
+    pool = report.get("pool") or {}
+    seeds = config.get("seeds") or 0
+    held_out = pool.get("held_out_problems") or 0
+    de = report.get("data_efficiency") or {}
     return {
-        "data_efficiency": report.get("data_efficiency") or {},
+        "data_efficiency": de,
+        "ratio_words": ratio_in_words(de),
+        "preset": config.get("preset"),
+        "machinery_check": seeds < MEASUREMENT_MIN_SEEDS
+        or held_out < MEASUREMENT_MIN_HELD_OUT_PROBLEMS,
+        "seeds": seeds,
+        "held_out_problems": held_out,
         "plots": sorted(p.name for p in simulation_dir(job=job).glob("*.png")),
-        "summary": summary.read_text(encoding="utf-8") if summary else "",
+        "summary_html": summary_html(summary.read_text(encoding="utf-8")) if summary else "",
         "seconds": report.get("seconds"),
     }

@@ -117,7 +117,7 @@ def selector_permissions_grant() -> Group:
         f"{action}_{model}"
         for model in ("selectorversion", "solutionscore")
         for action in ("view", "change")
-    ]
+    ] + ["view_evalset", "add_evalset"]  # freeze a new evaluation set
     selector_perms = Permission.objects.filter(
         content_type__app_label="selector", codename__in=codenames
     ) | Permission.objects.filter(

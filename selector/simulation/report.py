@@ -284,7 +284,10 @@ def plots_write(curves: Mapping[str, Any], out_dir: Path) -> list[Path]:
         ("labels", "curves_labels.png", "labels (solutions rated)"),
         ("steps_rated", "curves_steps.png", "steps rated"),
     ):
-        fig, axes = plt.subplots(1, len(METRICS), figsize=(5 * len(METRICS), 4))
+        # Constrained layout with one legend below the panels: never over the data.
+        fig, axes = plt.subplots(
+            1, len(METRICS), figsize=(5 * len(METRICS), 4.4), layout="constrained"
+        )
         for ax, m in zip(np.atleast_1d(axes), METRICS, strict=True):
             for arm, entry in curves.items():
                 c = entry[m]
@@ -292,10 +295,10 @@ def plots_write(curves: Mapping[str, Any], out_dir: Path) -> list[Path]:
                 ax.fill_between(c[x], c["lo"], c["hi"], color=line.get_color(), alpha=0.15)
             ax.set_xscale("log")
             ax.set_xlabel(xlabel)
-            ax.set_ylabel(m)
+            ax.set_ylabel({"step_auroc": "step AUROC", "f1": "first-error F1"}.get(m, m))
             ax.grid(alpha=0.3)
-            ax.legend(fontsize=8)
-        fig.tight_layout()
+        handles, labels = np.atleast_1d(axes)[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), fontsize=8)
         path = out_dir / name
         fig.savefig(path, dpi=100)
         plt.close(fig)

@@ -85,3 +85,22 @@ def test_job_page_shows_worker_heartbeat_and_progress(ml_client):
     assert 'id="job-progress-bar"' in html
     progress = ml_client.get(reverse("admin:jobs_job_progress", args=[job.pk])).json()
     assert (progress["done"], progress["total"], progress["finished"]) == (4, 3136, False)
+
+
+def test_job_page_shows_params_and_result_as_tables_with_the_json_behind_a_toggle(ml_client):
+    job = Job.objects.create(
+        kind=JobKind.FILL,
+        status=JobStatus.SUCCEEDED,
+        params={"per_problem": 6},
+        result={"created": 12, "seconds": 0.25, "wrong_share": 0.75, "errors": []},
+        progress_done=12,
+        progress_total=12,
+    )
+    page = ml_client.get(reverse("admin:jobs_job_change", args=[job.pk])).content.decode()
+    assert "<td>Tasks per problem</td><td>6 tasks</td>" in page
+    assert "<td>Tasks created</td><td>12 tasks</td>" in page
+    assert "<td>Time taken</td><td>0.25 s</td>" in page
+    before, toggle = page.split('<details class="job-raw" id="job-raw">', 1)
+    assert '"per_problem"' not in before and "&quot;per_problem&quot;: 6" in toggle
+    # The progress figures live in the bar only (a static copy beside it lagged behind).
+    assert "field-progress_done" not in page and "field-result" not in page

@@ -91,3 +91,18 @@ def tiny_generator_write(path: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_generator(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tiny_generator_write(tmp_path_factory.mktemp("models") / "tiny-generator")
+
+
+@pytest.fixture
+def eval_set_ready(db):
+    """A frozen evaluation set just big enough to evaluate against (the labels it names are
+    never read by tests that only start jobs)."""
+    from selector.models import EvalSet
+    from selector.services.eval_set import EVAL_SET_MIN_LABELS, EVAL_SET_MIN_PROBLEMS
+
+    return EvalSet.objects.create(
+        label_ids=list(range(1, EVAL_SET_MIN_LABELS + 1)),
+        problems=EVAL_SET_MIN_PROBLEMS,
+        fraction=0.1,
+        seed=0,
+    )

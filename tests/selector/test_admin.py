@@ -31,7 +31,7 @@ METRICS = {
 
 
 @pytest.fixture
-def versions(db):
+def versions(db, eval_set_ready):
     base = SelectorVersion.objects.create(
         name="base", base_model="-", status=VersionStatus.READY, is_active=True
     )
@@ -64,7 +64,7 @@ def test_train_button_starts_a_job_and_redirects_to_it(
     assert len(callbacks) == 1  # enqueued only after the commit
 
 
-@pytest.mark.parametrize("kind", ["evaluate", "promote", "score"])
+@pytest.mark.parametrize("kind", ["evaluate", "score"])
 def test_version_buttons_start_jobs_for_that_version(
     staff_client, versions, kind, django_capture_on_commit_callbacks
 ):
@@ -87,7 +87,7 @@ def test_fill_button_passes_the_budget(staff_client, versions, django_capture_on
 
 def test_bad_input_shows_an_error_and_starts_nothing(staff_client, versions):
     failed = SelectorVersion.objects.create(name="bad", base_model="-", status="failed")
-    url = reverse("admin:selector_selectorversion_start_for", args=[failed.pk, "promote"])
+    url = reverse("admin:selector_selectorversion_start_for", args=[failed.pk, "evaluate"])
     response = staff_client.post(url, follow=True)
     assert "not ready" in response.content.decode()
     response = staff_client.post(
@@ -192,7 +192,7 @@ def test_version_page_compares_with_the_active_version(staff_client, versions):
         reverse("admin:selector_selectorversion_change", args=[new.pk])
     ).content.decode()
     assert "<th>v1</th><th>base</th>" in html
-    assert reverse("admin:selector_selectorversion_start_for", args=[new.pk, "promote"]) in html
+    assert reverse("admin:selector_selectorversion_promote", args=[new.pk]) in html
     changelist = staff_client.get(reverse("admin:selector_selectorversion_changelist"))
     assert changelist.status_code == 200
     assert (

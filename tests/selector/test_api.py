@@ -124,7 +124,9 @@ def test_fill_and_score_use_the_active_version(api: APIClient) -> None:
     assert job.params == {"per_problem": 3}
 
 
-def test_evaluate_takes_a_version_by_id_or_name_or_the_newest_ready(api: APIClient) -> None:
+def test_evaluate_takes_a_version_by_id_or_name_or_the_newest_ready(
+    api: APIClient, eval_set_ready: Any
+) -> None:
     assert api.post("/api/selector/evaluate/", {}, format="json").json() == {
         "version": ["no version is ready yet: train one first"]
     }
@@ -286,3 +288,56 @@ def test_generate_takes_the_commands_fields_and_names_a_bad_one(api: APIClient) 
     assert api.post("/api/selector/generate/", {}, format="json").json() == {
         "model": ["is required"]
     }
+
+
+def test_evaluate_against_an_empty_or_small_eval_set_is_refused_with_how_to_get_labels(
+    api: APIClient,
+) -> None:
+    from selector.models import EvalSet
+
+    version("ready")
+    response = api.post("/api/selector/evaluate/", {"version": "ready"}, format="json")
+    assert response.status_code == 400
+    message = response.json()["eval_set"][0]
+    assert "0 on 0 problems" in message and "Fill queue" in message
+    assert not EvalSet.objects.exists()  # refusing freezes nothing (no empty first set)
+    EvalSet.objects.create(label_ids=[1, 2], problems=1, fraction=0.1, seed=0)
+    response = api.post("/api/selector/evaluate/", {"version": "ready"}, format="json")
+    assert response.status_code == 400
+    assert response.json()["eval_set"][0].startswith("Evaluation set")
+    assert "too small: 2 labels on 1 problems" in response.json()["eval_set"][0]
+    assert not Job.objects.exists()
+
+
+def test_promote_409_carries_the_verdict_and_each_metric(api: APIClient) -> None:
+    version("incumbent", active=True)
+    version("worse", metrics=WORSE)
+    body = api.post("/api/selector/promote/", {"version": "worse"}, format="json").json()
+    assert body["verdict"] == "worse" and body["active"] == "incumbent"
+    auroc = next(m for m in body["metrics"] if m["metric"] == "step.auroc")
+    assert (auroc["challenger"], auroc["active"], auroc["verdict"]) == (0.55, 0.8, "worse")
+    assert (auroc["low"], auroc["high"]) == (-0.4, -0.1)
+    assert "force=true" in body["force"][0]
+
+
+def test_rolling_back_to_a_version_the_active_one_beat_is_refused(api: APIClient) -> None:
+    """The issue's rollback: the old version was never compared with the new one, but the new
+    one's evaluation was against it, so the check reads that interval turned round."""
+    old = version("old", metrics={"step": {"auroc": 0.6}})
+    better = {
+        "step": {"auroc": 0.81},
+        "compared_with": {"version": "old", "step": {"auroc": 0.6}},
+        "eval_set": {"id": 1},
+        "comparison": {
+            "against": "old",
+            "intervals": {"step.auroc": {"diff": 0.21, "low": 0.02, "high": 0.34}},
+        },
+    }
+    version("new", metrics=better, active=True)
+    response = api.post("/api/selector/promote/", {"version": "old"}, format="json")
+    assert response.status_code == 409, response.content
+    auroc = next(m for m in response.json()["metrics"] if m["metric"] == "step.auroc")
+    assert (auroc["diff"], auroc["low"], auroc["high"]) == (-0.21, -0.34, -0.02)
+    assert (auroc["challenger"], auroc["active"]) == (0.6, 0.81)
+    forced = api.post("/api/selector/promote/", {"version": "old", "force": True}, format="json")
+    assert started(forced, JobKind.PROMOTE).version == old

@@ -60,8 +60,11 @@ def test_a_hub_id_resolves_from_the_hf_cache_offline_and_fails_clearly_when_abse
     cache = tmp_path / "hub"
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
     settings.SELECTOR_BASE_MODEL = "someorg/tiny-prm"
-    with pytest.raises(SelectorError, match="not found in the local Hugging Face cache"):
+    with pytest.raises(SelectorError, match="not in this server's local model cache") as refused:
         base_model_path(None)
+    # Says how to fetch it, and names none of the hub library's internal parameters.
+    assert "hf download someorg/tiny-prm" in str(refused.value)
+    assert "local_files_only" not in str(refused.value) and "=" not in str(refused.value)
     # What snapshot_download leaves in the cache after an online download.
     repo = cache / "models--someorg--tiny-prm"
     commit = "0" * 40

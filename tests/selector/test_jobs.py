@@ -10,7 +10,7 @@ from jobs.models import Job, JobKind, JobStatus
 from jobs.services import job_cancel, job_mark_failed, jobs_reap
 from labeling.models import Grade, Task
 from selector import tasks
-from selector.models import SelectorVersion, SolutionScore, VersionStatus
+from selector.models import EvalSet, SelectorVersion, SolutionScore, VersionStatus
 from selector.services import job_execute, job_start, selector_create_base
 from tests.factories import ProblemFactory, SolutionFactory
 
@@ -91,10 +91,17 @@ def test_score_and_evaluate_commands_sync(db, selector_settings, capsys):
     call_command("score_candidates", "--sync", verbosity=0)
     assert SolutionScore.objects.filter(version=base).count() == 5
     assert Job.objects.get(kind=JobKind.SCORE).progress_done == 5
+    # No evaluation labels yet: refused, saying how to get them (issue 19), nothing frozen.
+    with pytest.raises(CommandError, match="Not enough evaluation labels yet"):
+        call_command("evaluate_selector", "--sync", verbosity=0)
+    assert not EvalSet.objects.exists()
+    # A set big enough on paper whose labels are gone: the metrics stay empty-safe.
+    EvalSet.objects.create(label_ids=list(range(10**6, 10**6 + 8)), problems=2, fraction=0.1,
+                           seed=0)  # fmt: skip
     call_command("evaluate_selector", "--sync", verbosity=0)
     assert "Step AUROC" in capsys.readouterr().out
     base.refresh_from_db()
-    assert base.metrics["held_out"]["labels"] == 0  # no labels yet: metrics stay empty-safe
+    assert base.metrics["held_out"]["labels"] == 0
     call_command("promote_selector", "--selector", "b0", "--sync", verbosity=0)
     assert Job.objects.get(kind=JobKind.PROMOTE).status == JobStatus.SUCCEEDED
 

@@ -99,3 +99,28 @@ def test_a_job_cancelled_before_it_runs_never_starts(world):
     assert job_execute(job_id=job.pk).status == JobStatus.CANCELLED
     assert not SolutionScore.objects.filter(version=new).exists()
     assert not job_cancel(job=job)  # already over: nothing to cancel
+
+
+def test_promotion_progress_only_moves_forward_across_its_phases(world, settings):
+    _, new = world
+    settings.SELECTOR_SCORE_CHUNK = 2  # several chunks, and a catch-up round's chunks after
+    job = job_start(kind=JobKind.PROMOTE, version=new, enqueue=False)
+    seen: list[tuple[int, int]] = []
+    job_execute(job_id=job.pk, echo=lambda done, total: seen.append((done, total)))
+    job.refresh_from_db()
+    assert job.status == JobStatus.SUCCEEDED
+    fractions = [done / total for done, total in seen if total]
+    # The job's bar sums its chunks across both rounds: never back to a later "0 / 1".
+    assert fractions and fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert job.progress_total > 1 and job.progress_done == job.progress_total
+
+
+def test_selector_promote_reports_one_forward_range_across_its_passes(world):
+    """Outside a job (the simulation's promotions), one callback sees both scoring passes
+    mapped into one range."""
+    _, new = world
+    seen: list[tuple[int, int]] = []
+    selector_promote(version=new, progress=lambda done, total: seen.append((done, total)))
+    fractions = [done / total for done, total in seen if total]
+    assert fractions == sorted(fractions) and len(fractions) >= 2
+    assert {total for _, total in seen} == {1000}

@@ -32,7 +32,7 @@ from labeling.models import (
 )
 from labeling.services.export_jobs import export_path
 from labeling.services.quality import quality_settings_get
-from selector.models import SelectorVersion
+from selector.models import EvalSet, SelectorVersion
 from selector.services import selector_permissions_grant
 from tests.factories import LabelFactory, TaskFactory, UserFactory, annotator
 
@@ -127,6 +127,10 @@ MATRIX: dict[tuple[str, str], str] = {
         f"{A} 200 403 200"
     ),
     ("admin/selector/selectorversion/<path:object_id>/benchmark/", "POST"): f"{A} 302 403 302",
+    # Promotion asks first (its confirmation page); freezing an evaluation set needs
+    # selector.add_evalset (ML staff have it).
+    ("admin/selector/selectorversion/<path:object_id>/promote/", "GET"): f"{A} 200 403 200",
+    ("admin/selector/evalset/freeze/", "POST"): f"{A} 302 403 302",
     # A simulation job's files: for whoever may view jobs (the matrix's job is an export, so
     # those allowed through the door get 404).
     ("admin/selector/selectorversion/simulation/<int:job_id>/<str:name>", "GET"): (
@@ -168,6 +172,7 @@ MODELS = [
     ModelRow("labeling/annotatorprofile/", "200 403 200 403 200 302", "200 200 200 200 200 302"),
     ModelRow("selector/selectorversion/", "200 403 200 403 200 302", "200 403 200 200 200 302"),
     ModelRow("jobs/job/", "200 403 200 403 200 302", "200 403 200 200 200 302"),
+    ModelRow("selector/evalset/", "200 403 200 403 200 302", "200 403 200 403 200 302"),
 ]  # fmt: skip
 for _row in MODELS:
     for _page, _ml, _bare, _su in zip(
@@ -228,6 +233,7 @@ def world(db: None, settings: Any, tmp_path: Any) -> dict[str, Any]:
     problem = task.solution.problem
     graded = GradedAnswer.objects.create(problem=problem, answer="4", grade="correct")
     version = SelectorVersion.objects.create(name="v-matrix", base_model="/nowhere")
+    eval_set = EvalSet.objects.create(label_ids=[label.pk], problems=1, fraction=0.1, seed=0)
     job = Job.objects.create(
         kind=JobKind.EXPORT,
         status=JobStatus.SUCCEEDED,
@@ -259,6 +265,7 @@ def world(db: None, settings: Any, tmp_path: Any) -> dict[str, Any]:
         "admin/labeling/label/": label.pk,
         "admin/labeling/annotatorprofile/": victim.annotator_profile.pk,
         "admin/selector/selectorversion/": version.pk,
+        "admin/selector/evalset/": eval_set.pk,
         "admin/jobs/job/": job.pk,
     }
     return {

@@ -55,7 +55,12 @@ def test_admin_starts_a_simulation_job_whose_page_shows_the_curves(
 
     page = staff_client.get(reverse("admin:jobs_job_change", args=[job.pk])).content.decode()
     assert 'id="data-efficiency"' in page and "95% interval" in page
-    assert '<pre id="simulation-summary"># Active-learning simulation' in page
+    # summary.md rendered as HTML (not raw markdown), the ratio in words, and the test
+    # preset marked as a machinery check.
+    assert "<h3>Active-learning simulation</h3>" in page and "# Active-learning" not in page
+    assert re.search(r"<table[^>]*><thead><tr><th>arm</th>", page)
+    assert "Machinery check: not a measurement." in page
+    assert re.search(r"80/20 (reached uniform|needed [0-9.]+ times the labels)|No ratio", page)
     # The CSP forbids inline scripts: every <script> on the page loads a file.
     assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", page)
     images = re.findall(r'<img src="([^"]+)" alt="simulation curves"', page)
