@@ -24,7 +24,12 @@ from django.urls import URLPattern, path, reverse
 
 from jobs.admin import job_page_section_register
 from jobs.models import Job, JobKind, JobStatus
-from jobs.params import JobParamsInvalid, job_params_clean
+from jobs.params import (
+    JobParamsInvalid,
+    job_params_bounds,
+    job_params_clean,
+    job_params_errors_text,
+)
 from selector import metric_rows, plots, queries, services
 from selector.admin_import import import_view
 from selector.models import SelectorVersion, SolutionScore
@@ -32,6 +37,7 @@ from selector.services.benchmark import benchmark_upload
 from selector.services.job_params import DEFAULT_PROMPT_TEMPLATE
 from selector.services.jobs import SELECTOR_KINDS
 from selector.services.simulation import simulation_file, simulation_page
+from selector.services.training import training_warnings
 
 VERSION_JOBS = [JobKind.EVALUATE, JobKind.PROMOTE, JobKind.SCORE]
 GLOBAL_JOBS = [JobKind.TRAIN, JobKind.SCORE, JobKind.FILL, JobKind.SIMULATE, JobKind.GENERATE]
@@ -204,6 +210,9 @@ class SelectorVersionAdmin(admin.ModelAdmin):
         extra = {
             "job_buttons": [(k.value, k.label) for k in GLOBAL_JOBS],
             "generation_prompt_template": DEFAULT_PROMPT_TEMPLATE,
+            # The inputs' min/max are the bounds the jobs enforce (jobs.params).
+            "param_bounds": {kind.value: job_params_bounds(kind) for kind in GLOBAL_JOBS},
+            "train_warning": " ".join(training_warnings(queries.train_labels_available())),
             "can_start_jobs": self.has_add_job_permission(request),
             "active_version": services.selector_active(),
             "open_slots": services.queue_open_slots(),
@@ -276,7 +285,12 @@ def _start_job(
             user=request.user,
             version=version,
         )
-    except (services.SelectorError, JobParamsInvalid) as exc:
+    except JobParamsInvalid as exc:
+        what = JobKind(kind).label
+        text = job_params_errors_text(exc.errors)
+        model_admin.message_user(request, f"{what} was not started: {text}.", messages.ERROR)
+        return HttpResponseRedirect(back)
+    except services.SelectorError as exc:
         model_admin.message_user(request, str(exc), messages.ERROR)
         return HttpResponseRedirect(back)
     model_admin.message_user(request, f"Started {job}.", messages.SUCCESS)
