@@ -195,22 +195,22 @@ def export_empty_reason(*, filters: ExportFilters) -> str | None:
     if not Label.objects.exists():
         return "The export is empty: there are no labels yet."
     reasons = []
-    if filters.generation is not None:
-        if not Label.objects.filter(task__generation=filters.generation).exists():
-            latest = Label.objects.aggregate(latest=Max("task__generation"))["latest"]
-            known = (
-                f"the latest generation with labels is {latest}"
-                if latest is not None
-                else "no label belongs to a queue generation"
-            )
-            reasons.append(f"no label is in generation {filters.generation} ({known})")
-    if filters.since is not None:
-        if not Label.objects.filter(created_at__gte=filters.since).exists():
-            newest = Label.objects.aggregate(newest=Max("created_at"))["newest"]
-            reasons.append(
-                f"no label was made at or after {filters.since:%Y-%m-%d %H:%M} UTC "
-                f"(the newest is from {newest:%Y-%m-%d %H:%M} UTC)"
-            )
+    generation = filters.generation
+    if generation is not None and not Label.objects.filter(task__generation=generation).exists():
+        latest = Label.objects.aggregate(latest=Max("task__generation"))["latest"]
+        known = (
+            f"the latest generation with labels is {latest}"
+            if latest is not None
+            else "no label belongs to a queue generation"
+        )
+        reasons.append(f"no label is in generation {generation} ({known})")
+    since = filters.since
+    if since is not None and not Label.objects.filter(created_at__gte=since).exists():
+        newest = Label.objects.aggregate(newest=Max("created_at"))["newest"]
+        reasons.append(
+            f"no label was made at or after {since:%Y-%m-%d %H:%M} UTC "
+            f"(the newest is from {newest:%Y-%m-%d %H:%M} UTC)"
+        )
     if not reasons:
         widened = ExportFilters(
             generation=filters.generation,
