@@ -21,6 +21,7 @@ from django.http import (
 )
 from django.shortcuts import get_object_or_404
 from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html, format_html_join
 
 from jobs.admin import job_page_section_register
 from jobs.models import Job, JobKind, JobStatus
@@ -33,7 +34,7 @@ from jobs.params import (
 from selector import metric_rows, plots, queries, services
 from selector.admin_import import import_view
 from selector.models import SelectorVersion, SolutionScore
-from selector.services.benchmark import benchmark_upload
+from selector.services.benchmark import BenchmarkError, benchmark_upload
 from selector.services.job_params import DEFAULT_PROMPT_TEMPLATE
 from selector.services.jobs import SELECTOR_KINDS
 from selector.services.simulation import simulation_file, simulation_page
@@ -188,6 +189,18 @@ class SelectorVersionAdmin(admin.ModelAdmin):
             )
         except ValueError:
             self.message_user(request, "threshold: expected a number in 0..1", messages.ERROR)
+            return HttpResponseRedirect(back)
+        except BenchmarkError as exc:
+            # One problem per line, each starting with the file's name as the user spelled it
+            # (the admin capitalises a message's first letter: the lead sentence takes it).
+            problems = format_html_join(
+                "", "<li>{}</li>", ((line,) for line in str(exc).splitlines())
+            )
+            self.message_user(
+                request,
+                format_html("The benchmark file was not accepted:<ul>{}</ul>", problems),
+                messages.ERROR,
+            )
             return HttpResponseRedirect(back)
         except (services.SelectorError, JobParamsInvalid) as exc:
             self.message_user(request, str(exc), messages.ERROR)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import uuid
 from dataclasses import dataclass
+from datetime import UTC
 from pathlib import Path
 from typing import Any, cast
 
@@ -208,7 +209,7 @@ def export_empty_reason(*, filters: ExportFilters) -> str | None:
     if since is not None and not Label.objects.filter(created_at__gte=since).exists():
         newest = Label.objects.aggregate(newest=Max("created_at"))["newest"]
         reasons.append(
-            f"no label was made at or after {since:%Y-%m-%d %H:%M} UTC "
+            f"no label was made at or after {since.astimezone(UTC):%Y-%m-%d %H:%M} UTC "
             f"(the newest is from {newest:%Y-%m-%d %H:%M} UTC)"
         )
     if not reasons:

@@ -1,6 +1,7 @@
 """The ML-staff job forms (issue 19 §7): inputs carry the bounds the jobs enforce, a bad value
 is refused when submitted with the field named in words, and training on few labels warns."""
 
+import io
 from html.parser import HTMLParser
 
 import pytest
@@ -123,3 +124,19 @@ def test_a_train_job_on_three_labels_says_so_in_its_result(db, selector_settings
     assert version.training_summary["train_labels"] == 3
     (warning,) = version.training_summary["warnings"]
     assert "Too few labels: 3" in warning
+
+
+def test_a_refused_benchmark_file_lists_each_problem_on_its_own_line_as_named(
+    staff_client, active, settings, tmp_path
+):
+    """Issue 19 §5: not "Notjson.jsonl:1 … notjson.jsonl:2 …" run together on one line."""
+    settings.VAR_DIR = tmp_path / "var"
+    upload = io.BytesIO(b'not json\n{"id": 1, "problem": "p", "steps": [], "label": -1}\n')
+    upload.name = "notjson.jsonl"
+    url = reverse("admin:selector_selectorversion_benchmark", args=[active.pk])
+    response = staff_client.post(url, {"file": upload, "threshold": "0.5"}, follow=True)
+    text = response.content.decode()
+    assert "The benchmark file was not accepted:<ul><li>notjson.jsonl:1: json: " in text
+    assert "</li><li>notjson.jsonl:2: steps: must be a non-empty list of strings</li></ul>" in text
+    assert "Notjson" not in text
+    assert not Job.objects.exists()
