@@ -722,7 +722,9 @@ export class App {
       try {
         await this.api.heartbeat(pre.id);
       } catch (err) {
-        if (err instanceof ApiError && err.status === 404 && this.prefetched === pre) {
+        // Not started yet: whatever the reason the hold is gone (404, or 409 taken back or
+        // labeled elsewhere), fetch another instead.
+        if (err instanceof ApiError && (err.status === 404 || err.status === 409) && this.prefetched === pre) {
           this.prefetched = null;
           void this.prefetch();
         }
