@@ -447,7 +447,9 @@ def lease_heartbeat(*, annotator: User, task_id: int) -> datetime.datetime:
     """Extend the annotator's lease on the task; returns the new expiry.
 
     A lease past its expiry that has not been released yet still holds its slot, so it is
-    extended too; once released, the annotator has to submit (accepted while a slot is free).
+    extended too. Without a lease, says why (``_lease_lost``): ``TaskUnavailable`` (labeled
+    already), ``LeaseTakenBack`` (taken back; a submit is still kept, decision 0003) or
+    ``TaskNotLeased`` (a submit would be refused).
     """
     expires_at = lease_expiry()
     if not Lease.objects.filter(task_id=task_id, annotator=annotator).update(expires_at=expires_at):
@@ -464,7 +466,9 @@ def _lease_lost(*, annotator: User, task_id: int) -> None:
     # The submit's rule: a taken-back lease counts until the sweep forgets it.
     released = ReleasedLease.objects.filter(task_id=task_id, annotator=annotator).first()
     task = Task.objects.filter(pk=task_id).first()
-    if released is None or task is None:
+    if task is None:
+        raise TaskNotLeased(f"task {task_id} does not exist")
+    if released is None:
         raise TaskNotLeased(
             f"your hold on task {task_id} ran out too long ago: a label for it would not be saved"
         )
