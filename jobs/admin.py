@@ -170,8 +170,6 @@ class JobAdmin(admin.ModelAdmin):
             "job": job,
             "progress": queries.job_progress(job),
             "progress_url": reverse("admin:jobs_job_progress", args=[job.pk]),
-            # The input's invalid lines (an import's), each {line, field, message}.
-            "input_errors": [e for e in queries.job_errors(job) if e["line"] is not None],
             "can_cancel": queries.job_cancellable_by(job, request.user) and not job.finished,
             "cancel_url": reverse("admin:jobs_job_cancel", args=[job.pk]),
             "section_template": section.template if section else None,

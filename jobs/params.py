@@ -91,6 +91,32 @@ def job_params_class(kind: str) -> type[JobParams]:
     return typing.cast(type[JobParams], found)
 
 
+def job_params_bounds(kind: str) -> dict[str, dict[str, float]]:
+    """Each numeric parameter's ``{"low", "high"}`` for a job of ``kind``: the bounds its
+    parse enforces, for a form's ``min``/``max`` (an integer's default range included)."""
+    cls = job_params_class(kind)
+    if not dataclasses.is_dataclass(cls):
+        return {}
+    hints = typing.get_type_hints(cls)
+    bounds: dict[str, dict[str, float]] = {}
+    for spec in dataclasses.fields(cls):
+        kind_of, _ = _unwrap(hints[spec.name])
+        if kind_of not in (int, float):
+            continue
+        low, high = spec.metadata.get("low"), spec.metadata.get("high")
+        if kind_of is int:
+            low = INT_MIN if low is None else low
+            high = INT_MAX if high is None else high
+        bounds[spec.name] = {k: v for k, v in (("low", low), ("high", high)) if v is not None}
+    return bounds
+
+
+def job_params_errors_text(errors: Mapping[str, str]) -> str:
+    """``JobParamsInvalid.errors`` as words for a page: "per problem must be at most 1000, got
+    5000; epochs must …" (a field's name with spaces, then its message)."""
+    return "; ".join(f"{name.replace('_', ' ')} {message}" for name, message in errors.items())
+
+
 def job_params_clean(
     kind: str, data: Mapping[str, Any] | None, *, text: bool = False
 ) -> dict[str, Any]:

@@ -27,7 +27,11 @@ from labeling.services.export import (
     prm800k_chunks,
     stepwise_chunks,
 )
-from labeling.services.export_jobs import ExportJobBusy, export_job_create
+from labeling.services.export_jobs import (
+    ExportJobBusy,
+    export_empty_reason,
+    export_job_create,
+)
 from labeling.services.quality import quality_settings_get
 from labeling.services.quality_reports import (
     GoldLabelMissing,
@@ -69,7 +73,9 @@ class ExportForm(forms.Form):
     format = forms.ChoiceField(
         choices=[("prm800k", "PRM800K JSONL"), ("stepwise", "TRL stepwise supervision JSONL")]
     )
-    generation = forms.IntegerField(required=False, help_text="only this queue round")
+    generation = forms.IntegerField(
+        required=False, min_value=0, max_value=2**31 - 1, help_text="only this queue round"
+    )
     since = forms.DateTimeField(required=False, help_text="only labels made at or after (UTC)")
     include_qc = forms.BooleanField(required=False, label="Include quality-control labels")
     include_screening = forms.BooleanField(required=False, label="Include screening labels")
@@ -139,7 +145,11 @@ class ExportAdminMixin:
             filters = form.filters()
             export_format = form.cleaned_data["format"]
             stepwise = form.stepwise_options()
-            if "background" in request.POST:
+            # An empty file says nothing: say that it would be empty, and why, instead.
+            empty = export_empty_reason(filters=filters)
+            if empty is not None:
+                form.add_error(None, empty)
+            elif "background" in request.POST:
                 try:
                     job = export_job_create(
                         created_by=request.user if isinstance(request.user, User) else None,
@@ -152,11 +162,12 @@ class ExportAdminMixin:
                 else:
                     messages.success(request, f"Export job #{job.pk} queued; it appears below.")
                 return redirect(reverse("admin:labeling_label_export"))
-            labels = labels_for_export(filters=filters)
-            if export_format == "stepwise":
-                chunks = stepwise_chunks(labels=labels, **stepwise.as_params())
-                return _jsonl_download(chunks, "stepwise.jsonl")
-            return _jsonl_download(prm800k_chunks(labels=labels), "prm800k.jsonl")
+            else:
+                labels = labels_for_export(filters=filters)
+                if export_format == "stepwise":
+                    chunks = stepwise_chunks(labels=labels, **stepwise.as_params())
+                    return _jsonl_download(chunks, "stepwise.jsonl")
+                return _jsonl_download(prm800k_chunks(labels=labels), "prm800k.jsonl")
         jobs = list(Job.objects.filter(kind=JobKind.EXPORT).order_by("-created_at")[:20])
         context = {
             **model_admin.admin_site.each_context(request),

@@ -28,7 +28,12 @@ from django.utils.html import format_html
 from jobs import queries as job_queries
 from jobs.admin import job_page_section_register
 from jobs.models import Job, JobKind, JobStatus
-from jobs.params import JobParamsInvalid, job_params_clean
+from jobs.params import (
+    JobParamsInvalid,
+    job_params_bounds,
+    job_params_clean,
+    job_params_errors_text,
+)
 from jobs.services import JobError
 from labeling.api.uploads import SpooledUpload, spooling_view, uploads_close
 from selector import admin_eval_set, metric_rows, plots, queries, result_labels, services  # noqa: F401  (registers)
@@ -39,6 +44,7 @@ from selector.services.job_params import DEFAULT_PROMPT_TEMPLATE
 from selector.services.jobs import SELECTOR_KINDS, PromotionRefused, promotion_start
 from selector.services.promotion import promotion_check
 from selector.services.simulation import simulation_file, simulation_page
+from selector.services.training import training_warnings
 
 VERSION_JOBS = [JobKind.EVALUATE, JobKind.PROMOTE, JobKind.SCORE]
 GLOBAL_JOBS = [JobKind.TRAIN, JobKind.SCORE, JobKind.FILL, JobKind.SIMULATE, JobKind.GENERATE]
@@ -275,6 +281,9 @@ class SelectorVersionAdmin(admin.ModelAdmin):
         extra = {
             "job_buttons": [(k.value, k.label) for k in GLOBAL_JOBS],
             "generation_prompt_template": DEFAULT_PROMPT_TEMPLATE,
+            # The inputs' min/max are the bounds the jobs enforce (jobs.params).
+            "param_bounds": {kind.value: job_params_bounds(kind) for kind in GLOBAL_JOBS},
+            "train_warning": " ".join(training_warnings(queries.train_labels_available())),
             "can_start_jobs": self.has_add_job_permission(request),
             "active_version": services.selector_active(),
             "open_slots": services.queue_open_slots(),
@@ -374,7 +383,12 @@ def _start_job(
             user=request.user,
             version=version,
         )
-    except (services.SelectorError, JobParamsInvalid, JobError) as exc:
+    except JobParamsInvalid as exc:
+        what = JobKind(kind).label
+        text = job_params_errors_text(exc.errors)
+        model_admin.message_user(request, f"{what} was not started: {text}.", messages.ERROR)
+        return HttpResponseRedirect(back)
+    except (services.SelectorError, JobError) as exc:
         model_admin.message_user(request, str(exc), messages.ERROR)
         return HttpResponseRedirect(back)
     model_admin.message_user(request, f"Started {job}.", messages.SUCCESS)

@@ -6,6 +6,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 
+from labeling.models import FinishReason, Label, TaskKind
 from labeling.queries import queue_scores_source_set
 from selector import metric_rows
 from selector.models import EvalSet, SelectorVersion, SolutionScore, VersionStatus
@@ -143,3 +144,15 @@ def version_summary(version: SelectorVersion) -> dict[str, Any]:
         "training_summary": version.training_summary or {},
         "evaluation": metrics,
     }
+
+
+def train_labels_available() -> int:
+    """About how many labels a train job would learn from: labels on normal tasks, less bad
+    problems and those on problems reserved for the evaluation set (label hygiene can leave
+    out more; the job's summary has the exact count)."""
+    return (
+        Label.objects.filter(task__kind=TaskKind.NORMAL)
+        .exclude(finish_reason=FinishReason.BAD_PROBLEM)
+        .exclude(task__solution__problem__eval_reserved=True)
+        .count()
+    )

@@ -53,8 +53,15 @@ export class ApiError extends Error {
     this.name = "ApiError";
   }
 
+  /** The server's reason as a word the page acts on (`already_labeled`, …), or "". */
+  get code(): string {
+    const body = this.body as Record<string, unknown> | null;
+    return body && typeof body === "object" && typeof body.code === "string" ? body.code : "";
+  }
+
   get retryable(): boolean {
-    return this.status === 0 || this.status >= 500 || this.status === 429;
+    // task_changed: the task changed under the submit twice; sending it again is the fix.
+    return this.status === 0 || this.status >= 500 || this.status === 429 || this.code === "task_changed";
   }
 
   /** A one-line description for the page: DRF's `detail`, or `field: message` pairs. */

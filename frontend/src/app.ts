@@ -21,6 +21,7 @@ import {
 } from "./session";
 import { DraftStore, Outbox, type FlushOutcome, type KeyValueStore } from "./storage";
 import { RefusedStore, renderRefused } from "./refused";
+import { holdLost } from "./hold";
 
 const HEARTBEAT_MS = 60_000;
 const EMPTY_POLL_MS = 30_000;
@@ -129,6 +130,13 @@ export class App {
     document.addEventListener("visibilitychange", () => this.onVisibility());
     window.addEventListener("pagehide", () => this.saveDraft());
     window.addEventListener("online", () => void this.flushOutbox(true));
+    // Another tab submitted a task: if it is the one on screen here, put it away at once.
+    window.addEventListener("storage", (e) => {
+      const cur = this.current;
+      if (e.key === this.drafts.submittedKey && cur && this.drafts.isSubmitted(cur.task.id)) {
+        void this.putAway(cur, `You submitted task ${cur.task.id} in another tab, so it was put away here.`);
+      }
+    });
     window.setInterval(() => void this.heartbeat(), HEARTBEAT_MS);
     window.setInterval(() => this.saveDraft(), DRAFT_SAVE_MS);
     window.setInterval(() => this.tick(), 1000);
@@ -165,13 +173,11 @@ export class App {
     const draft = id === null ? null : this.drafts.load(id);
     if (draft && !this.outbox.taskIds().includes(draft.task.id)) {
       this.show(draft.task);
-      // Check the lease is still ours; the server still takes the label while a slot is free.
+      const cur = this.current;
+      // Check the hold is still ours; if not, the server says whether work on it is kept.
       this.api.heartbeat(draft.task.id).catch((err: unknown) => {
-        if (err instanceof ApiError && err.status === 404) {
-          this.say(
-            "warn",
-            "Your hold on this task expired. Finish it anyway: the label is kept if the task still needs one.",
-          );
+        if (cur) {
+          void this.onHoldLost(cur, err);
         }
       });
       void this.prefetch();
@@ -309,7 +315,7 @@ export class App {
         "div",
         { class: "control-group secondary" },
         button("Flag", "F", "", () => this.dispatch({ type: "toggleFlag" }), "Flag the current step"),
-        button("Undo", "⌫", "", () => this.dispatch({ type: "undo" }), "Undo the last rating"),
+        button("Undo", "⌫", "", () => this.dispatch({ type: "undo" }), "Undo the last action"),
         button("Give up", "G", "", () => this.askReason("give_up")),
         button("Bad problem", "B", "", () => this.askReason("bad_problem")),
       ),
@@ -708,9 +714,7 @@ export class App {
       try {
         await this.api.heartbeat(cur.task.id);
       } catch (err) {
-        if (err instanceof ApiError && err.status === 404 && this.current === cur) {
-          this.say("warn", "Your hold on this task expired. Finish it anyway: the label is kept if the task still needs one.");
-        }
+        await this.onHoldLost(cur, err);
       }
     }
     const pre = this.prefetched;
@@ -718,12 +722,39 @@ export class App {
       try {
         await this.api.heartbeat(pre.id);
       } catch (err) {
-        if (err instanceof ApiError && err.status === 404 && this.prefetched === pre) {
+        // Not started yet: whatever the reason the hold is gone (404, or 409 taken back or
+        // labeled elsewhere), fetch another instead.
+        if (err instanceof ApiError && (err.status === 404 || err.status === 409) && this.prefetched === pre) {
           this.prefetched = null;
           void this.prefetch();
         }
       }
     }
+  }
+
+  /** A heartbeat found the hold on the task on screen gone: act on the server's reason. */
+  private async onHoldLost(cur: Current, err: unknown): Promise<void> {
+    const lost = holdLost(err, cur.task.id);
+    if (!lost || this.current !== cur) {
+      return;
+    }
+    if (lost.action === "drop") {
+      await this.putAway(cur, lost.text);
+    } else {
+      this.say(lost.action === "lost" ? "error" : lost.level, lost.text);
+    }
+  }
+
+  /** The task on screen was submitted already (here or elsewhere): drop its draft, go on. */
+  private async putAway(cur: Current, text: string): Promise<void> {
+    if (this.current !== cur) {
+      return;
+    }
+    this.current = null;
+    this.drafts.markSubmitted(cur.task.id);
+    this.drafts.currentTaskId = null;
+    await this.advance();
+    this.say("info", text);
   }
 
   private async flushOutbox(force = false): Promise<void> {
@@ -746,7 +777,7 @@ export class App {
     for (const o of outcomes) {
       if (o.kind === "saved") {
         saved = true;
-        this.drafts.remove(o.taskId);
+        this.drafts.markSubmitted(o.taskId);
         this.refused.remove(o.taskId);
       } else if (o.kind === "rejected") {
         // Shown until dismissed, with the draft (the ratings) kept until then.

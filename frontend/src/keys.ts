@@ -33,7 +33,7 @@ export const KEY_HELP: [string, string][] = [
   ["2  or  0", "Okay: correct but no progress, or ambiguous"],
   ["3  or  +", "Great: correct, reasonable, makes progress"],
   ["F", "Flag the current step (not sure how to rate it)"],
-  ["Backspace", "Undo the last rating"],
+  ["Backspace", "Undo the last action (a rating, a flag or giving up)"],
   ["C", "Write the corrected step (after a Bad rating)"],
   ["G", "Give up on this task (asks for a reason)"],
   ["B", "Report a bad problem (asks for a reason)"],

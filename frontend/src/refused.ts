@@ -73,6 +73,9 @@ export function refusalText(status: number, reason: string): string {
       return "Your hold on this task ran out too long ago for the label to be accepted.";
     case 409:
       return "You had already labeled this task, so this second label was not saved.";
+    case 422:
+      // The same task sent twice with different ratings (a second tab, a restored draft).
+      return "You had already submitted this task (perhaps in another tab); the label saved first is kept.";
     case 403:
       return `You cannot label right now: ${reason}`;
     default:

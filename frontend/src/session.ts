@@ -7,6 +7,15 @@ export type FinishReason = "found_error" | "solution" | "bad_problem" | "give_up
 
 export const RATING_NAMES: Record<Rating, string> = { [-1]: "Bad", 0: "Okay", 1: "Great" };
 
+/**
+ * What Backspace takes back, newest last: a rating, a flag toggled on a step, or a decision
+ * to stop early (with what the finish was before it). Undo reverses exactly the last one.
+ */
+export type UndoEntry =
+  | { readonly kind: "rate" }
+  | { readonly kind: "flag"; readonly step: number }
+  | { readonly kind: "finish"; readonly previous: FinishReason | null; readonly note: string };
+
 export interface SessionState {
   readonly taskId: number;
   readonly stepCount: number;
@@ -16,6 +25,7 @@ export interface SessionState {
   readonly finishReason: FinishReason | null;
   readonly finishNote: string;
   readonly humanCompletion: string;
+  readonly history: readonly UndoEntry[];
 }
 
 export interface SubmitFields {
@@ -45,6 +55,7 @@ export function sessionStart(taskId: number, stepCount: number): SessionState {
     finishReason: null,
     finishNote: "",
     humanCompletion: "",
+    history: [],
   };
 }
 
@@ -82,43 +93,91 @@ export function reduce(s: SessionState, action: Action): SessionState {
       } else if (ratings.length === s.stepCount) {
         finishReason = "solution";
       }
-      return { ...s, ratings, finishReason };
+      return { ...s, ratings, finishReason, history: [...s.history, { kind: "rate" }] };
     }
     case "toggleFlag": {
       const i = currentStep(s);
       const flags = s.flags.map((f, j) => (j === i ? !f : f));
-      return { ...s, flags };
+      const last = s.history[s.history.length - 1];
+      // Flagging the same step twice in a row cancels out, so the history stays short.
+      const history =
+        last?.kind === "flag" && last.step === i ? s.history.slice(0, -1) : [...s.history, { kind: "flag" as const, step: i }];
+      return { ...s, flags, history };
     }
-    case "undo": {
-      if (s.finishReason === "bad_problem" || s.finishReason === "give_up") {
-        // Undo the decision to stop, keep the ratings made so far.
-        return { ...s, finishReason: null, finishNote: "" };
-      }
-      if (s.ratings.length === 0) {
-        return s;
-      }
-      const undone = s.ratings.length - 1;
-      // The corrected step belonged to the Bad step being undone.
-      const humanCompletion = s.finishReason === "found_error" ? "" : s.humanCompletion;
-      const flags = s.flags.map((f, j) => (j > undone ? false : f));
-      return {
-        ...s,
-        ratings: s.ratings.slice(0, undone),
-        flags,
-        finishReason: null,
-        humanCompletion,
-      };
-    }
+    case "undo":
+      return undo(s);
     case "finishEarly": {
       const note = action.note.trim();
       if (!note) {
         return s; // a reason is required; the UI keeps the dialog open
       }
-      return { ...s, finishReason: action.reason, finishNote: note };
+      const entry: UndoEntry = { kind: "finish", previous: s.finishReason, note: s.finishNote };
+      return { ...s, finishReason: action.reason, finishNote: note, history: [...s.history, entry] };
     }
     case "setHumanCompletion":
       return { ...s, humanCompletion: action.text };
   }
+}
+
+/** Takes back the last action only: a flag after a rating is undone before the rating. */
+function undo(s: SessionState): SessionState {
+  const last = s.history[s.history.length - 1];
+  if (last === undefined) {
+    return s;
+  }
+  const history = s.history.slice(0, -1);
+  switch (last.kind) {
+    case "flag":
+      return { ...s, flags: s.flags.map((f, j) => (j === last.step ? !f : f)), history };
+    case "finish":
+      // Undo the decision to stop; the ratings made so far stay.
+      return { ...s, finishReason: last.previous, finishNote: last.note, history };
+    case "rate": {
+      const undone = s.ratings.length - 1;
+      if (undone < 0) {
+        return s;
+      }
+      // The corrected step belonged to the Bad step being undone.
+      const humanCompletion = s.finishReason === "found_error" ? "" : s.humanCompletion;
+      return { ...s, ratings: s.ratings.slice(0, undone), finishReason: null, humanCompletion, history };
+    }
+  }
+}
+
+/**
+ * The history of a draft saved before the page kept one: each step's flag (made while it was
+ * the current step) before its rating, then a decision to stop.
+ */
+function historyRebuilt(ratings: readonly Rating[], flags: readonly boolean[], finish: FinishReason | null): UndoEntry[] {
+  const history: UndoEntry[] = [];
+  flags.forEach((flagged, step) => {
+    if (flagged) {
+      history.push({ kind: "flag", step });
+    }
+    if (step < ratings.length) {
+      history.push({ kind: "rate" });
+    }
+  });
+  if (finish === "bad_problem" || finish === "give_up") {
+    history.push({ kind: "finish", previous: null, note: "" });
+  }
+  return history;
+}
+
+function historyValid(raw: unknown, ratings: readonly Rating[], stepCount: number): raw is UndoEntry[] {
+  if (!Array.isArray(raw)) {
+    return false;
+  }
+  const reasons: unknown[] = ["found_error", "solution", "bad_problem", "give_up", null];
+  const ok = raw.every(
+    (e) =>
+      typeof e === "object" &&
+      e !== null &&
+      (e.kind === "rate" ||
+        (e.kind === "flag" && Number.isInteger(e.step) && e.step >= 0 && e.step < stepCount) ||
+        (e.kind === "finish" && reasons.includes(e.previous) && typeof e.note === "string")),
+  );
+  return ok && raw.filter((e: UndoEntry) => e.kind === "rate").length === ratings.length;
 }
 
 /** Field → messages, the same shape as a DRF 400 body. Empty when the label can be sent. */
@@ -214,14 +273,18 @@ export function sessionRestore(raw: unknown, taskId: number, stepCount: number):
   if (!reasons.includes(r.finishReason as FinishReason | null)) {
     return null;
   }
+  const finishReason = r.finishReason as FinishReason | null;
   return {
     taskId,
     stepCount,
     ratings: ratings as Rating[],
     flags: flags as boolean[],
-    finishReason: r.finishReason as FinishReason | null,
+    finishReason,
     finishNote: typeof r.finishNote === "string" ? r.finishNote : "",
     humanCompletion: typeof r.humanCompletion === "string" ? r.humanCompletion : "",
+    history: historyValid(r.history, ratings as Rating[], stepCount)
+      ? r.history
+      : historyRebuilt(ratings as Rating[], flags as boolean[], finishReason),
   };
 }
 

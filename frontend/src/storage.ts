@@ -55,6 +55,8 @@ export interface Draft {
 }
 
 const DRAFT_MAX_AGE_MS = 14 * 24 * 3600 * 1000;
+/** How many submitted task ids are remembered (far more than tabs open at once). */
+const SUBMITTED_KEPT = 200;
 
 export class DraftStore {
   private readonly prefix: string;
@@ -70,11 +72,42 @@ export class DraftStore {
     return `${this.prefix}draft:${taskId}`;
   }
 
+  /** Where the ids of tasks already submitted live (other tabs watch it: a storage event). */
+  get submittedKey(): string {
+    return `${this.prefix}submitted`;
+  }
+
+  /** Tasks whose label the server has: their drafts are never saved or loaded again. */
+  submittedIds(): number[] {
+    const v = readJson(this.store, this.submittedKey);
+    return Array.isArray(v) ? v.filter((id): id is number => Number.isInteger(id)) : [];
+  }
+
+  isSubmitted(taskId: number): boolean {
+    return this.submittedIds().includes(taskId);
+  }
+
+  /**
+   * Drops the task's draft for good: another tab still showing the task would otherwise save
+   * it again and bring back work that is already done.
+   */
+  markSubmitted(taskId: number): void {
+    const ids = [...this.submittedIds().filter((id) => id !== taskId), taskId].slice(-SUBMITTED_KEPT);
+    this.store.setItem(this.submittedKey, JSON.stringify(ids));
+    this.remove(taskId);
+  }
+
   save(draft: Draft): void {
+    if (this.isSubmitted(draft.task.id)) {
+      return;
+    }
     this.store.setItem(this.key(draft.task.id), JSON.stringify(draft));
   }
 
   load(taskId: number): Draft | null {
+    if (this.isSubmitted(taskId)) {
+      return null;
+    }
     const d = readJson(this.store, this.key(taskId)) as Draft | null;
     if (!d || typeof d !== "object" || !d.task || d.task.id !== taskId || typeof d.idempotencyKey !== "string") {
       return null;

@@ -78,11 +78,37 @@ describe("session state machine", () => {
     expect(currentStep(s)).toBe(1);
   });
 
-  it("undo clears flags of steps that are no longer reached", () => {
-    // Step 2 is flagged while current, then undo goes back to step 1: the flag must not linger.
-    const s = run(sessionStart(1, 3), rate(1), { type: "toggleFlag" }, { type: "undo" });
-    expect(s.ratings).toEqual([]);
+  it("undo after a flag takes back the flag only, then the rating before it", () => {
+    // Step 2 is flagged while current: Backspace removes that flag and keeps step 1's rating.
+    const flagged = run(sessionStart(1, 3), rate(1), { type: "toggleFlag" });
+    const once = reduce(flagged, { type: "undo" });
+    expect(once.ratings).toEqual([1]);
+    expect(once.flags).toEqual([false, false, false]);
+    const twice = reduce(once, { type: "undo" });
+    expect(twice.ratings).toEqual([]);
+  });
+
+  it("undo after rating a flagged step takes back the rating and keeps the flag", () => {
+    const s = run(sessionStart(1, 3), rate(1), { type: "toggleFlag" }, rate(0), { type: "undo" });
+    expect(s.ratings).toEqual([1]);
+    expect(s.flags).toEqual([false, true, false]);
+  });
+
+  it("undo after flagging the Bad step that ended the task unflags it and keeps it finished", () => {
+    const s = run(sessionStart(1, 3), rate(1), rate(-1), { type: "toggleFlag" }, { type: "undo" });
+    expect(s.finishReason).toBe("found_error");
     expect(s.flags).toEqual([false, false, false]);
+  });
+
+  it("undo of giving up after a Bad step goes back to the error found", () => {
+    const s = run(
+      sessionStart(1, 3),
+      rate(-1),
+      { type: "finishEarly", reason: "give_up", note: "unsure" },
+      { type: "undo" },
+    );
+    expect(s.finishReason).toBe("found_error");
+    expect(s.ratings).toEqual([-1]);
   });
 
   it("undo with nothing rated changes nothing", () => {
@@ -162,6 +188,17 @@ describe("sessionRestore", () => {
   it("round-trips through JSON", () => {
     const s = run(sessionStart(5, 3), rate(1), { type: "toggleFlag" });
     expect(sessionRestore(JSON.parse(JSON.stringify(s)), 5, 3)).toEqual(s);
+  });
+
+  it("rebuilds the undo history of a draft saved without one", () => {
+    const s = run(sessionStart(5, 3), rate(1), { type: "toggleFlag" });
+    const { history: _dropped, ...old } = JSON.parse(JSON.stringify(s));
+    const restored = sessionRestore(old, 5, 3)!;
+    expect(restored.history).toEqual(s.history);
+    expect(reduce(restored, { type: "undo" }).ratings).toEqual([1]);
+    expect(sessionRestore({ ...old, history: [{ kind: "rate" }, { kind: "bogus" }] }, 5, 3)!.history).toEqual(
+      s.history,
+    );
   });
 
   it("refuses a draft for another task, another step count, or with bad data", () => {

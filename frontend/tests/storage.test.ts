@@ -170,6 +170,32 @@ describe("DraftStore", () => {
     expect(again.load(9)).toBeNull();
   });
 
+  it("never brings back the draft of a submitted task, even when another tab saves it again", () => {
+    const store = new MemoryStore();
+    const here = new DraftStore(store, "ann");
+    const otherTab = new DraftStore(store, "ann");
+    here.save(draft(9, 0));
+    here.save(draft(10, 0));
+    here.markSubmitted(9);
+    expect(here.load(9)).toBeNull();
+    otherTab.save(draft(9, 1)); // its timer still holds the task on screen
+    expect(store.getItem("stepwise:ann:draft:9")).toBeNull();
+    expect(otherTab.load(9)).toBeNull();
+    expect(otherTab.isSubmitted(9)).toBe(true);
+    expect(otherTab.load(10)?.idempotencyKey).toBe("key-10"); // others untouched
+  });
+
+  it("remembers a bounded number of submitted tasks", () => {
+    const store = new MemoryStore();
+    const drafts = new DraftStore(store, "ann");
+    for (let id = 1; id <= 250; id++) {
+      drafts.markSubmitted(id);
+    }
+    expect(drafts.submittedIds()).toHaveLength(200);
+    expect(drafts.isSubmitted(250)).toBe(true);
+    expect(drafts.isSubmitted(1)).toBe(false);
+  });
+
   it("ignores corrupt entries", () => {
     const store = new MemoryStore();
     store.setItem("stepwise:ann:draft:3", "{not json");

@@ -4,7 +4,7 @@ from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import APIException, NotFound, PermissionDenied, ValidationError
+from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -22,6 +22,8 @@ from labeling.api.serializers import (
 from labeling.services.labels import IdempotencyKeyReused, label_submit
 from labeling.services.queue import (
     AnnotatorIneligible,
+    LeaseTakenBack,
+    QueueError,
     TaskNotLeased,
     TaskUnavailable,
     lease_heartbeat,
@@ -37,16 +39,28 @@ class IsAnnotator(BasePermission):
         return queries.user_is_annotator(request.user)
 
 
-class Conflict(APIException):
-    status_code = status.HTTP_409_CONFLICT
-    default_detail = "The task cannot take this label."
-    default_code = "conflict"
+class Refused(APIException):
+    """A refusal the page acts on: ``{"detail": words for the annotator, "code": which}``."""
+
+    def __init__(self, status_code: int, error: QueueError | IdempotencyKeyReused, **extra: str):
+        self.status_code = status_code
+        super().__init__({"detail": str(error), "code": error.code, **extra})
 
 
-class KeyReused(APIException):
-    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
-    default_detail = "The idempotency key was already used for a different submission."
-    default_code = "idempotency_key_reused"
+_STATUS = [
+    (TaskNotLeased, status.HTTP_404_NOT_FOUND),
+    (LeaseTakenBack, status.HTTP_409_CONFLICT),
+    (TaskUnavailable, status.HTTP_409_CONFLICT),
+    (AnnotatorIneligible, status.HTTP_403_FORBIDDEN),
+    (IdempotencyKeyReused, status.HTTP_422_UNPROCESSABLE_ENTITY),
+]
+
+
+def _refused(error: QueueError | IdempotencyKeyReused) -> Refused:
+    http = next(http for kind, http in _STATUS if isinstance(error, kind))
+    if isinstance(error, LeaseTakenBack):
+        return Refused(http, error, kept_until=error.kept_until.isoformat())
+    return Refused(http, error)
 
 
 def _as_drf(error: DjangoValidationError) -> ValidationError:
@@ -90,13 +104,24 @@ class TaskHeartbeatView(AnnotatorView):
         operation_id="task_heartbeat",
         summary="Extend your lease on a task",
         request=None,
-        responses={200: HeartbeatOutSerializer, 404: OpenApiResponse(description="Not yours.")},
+        responses={
+            200: HeartbeatOutSerializer,
+            404: OpenApiResponse(
+                description="Not yours, nor taken back from you lately: work on it is not saved."
+            ),
+            409: OpenApiResponse(
+                description="`code` says why: `already_labeled` (you submitted it already), "
+                "`taken_back` (your hold ran out; a submit fills the free slot), "
+                "`held_by_another` (your hold ran out and others hold the slots; a submit is "
+                "kept as a late label); the last two until `kept_until`."
+            ),
+        },
     )
     def post(self, request: Request, task_id: int) -> Response:
         try:
             expires_at = lease_heartbeat(annotator=_annotator(request), task_id=task_id)
-        except TaskNotLeased as error:
-            raise NotFound(str(error)) from error
+        except QueueError as error:
+            raise _refused(error) from error
         return Response(HeartbeatOutSerializer({"lease_expires_at": expires_at}).data)
 
 
@@ -109,9 +134,15 @@ class TaskSubmitView(AnnotatorView):
             201: SubmitOutSerializer,
             200: OpenApiResponse(SubmitOutSerializer, description="A retry of an earlier submit."),
             400: OpenApiResponse(description="Invalid field; the body names it."),
-            403: OpenApiResponse(description="Paused, failed screening, or not being screened."),
+            403: OpenApiResponse(
+                description="Paused, failed screening, screening still to answer, or not "
+                "being screened (`code` says which)."
+            ),
             404: OpenApiResponse(description="No such task, or it is not leased to you."),
-            409: OpenApiResponse(description="You already labeled this task (another key)."),
+            409: OpenApiResponse(
+                description="`already_labeled`: you labeled this task (another key); "
+                "`task_changed`: the task changed while saving, send it again."
+            ),
             422: OpenApiResponse(description="The key was used for a different submission."),
             503: OpenApiResponse(
                 description="The database is busy or unreachable; retry after Retry-After."
@@ -127,14 +158,8 @@ class TaskSubmitView(AnnotatorView):
             )
         except DjangoValidationError as error:
             raise _as_drf(error) from error
-        except TaskNotLeased as error:
-            raise NotFound(str(error)) from error
-        except TaskUnavailable as error:
-            raise Conflict(str(error)) from error
-        except AnnotatorIneligible as error:
-            raise PermissionDenied(str(error)) from error
-        except IdempotencyKeyReused as error:
-            raise KeyReused(str(error)) from error
+        except (QueueError, IdempotencyKeyReused) as error:
+            raise _refused(error) from error
         code = status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
         return Response(SubmitOutSerializer(result).data, status=code)
 
@@ -150,7 +175,7 @@ class TaskSkipView(AnnotatorView):
         try:
             task_skip(annotator=_annotator(request), task_id=task_id)
         except TaskNotLeased as error:
-            raise NotFound(str(error)) from error
+            raise _refused(error) from error
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

@@ -9,16 +9,19 @@ from __future__ import annotations
 import os
 import uuid
 from dataclasses import dataclass
+from datetime import UTC
 from pathlib import Path
 from typing import Any, cast
 
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
+from django.db.models import Max
 
 from jobs.models import Job, JobKind, JobStatus
 from jobs.params import JobParams, bounded
 from jobs.services import JobProgress, job_create, job_run
+from labeling.models import Label
 from labeling.services.export import (
     ExportFilters,
     ExportFormat,
@@ -171,8 +174,56 @@ def _export_write(job: Job, progress: JobProgress) -> dict[str, Any]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return {
+    result: dict[str, Any] = {
         "lines": written,
         "bytes": path.stat().st_size,
         "filename": f"{export_format}-{job.pk}.jsonl",
     }
+    if not written:
+        result["empty"] = export_empty_reason(filters=filters) or (
+            "The export is empty: every matching label was left out by the TRL options "
+            "(labels of unreliable annotators, flagged steps, steps the labeler wrote)."
+        )
+    return result
+
+
+def export_empty_reason(*, filters: ExportFilters) -> str | None:
+    """Why an export with these filters holds no label, in words for the person who asked;
+    None when it holds some. Each filter that alone leaves nothing is named, with what would
+    have matched (the latest generation, the newest label)."""
+    if labels_for_export(filters=filters).exists():
+        return None
+    if not Label.objects.exists():
+        return "The export is empty: there are no labels yet."
+    reasons = []
+    generation = filters.generation
+    if generation is not None and not Label.objects.filter(task__generation=generation).exists():
+        latest = Label.objects.aggregate(latest=Max("task__generation"))["latest"]
+        known = (
+            f"the latest generation with labels is {latest}"
+            if latest is not None
+            else "no label belongs to a queue generation"
+        )
+        reasons.append(f"no label is in generation {generation} ({known})")
+    since = filters.since
+    if since is not None and not Label.objects.filter(created_at__gte=since).exists():
+        newest = Label.objects.aggregate(newest=Max("created_at"))["newest"]
+        reasons.append(
+            f"no label was made at or after {since.astimezone(UTC):%Y-%m-%d %H:%M} UTC "
+            f"(the newest is from {newest:%Y-%m-%d %H:%M} UTC)"
+        )
+    if not reasons:
+        widened = ExportFilters(
+            generation=filters.generation,
+            since=filters.since,
+            include_qc=True,
+            include_screening=True,
+        )
+        if labels_for_export(filters=widened).exists():
+            reasons.append(
+                "every matching label is a quality-control or screening label, which are left "
+                "out unless included"
+            )
+        else:
+            reasons.append("no label matches all the filters together")
+    return "The export is empty: " + "; ".join(reasons) + "."

@@ -2,6 +2,7 @@
 
 import datetime
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,7 @@ from labeling.models import (
     TaskKind,
     qc_draw_new,
 )
+from labeling.services.quality import quality_settings_get
 from labeling.services.queue import (
     AnnotatorIneligible,
     TaskNotLeased,
@@ -31,6 +33,8 @@ from labeling.services.queue import (
     one_statement,
 )
 from labeling.services.screening import annotator_screening_update
+
+logger = logging.getLogger(__name__)
 
 MAX_TOTAL_TIME_MS = 2**31 - 1  # the column is a PositiveIntegerField
 
@@ -135,7 +139,11 @@ def label_steps_build(
 
 
 class IdempotencyKeyReused(Exception):
-    """The key already names a different submission (422): a client bug, never a retry."""
+    """The key already names a different submission (422): never a retry. The page makes one
+    key per task, so this is the same task labeled twice (a second tab or a restored draft);
+    the message is the annotator's, the key and label ids go to the log."""
+
+    code = "already_submitted"
 
 
 def _same_submission(
@@ -165,11 +173,26 @@ def _same_submission(
     )
 
 
+# A page makes one key per task; another task's key means a broken client, not a person.
+_KEY_CLASH = (
+    "this label was sent under the name of another one, so it was not saved; reload the page "
+    "and label the task again"
+)
+
+
 def _retry_result(label: Label, *, key: str, **submission: Any) -> SubmitResult:
     if not _same_submission(label, **submission):
+        logger.info(
+            "submit refused: key %r already names label %s on task %s (a different submission)",
+            key,
+            label.pk,
+            label.task_id,
+        )
+        if label.task_id != submission["task_id"]:
+            raise IdempotencyKeyReused(_KEY_CLASH)
         raise IdempotencyKeyReused(
-            f"idempotency key {key!r} was already used for a different submission"
-            f" (label {label.pk} on task {label.task_id}); send a new key for new work"
+            f"you already submitted task {label.task_id} (perhaps in another tab or window); "
+            "the label saved first is kept and this one was not saved"
         )
     return SubmitResult(label=label, created=False)
 
@@ -226,26 +249,57 @@ def label_submit(
         if existing is None:
             raise
         if existing.annotator_id != annotator.pk:
-            raise IdempotencyKeyReused(
-                f"idempotency key {key!r} was already used for a different submission"
-            ) from None
+            logger.warning(
+                "submit refused: key %r already names label %s of another annotator",
+                key,
+                existing.pk,
+            )
+            raise IdempotencyKeyReused(_KEY_CLASH) from None
         return _retry_result(existing, key=key, **submission)
     if result.created and result.label.task.kind == TaskKind.SCREENING:
         annotator_screening_update(annotator=annotator)
     return result
 
 
-def _eligibility_check(*, profile: AnnotatorProfile, task: Task) -> None:
+def _eligibility_check(*, profile: AnnotatorProfile, task: Task, annotator: User) -> None:
     if profile.is_paused:
-        raise AnnotatorIneligible("your labeling is paused; ask an admin")
+        raise AnnotatorIneligible("your labeling is paused; ask an admin", code="paused")
     if profile.screening_passed is False:
-        raise AnnotatorIneligible("you did not pass screening")
+        raise AnnotatorIneligible("you did not pass screening", code="screening_failed")
     if (
         task.kind == TaskKind.SCREENING
         and task.gold_label_id is not None
         and profile.screening_passed is not None
     ):
-        raise AnnotatorIneligible("screening questions are only for annotators being screened")
+        raise AnnotatorIneligible(
+            "screening questions are only for annotators being screened", code="not_screening"
+        )
+    if (
+        profile.screening_passed is None
+        and task.screening_open  # type: ignore[attr-defined]
+        and (
+            task.kind == TaskKind.NORMAL
+            or (task.kind == TaskKind.QUALITY_CONTROL and task.gold_label_id is not None)
+        )
+    ):
+        _screening_pending_check(annotator=annotator)
+
+
+def _screening_pending_check(*, annotator: User) -> None:
+    """Screening blocks a submit as it blocks a claim: a lease taken before screening was
+    switched on is not a way around it. Decided now if it can be (every question answered,
+    or an author of gold labels); otherwise refused until the screening questions are done."""
+    quality = quality_settings_get()
+    if not queries.screening_tasks_required(quality=quality):
+        return
+    verdict = annotator_screening_update(annotator=annotator, quality=quality)
+    if verdict is None:
+        raise AnnotatorIneligible(
+            "answer the screening questions first: your labels are taken once you pass screening",
+            code="screening_pending",
+        )
+    if verdict is False:
+        raise AnnotatorIneligible("you did not pass screening", code="screening_failed")
 
 
 def _label_create(*, annotator: User, key: str, submission: dict[str, Any]) -> SubmitResult:
@@ -291,7 +345,8 @@ _TASK_FOR_SUBMIT_SQL = f"""
 SELECT {rawsql.columns(Task, "t")}, s.steps,
     (SELECT id FROM labeling_label WHERE task_id = t.id AND annotator_id = %s),
     EXISTS (SELECT 1 FROM labeling_lease WHERE task_id = t.id AND annotator_id = %s),
-    EXISTS (SELECT 1 FROM labeling_releasedlease WHERE task_id = t.id AND annotator_id = %s)
+    EXISTS (SELECT 1 FROM labeling_releasedlease WHERE task_id = t.id AND annotator_id = %s),
+    EXISTS (SELECT 1 FROM labeling_task WHERE kind = 'screening' AND gold_label_id IS NOT NULL)
 FROM labeling_task t JOIN labeling_solution s ON s.id = t.solution_id
 WHERE t.id = %s
 """
@@ -308,7 +363,7 @@ def _task_for_submit(*, task_id: int, annotator: User) -> Task | None:
         return None
     width = rawsql.width(Task)
     task = rawsql.instance(Task, row[:width])
-    steps, label_id, lease, released = row[width:]
+    steps, label_id, lease, released, screening_open = row[width:]
     steps_field: Any = Solution._meta.get_field("steps")
     task.solution = Solution.from_db(
         connection.alias,
@@ -318,6 +373,7 @@ def _task_for_submit(*, task_id: int, annotator: User) -> Task | None:
     task.my_label_id = label_id  # type: ignore[attr-defined]
     task.my_lease = bool(lease)  # type: ignore[attr-defined]
     task.my_released_lease = bool(released)  # type: ignore[attr-defined]
+    task.screening_open = bool(screening_open)  # type: ignore[attr-defined]
     return task
 
 
@@ -341,7 +397,7 @@ def _submit_prepare(
     holds_lease: bool = task.my_lease  # type: ignore[attr-defined]
     if not holds_lease and not task.my_released_lease:  # type: ignore[attr-defined]
         raise TaskNotLeased(f"task {task_id} is not leased to you")
-    _eligibility_check(profile=profile, task=task)
+    _eligibility_check(profile=profile, task=task, annotator=annotator)
     steps = task.solution.steps
     label_validate(
         steps=steps,
@@ -391,7 +447,9 @@ def _lost_race(*, annotator: User, key: str, submission: dict[str, Any]) -> Subm
         return prepared  # the twin's label
     if _label_write_one_statement(prepared):
         return _written(prepared)
-    raise TaskUnavailable(f"task {prepared.task.pk} changed while saving; submit again")
+    raise TaskUnavailable(
+        f"task {prepared.task.pk} changed while saving; submit again", code="task_changed"
+    )
 
 
 def _label_write(prepared: _Prepared) -> None:

@@ -56,20 +56,46 @@ CLAIM_ATTEMPTS = 3  # a lost race on the unique lease only happens to one user's
 
 
 class QueueError(Exception):
-    """Base for queue outcomes the API maps to HTTP statuses."""
+    """Base for queue outcomes the API maps to HTTP statuses; ``code`` tells the page which."""
+
+    code = "refused"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
 
 
 class TaskNotLeased(QueueError):
-    """The task does not exist or is not leased to this annotator (404)."""
+    """The task does not exist or is not leased to this annotator, nor was it taken back from
+    them recently enough for their work to count (404): work on it is not saved."""
+
+    code = "not_leased"
 
 
 class TaskUnavailable(QueueError):
-    """The task cannot take this label: the annotator labeled it already under another key, or
-    it changed under the submit twice (409)."""
+    """The task cannot take this label: the annotator labeled it already under another key
+    (``already_labeled``), or it changed under the submit twice (``task_changed``: send it
+    again) (409)."""
+
+    code = "already_labeled"
+
+
+class LeaseTakenBack(QueueError):
+    """A heartbeat on a lease the sweep took back (409). Work on it is still kept (decision
+    0003) until ``kept_until``: in the task's free slot (``taken_back``), or, when others hold
+    or filled every slot, as a late label beyond the overlap (``held_by_another``)."""
+
+    def __init__(self, message: str, *, code: str, kept_until: datetime.datetime) -> None:
+        super().__init__(message, code=code)
+        self.kept_until = kept_until
 
 
 class AnnotatorIneligible(QueueError):
-    """The annotator may not label this task: paused, failed screening, or not screening (403)."""
+    """The annotator may not label this task: paused, failed screening, screening still to
+    answer, or not being screened (403)."""
+
+    code = "ineligible"
 
 
 @dataclass(frozen=True)
@@ -182,7 +208,16 @@ def _claim_next(*, annotator: User, exclude: set[int]) -> Claim | None:
             .select_related("task__solution__problem")
             .first()
         )
-        if lease is not None:
+        # Screening switched on while the annotator held other work: the screening questions
+        # come first (their submit on that work is refused until screening is decided).
+        waits = (
+            profile.screening_passed is None
+            and state.screening_open
+            and lease is not None
+            and lease.task.kind != TaskKind.SCREENING
+            and bool(queries.screening_tasks_required(quality=state.quality))
+        )
+        if lease is not None and not waits:
             return Claim(task=lease.task, lease=lease, resumed=True)
     if state.live >= MAX_LIVE_LEASES:
         return None
@@ -408,12 +443,45 @@ def lease_heartbeat(*, annotator: User, task_id: int) -> datetime.datetime:
     """Extend the annotator's lease on the task; returns the new expiry.
 
     A lease past its expiry that has not been released yet still holds its slot, so it is
-    extended too; once released, the annotator has to submit (accepted while a slot is free).
+    extended too. Without a lease, says why (``_lease_lost``): ``TaskUnavailable`` (labeled
+    already), ``LeaseTakenBack`` (taken back; a submit is still kept, decision 0003) or
+    ``TaskNotLeased`` (a submit would be refused).
     """
     expires_at = lease_expiry()
     if not Lease.objects.filter(task_id=task_id, annotator=annotator).update(expires_at=expires_at):
-        raise TaskNotLeased(f"task {task_id} is not leased to you")
+        _lease_lost(annotator=annotator, task_id=task_id)
     return expires_at
+
+
+def _lease_lost(*, annotator: User, task_id: int) -> None:
+    """Why the annotator no longer holds the task, as the exception the page acts on: they
+    labeled it already (in another tab, say), it was taken back but their work still counts,
+    or it is gone for good."""
+    if Label.objects.filter(task_id=task_id, annotator=annotator).exists():
+        raise TaskUnavailable(f"you have already labeled task {task_id}")
+    # The submit's rule: a taken-back lease counts until the sweep forgets it.
+    released = ReleasedLease.objects.filter(task_id=task_id, annotator=annotator).first()
+    task = Task.objects.filter(pk=task_id).first()
+    if task is None:
+        raise TaskNotLeased(f"task {task_id} does not exist")
+    if released is None:
+        raise TaskNotLeased(
+            f"your hold on task {task_id} ran out too long ago: a label for it would not be saved"
+        )
+    kept_until = released.released_at + datetime.timedelta(hours=settings.RELEASED_LEASE_HOURS)
+    if task.kind == TaskKind.NORMAL and task.label_count + task.lease_count >= task.required_labels:
+        raise LeaseTakenBack(
+            f"your hold on task {task_id} ran out and another annotator has it now; your "
+            "work is still kept: submit it and it is saved as an extra label",
+            code="held_by_another",
+            kept_until=kept_until,
+        )
+    raise LeaseTakenBack(
+        f"your hold on task {task_id} ran out, but the task still needs a label: submit it "
+        "and your work is saved",
+        code="taken_back",
+        kept_until=kept_until,
+    )
 
 
 @transaction.atomic

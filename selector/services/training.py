@@ -366,6 +366,21 @@ def label_ids_hash(label_ids: Iterable[int]) -> str:
 
 # --- Training -------------------------------------------------------------------------------
 
+# Below this many labels a new version learns little beyond its starting point: training still
+# runs (a machinery check is useful), but the form and the job's summary say so.
+FEW_TRAIN_LABELS = 50
+
+
+def training_warnings(train_labels: int) -> list[str]:
+    """What a person starting (or reading) a train job should know about its labels."""
+    if train_labels >= FEW_TRAIN_LABELS:
+        return []
+    return [
+        f"Too few labels: {train_labels} to train on (fewer than {FEW_TRAIN_LABELS}). The new "
+        "version will hardly differ from the one it starts from, and its metrics will say "
+        "little; label more first, or train anyway as a check that the machinery works."
+    ]
+
 
 def selector_train(
     *,
@@ -478,6 +493,7 @@ def selector_train(
         "epochs": epochs,
         "learning_rate": learning_rate,
         "seed": seed,
+        "warnings": training_warnings(len(data.label_ids)),
     }
     version.save(update_fields=["status", "training_summary"])
     return version

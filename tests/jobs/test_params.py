@@ -119,8 +119,8 @@ def test_the_admin_form_shows_the_field_error_and_starts_nothing(staff_client):
         {"epochs": "1000000000"},
         follow=True,
     )
-    # The admin's messages start with a capital letter.
-    assert f"Epochs: must be between 1 and {MAX_EPOCHS}" in response.content.decode()
+    expected = f"Train new selector was not started: epochs must be between 1 and {MAX_EPOCHS}"
+    assert expected in response.content.decode()
     assert not Job.objects.exists()
 
 

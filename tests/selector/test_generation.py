@@ -213,8 +213,8 @@ def test_admin_generate_button_starts_a_job_with_the_form_fields(
     )
     assert len(callbacks) == 1
     response = staff_client.post(url, {**form, "n": "0"}, follow=True)
-    # The admin's messages start with a capital letter.
-    assert "N: must be between 1 and 10000" in response.content.decode()
+    refused = "Generate candidates was not started: "
+    assert refused + "n must be between 1 and 10000" in response.content.decode()
     response = staff_client.post(url, {**form, "temperature": "hot"}, follow=True)
-    assert "Temperature: must be a number" in response.content.decode()
+    assert refused + "temperature must be a number" in response.content.decode()
     assert Job.objects.count() == 1

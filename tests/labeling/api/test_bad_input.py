@@ -91,7 +91,13 @@ def test_reusing_an_idempotency_key_with_a_different_body_is_422(quality):
     changed = {**first, "ratings": [1, -1], "finish_reason": "found_error"}
     response = client.post(f"/api/tasks/{task.pk}/submit/", changed, format="json")
     assert response.status_code == 422
-    assert "different submission" in response.json()["detail"]
+    # Words the annotator can act on; the key and label ids stay in the log.
+    refusal = response.json()
+    assert refusal["code"] == "already_submitted"
+    assert refusal["detail"].startswith(f"you already submitted task {task.pk}")
+    assert "kept" in refusal["detail"]
+    for internal in ("idempotency", "key", first["idempotency_key"][:8], "new key"):
+        assert internal not in refusal["detail"]
     assert Label.objects.get().ratings == [1, 1, 1]
 
 

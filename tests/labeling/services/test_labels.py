@@ -110,7 +110,7 @@ def test_key_reused_for_another_task_is_refused(task, user_with_lease):
     label_submit(annotator=user_with_lease, task_id=task.pk, **submission())
     other = TaskFactory(solution=SolutionFactory(steps=STEPS))
     task_claim_next(annotator=user_with_lease)
-    with pytest.raises(IdempotencyKeyReused, match="different submission"):
+    with pytest.raises(IdempotencyKeyReused, match="reload the page"):
         label_submit(annotator=user_with_lease, task_id=other.pk, **submission())
     assert Label.objects.count() == 1
 

@@ -81,7 +81,7 @@ def test_simulation_needs_the_job_permission(client, sim_dir, db):
 
 def test_unknown_preset_is_refused_with_a_message(staff_client, sim_dir):
     response = staff_client.post(start_url(), {"preset": "full"}, follow=True)
-    assert "preset: must be one of test, ci, got &#x27;full&#x27;" in (
+    assert "was not started: preset must be one of test, ci, got &#x27;full&#x27;" in (
         response.content.decode().lower()
     )
     assert not Job.objects.exists()
