@@ -189,7 +189,8 @@ def test_ml_staff_walk_train_evaluate_promote_simulate(
     assert not Job.objects.filter(kind=JobKind.PROMOTE).exists()
     page.click("#promote-confirm-worse")
     promote = finish(job_id_from(page), wait_until, timeout=240)
-    assert (promote.progress_done, promote.progress_total) == (1000, 1000)
+    # The bar sums the scoring chunks of both rounds (decision 0016): full, never past it.
+    assert promote.progress_total > 0 and promote.progress_done == promote.progress_total
     settled(page)
     readable(page)
     trained.refresh_from_db()
