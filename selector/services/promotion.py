@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from django.db import transaction
 from django.db.models import Case, Exists, OuterRef, Subquery, Value, When
 
@@ -15,7 +17,11 @@ from selector.services.versions import version_activate, version_require_ready
 
 
 def selector_promote(
-    *, version: SelectorVersion, job: Job | None = None, progress: Progress | None = None
+    *,
+    version: SelectorVersion,
+    job: Job | None = None,
+    progress: Progress | None = None,
+    solution_ids: Iterable[int] | None = None,
 ) -> dict[str, int]:
     """Score the pool with ``version``, then make it the active selector and re-prioritise
     queued tasks nobody has touched (no label, no lease) by its scores, in one transaction.
@@ -27,12 +33,17 @@ def selector_promote(
     pre_generated_verifier_score); only priority moves. Tasks on reserved evaluation problems
     keep their uniform priority: no selector ranks them. A candidate the new version could not
     score whole gets priority 0, as ``queue_fill`` gives it (counted in ``truncated``).
+    ``solution_ids`` limits scoring to those candidates (the simulation scores only what is
+    still unqueued); queued tasks without a score of ``version`` keep their priority.
     """
     version_require_ready(version)
-    scored = candidates_score(version=version, job=job, progress=progress)
+    wanted = None if solution_ids is None else list(solution_ids)
+    scored = candidates_score(
+        version=version, job=job, progress=progress, solution_ids=wanted
+    )
     # Candidates imported while the pool was being scored: one catch-up pass, so the new
     # version starts with (almost) nothing unscored.
-    scored += candidates_score(version=version, job=job)
+    scored += candidates_score(version=version, job=job, solution_ids=wanted)
     new_score = SolutionScore.objects.filter(version=version, solution=OuterRef("solution"))
     # As queue_fill: a candidate with unscored steps gets priority 0 (decision 0005's rule).
     cut = new_score.filter(truncated_steps__gt=0)

@@ -35,6 +35,10 @@ from selector.services.versions import (
 # versions are compared on the same data. Changing these invalidates every stored metric.
 EVAL_FRACTION: float = getattr(settings, "SELECTOR_EVAL_FRACTION", 0.1)
 EVAL_SEED: int = getattr(settings, "SELECTOR_EVAL_SEED", 0)
+# The held-in validation slice: this share of the *training* problems is kept out of the fit
+# and used only to choose the version's first-error threshold (never the held-out set).
+THRESHOLD_FRACTION: float = getattr(settings, "SELECTOR_THRESHOLD_FRACTION", 0.1)
+THRESHOLD_SEED = 7919
 
 
 @dataclass
@@ -270,6 +274,58 @@ def label_ids_hash(label_ids: Iterable[int]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def validation_split(
+    items: Sequence[LabeledTrajectory], fraction: float
+) -> tuple[list[LabeledTrajectory], list[LabeledTrajectory]]:
+    """(fit, validation) of the *training* trajectories, by problem: each problem's side
+    depends only on its key. With no fraction, or nothing left to fit, everything is fit."""
+    from selector.ml.training import split_by_problem
+
+    if fraction <= 0:
+        return list(items), []
+    _, validation_keys = split_by_problem(
+        sorted({t.problem_key for t in items}), eval_fraction=fraction, seed=THRESHOLD_SEED
+    )
+    fit = [t for t in items if t.problem_key not in validation_keys]
+    if not fit:
+        return list(items), []
+    return fit, [t for t in items if t.problem_key in validation_keys]
+
+
+def threshold_on_validation(
+    items: Sequence[LabeledTrajectory], *, checkpoint: Any
+) -> dict[str, Any]:
+    """The first-error threshold with the best F1 on held-in validation trajectories (those
+    with a verdict, every step scored), scored by the checkpoint just trained; 0.5 when they
+    cannot decide (no erroneous or no correct one)."""
+    from selector.ml.metrics import threshold_choose
+    from selector.ml.scoring import Scorer
+
+    verdicts = [
+        (t, next((i for i, r in enumerate(t.ratings) if r == -1), None))
+        for t in items
+        if t.finish_reason in (FinishReason.FOUND_ERROR, FinishReason.SOLUTION)
+    ]
+    solutions: list[tuple[list[float], int | None]] = []
+    if verdicts:
+        scorer = Scorer.load(
+            checkpoint,
+            device=settings.SELECTOR_DEVICE,
+            token_budget=settings.SELECTOR_TOKEN_BUDGET,
+            max_length=settings.SELECTOR_MAX_LENGTH,
+        )
+        results = scorer.score([(t.problem, t.steps) for t, _ in verdicts])
+        for (t, first), r in zip(verdicts, results, strict=True):
+            if len(r.step_scores) >= len(t.steps):  # past the window: undecided, left out
+                solutions.append(([float(x) for x in r.step_scores], first))
+    chosen = threshold_choose(solutions)
+    return {
+        **chosen,
+        "chosen_on": "held-in validation",
+        "problems": len({t.problem_key for t, _ in verdicts}),
+    }
+
+
 # --- Training -------------------------------------------------------------------------------
 
 
@@ -282,12 +338,19 @@ def selector_train(
     name: str | None = None,
     seed: int = 0,
     hygiene: LabelHygiene | None = None,
+    class_balance: bool = False,
+    threshold_fraction: float | None = None,
     progress: Progress | None = None,
 ) -> SelectorVersion:
     """Train a new version on the labels so far, starting from ``base_version`` (default: the
     active version; with none, a fresh PRM from the base model). The new version is ready but
     not active: evaluate and promote it explicitly. ``training_summary`` records the label
-    hygiene applied and which labels it was trained on (count and sha256 of their ids)."""
+    hygiene applied and which labels it was trained on (count and sha256 of their ids).
+
+    ``threshold_fraction`` (default ``SELECTOR_THRESHOLD_FRACTION``) of the training problems
+    is a held-in validation slice: left out of the fit, scored by the new version to choose its
+    first-error threshold (``training_summary["threshold"]``). The held-out set is never read.
+    ``class_balance`` weights the loss by inverse class frequency."""
     from selector.ml.prm import prm_init
     from selector.ml.training import TrainExample, train
 
@@ -303,7 +366,10 @@ def selector_train(
     if base_version is not None:
         version_require_ready(base_version)
     train_items, held_out = trajectories_split()
-    data = training_data_build(items=train_items, hygiene=hygiene or LabelHygiene())
+    fit_items, validation_items = validation_split(
+        train_items, THRESHOLD_FRACTION if threshold_fraction is None else threshold_fraction
+    )
+    data = training_data_build(items=fit_items, hygiene=hygiene or LabelHygiene())
     if not data.examples:
         raise SelectorError(
             "no training labels: every label is on a held-out problem, a QC/screening task, "
@@ -346,8 +412,10 @@ def selector_train(
             grad_accumulation=settings.SELECTOR_GRAD_ACCUMULATION,
             gradient_checkpointing=settings.SELECTOR_GRADIENT_CHECKPOINTING,
             lora_rank=settings.SELECTOR_LORA_RANK,
+            class_balance=class_balance,
             progress=report,
         )
+        threshold = threshold_on_validation(validation_items, checkpoint=output_dir)
     except Exception as exc:
         version.status = VersionStatus.FAILED
         version.training_summary = {"error": f"{type(exc).__name__}: {exc}"}
@@ -362,9 +430,11 @@ def selector_train(
         "init_from": base_version.name if base_version else f"base:{base_model}",
         **data.summary,
         "train_labels": len(data.label_ids),
+        "validation_labels": len(validation_items),
         "train_problems": len({t.problem_key for t in train_items}),
         "held_out_labels": len(held_out),
         "held_out_problems": len({t.problem_key for t in held_out}),
+        "threshold": threshold,
         "epochs": epochs,
         "learning_rate": learning_rate,
         "seed": seed,
