@@ -50,7 +50,9 @@ HEADLINE_ROWS: tuple[MetricRow, ...] = (
 # F1 at the version's own threshold (chosen on held-in validation data when it was trained).
 THRESHOLD_ROWS: tuple[MetricRow, ...] = (
     MetricRow("first_error_tuned.f1", "First-error F1 at the held-in threshold"),
-    MetricRow("first_error_tuned.threshold", "… that threshold (chosen on held-in validation)", None),
+    MetricRow(
+        "first_error_tuned.threshold", "… that threshold (chosen on held-in validation)", None
+    ),
 )
 COUNT_ROWS: tuple[MetricRow, ...] = (
     MetricRow("eval_set.id", "Evaluation set", None),

@@ -117,9 +117,11 @@ def lm_pretrain(
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer,
-        lambda s: (s + 1) / warmup
-        if s < warmup
-        else 0.5 * (1 + math.cos(math.pi * (s - warmup) / max(1, total - warmup))),
+        lambda s: (
+            (s + 1) / warmup
+            if s < warmup
+            else 0.5 * (1 + math.cos(math.pi * (s - warmup) / max(1, total - warmup)))
+        ),
     )
     losses: list[float] = []
     for plan in plans:

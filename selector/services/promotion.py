@@ -38,9 +38,7 @@ def selector_promote(
     """
     version_require_ready(version)
     wanted = None if solution_ids is None else list(solution_ids)
-    scored = candidates_score(
-        version=version, job=job, progress=progress, solution_ids=wanted
-    )
+    scored = candidates_score(version=version, job=job, progress=progress, solution_ids=wanted)
     # Candidates imported while the pool was being scored: one catch-up pass, so the new
     # version starts with (almost) nothing unscored.
     scored += candidates_score(version=version, job=job, solution_ids=wanted)

@@ -408,8 +408,7 @@ def summary_write(report: Mapping[str, Any], out_dir: Path) -> Path:
             f"step AUROC {_fmt(ceiling['step_auroc'])}, F1 {_fmt(ceiling['f1'])} at 0.5, "
             f"{_fmt(ceiling.get('f1_tuned'))} at the held-in threshold"
             + "".join(
-                f"; uniform at {k} ({_fmt(v.get('labels'), 0)} labels): "
-                f"{_fmt(v.get('step_auroc'))}"
+                f"; uniform at {k} ({_fmt(v.get('labels'), 0)} labels): {_fmt(v.get('step_auroc'))}"
                 for k, v in room.items()
             )
         ]

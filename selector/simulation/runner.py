@@ -435,6 +435,8 @@ def simulation_run(
             "pool": {
                 "problems": len(pool),
                 "candidates": sum(len(p.candidates) for p in pool),
+                # Stored once per problem and text, as the importer keeps repeated samples.
+                "candidates_unique": len({(p.key, c.steps) for p in pool for c in p.candidates}),
                 "held_out_problems": len(set(held_out["problem"])),
                 "held_out_labels": len(held_out["ratings"]),
             },

@@ -21,10 +21,10 @@ from selector.simulation.pool import PoolCandidate, PoolProblem
 from selector.simulation.runner import (
     ARMS,
     BASE_NAME,
+    CEILING_K,
     HELD_OUT_ANNOTATOR,
     PARENT_PID_ENV,
     SimConfig,
-    CEILING_K,
     SimulationError,
     round_mark,
 )
