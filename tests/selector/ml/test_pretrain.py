@@ -2,8 +2,8 @@
 
 import re
 
-from selector.ml.prm import STEP_TOKEN, encode_many, is_causal, prm_init
 from selector.ml.pretrain import digit_tokenizer_write, lm_pretrain
+from selector.ml.prm import STEP_TOKEN, encode_many, is_causal, prm_init
 from selector.simulation.pool import (
     SYNTH_SMALL,
     synthetic_correct_solutions,
@@ -62,8 +62,6 @@ def test_error_steps_are_worded_like_correct_ones_in_the_small_pool():
                 (wrong if rating == -1 else right).add(_template(step).replace("-", "OP"))
     assert wrong and wrong <= right
     assert all(
-        c.error_type is None or c.first_error is not None
-        for p in pool
-        for c in p.candidates
+        c.error_type is None or c.first_error is not None for p in pool for c in p.candidates
     )
     assert max(int(n) for p in pool for n in re.findall(r"\d+", p.problem)) <= 9
