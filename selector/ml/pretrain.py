@@ -77,11 +77,20 @@ def lm_pretrain(
     learning_rate: float = 2e-3,
     max_length: int = 256,
     token_budget: int = 8192,
+    replace_rate: float = 0.15,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Train a causal BERT (``is_decoder=True``) from scratch to predict the next token of
-    ``items`` (problem, steps) in the PRM's layout, and save it with ``tokenizer`` as a base
-    model directory (``prm.prm_init`` puts the PRM head on it). Returns a summary."""
+    """Train a causal BERT (``is_decoder=True``) from scratch on ``items`` (problem, steps) in
+    the PRM's layout, and save it with ``tokenizer`` as a base model directory
+    (``prm.prm_init`` puts the PRM head on it). Returns a summary.
+
+    Two self-supervised objectives on one forward pass (ELECTRA's replaced-token detection,
+    made causal, beside the language model): ``replace_rate`` of the ordinary tokens are
+    swapped for another token of the same kind (a digit for a digit, a word for a word), and
+    the model learns both the next *original* token and, at each position, whether the token
+    there was swapped. A model that only predicts the next token holds its expectation for a
+    result at the top layer, where nothing can compare it with the result written next;
+    detection puts "this token does not fit what came before" where a head can read it."""
     import torch
     from transformers import BertConfig, BertLMHeadModel
 
@@ -104,7 +113,16 @@ def lm_pretrain(
         attention_probs_dropout_prob=0.0,
     )
     model = BertLMHeadModel(config)
+    detector = torch.nn.Linear(hidden_size, 1)
     model.train()
+    vocab = tokenizer.get_vocab()
+    special = {int(i) for i in tokenizer.all_special_ids}
+    digits = sorted(vocab[d] for d in "0123456789" if d in vocab)
+    words = sorted(i for i in vocab.values() if i not in special and i not in set(digits))
+    kind = torch.zeros(len(tokenizer), dtype=torch.long)  # 0 special, 1 digit, 2 word
+    kind[digits] = 1
+    kind[words] = 2
+    digit_t, word_t = torch.tensor(digits), torch.tensor(words)
     lengths = [len(r) for r in rows]
     plans = []
     for _ in range(epochs):
@@ -114,7 +132,8 @@ def lm_pretrain(
         plans.append(batches)
     total = sum(len(p) for p in plans)
     warmup = max(1, total // 20)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
+    params = [*model.parameters(), *detector.parameters()]
+    optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.01)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer,
         lambda s: (
@@ -128,15 +147,37 @@ def lm_pretrain(
         loss_sum = count = 0.0
         for batch in plan:
             tensors = collate([rows[i] for i in batch], pad_id=pad_id)
-            labels = tensors["input_ids"].clone()
+            original = tensors["input_ids"]
+            labels = original.clone()
             labels[tensors["attention_mask"] == 0] = -100
-            out = model(**tensors, labels=labels)
+            kinds = kind[original]
+            swap = (torch.rand(original.shape) < replace_rate) & (kinds > 0)
+            # Another token of the same kind: a random offset that is never zero.
+            corrupted = original.clone()
+            for pool, k in ((digit_t, 1), (word_t, 2)):
+                where = swap & (kinds == k)
+                if where.any() and len(pool) > 1:
+                    index = torch.searchsorted(pool, original[where])
+                    shift = torch.randint(1, len(pool), index.shape)
+                    corrupted[where] = pool[(index + shift) % len(pool)]
+            out = model(
+                input_ids=corrupted,
+                attention_mask=tensors["attention_mask"],
+                labels=labels,
+                output_hidden_states=True,
+            )
+            detected = detector(out.hidden_states[-1]).squeeze(-1)
+            mask = tensors["attention_mask"].bool() & (kinds > 0)
+            rtd = torch.nn.functional.binary_cross_entropy_with_logits(
+                detected[mask], swap[mask].float()
+            )
+            loss = out.loss + rtd
             optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             scheduler.step()
-            loss_sum += float(out.loss.detach())
+            loss_sum += float(loss.detach())
             count += 1
         losses.append(loss_sum / max(1.0, count))
     model.eval()
@@ -147,6 +188,7 @@ def lm_pretrain(
         "epochs": epochs,
         "epoch_loss": losses,
         "optimizer_steps": total,
+        "replace_rate": replace_rate,
         "hidden_size": hidden_size,
         "layers": layers,
         "seconds": round(time.perf_counter() - started, 1),
