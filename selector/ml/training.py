@@ -297,8 +297,8 @@ def train(
 
     weight = None
     if class_balance:
-        weight = class_weights_balanced([label_counts[ID2LABEL[c]] for c in sorted(ID2LABEL)])
-        weight = torch.tensor(weight, dtype=torch.float32, device=resolved)
+        balanced = class_weights_balanced([label_counts[ID2LABEL[c]] for c in sorted(ID2LABEL)])
+        weight = torch.tensor(balanced, dtype=torch.float32, device=resolved)
     epoch_plans = [
         _length_bucketed_batches(rows, token_budget=token_budget, rng=rng) for _ in range(epochs)
     ]

@@ -254,10 +254,10 @@ def analyse(
         ("data_efficiency_prm", active_arm, prm_baseline_arm),
     ):
         point = points.get(key, (float("nan"), None))
-        draws = ratios.get(key) or []
+        ratio_draws = ratios.get(key) or []
         ci = (
-            [float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))]
-            if draws
+            [float(np.percentile(ratio_draws, 2.5)), float(np.percentile(ratio_draws, 97.5))]
+            if ratio_draws
             else [float("nan"), float("nan")]
         )
         out[key] = {

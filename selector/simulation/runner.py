@@ -83,8 +83,8 @@ class SimConfig:
     # tokenizer and a small causal BERT pretrained as a language model on correct solutions
     # from the synthetic generator, built once per run before any arm (selector.ml.pretrain).
     base_model: str = "tiny"
-    pretrain_problems: int = 8000
-    pretrain_epochs: int = 3
+    pretrain_problems: int = 4000
+    pretrain_epochs: int = 4
     hidden_size: int = 128
     layers: int = 4
     class_balance: bool = False
@@ -115,7 +115,8 @@ PRESETS: dict[str, SimConfig] = {
         base_model="pretrained",
         class_balance=True,
         ceiling=True,
-        uniform_extra=[6],
+        uniform_extra=[],
+        held_out_fraction=0.3,
     ),
     # The machinery test: seconds per arm.
     "test": SimConfig(
@@ -196,6 +197,8 @@ def pretrained_base_model(config: SimConfig, root: Path) -> Path:
         layers=config.layers,
         heads=4,
         epochs=config.pretrain_epochs,
+        learning_rate=1e-3,
+        token_budget=2048,
         max_length=config.max_length,
         seed=config.pool_seed,
     )
