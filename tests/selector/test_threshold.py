@@ -54,4 +54,4 @@ def test_threshold_is_chosen_on_held_in_validation_never_on_the_held_out_set(db,
     assert metrics["first_error_tuned"]["n_erroneous"] == metrics["first_error"]["n_erroneous"]
     rows = {label: mine for label, mine, _theirs, _diff in metrics_table(metrics=metrics)}
     assert "First-error F1" in rows and "First-error F1 at the held-in threshold" in rows
-    assert rows["… its threshold (held-in)"] == f"{chosen['value']:.3f}"
+    assert rows["… that threshold (chosen on held-in validation)"] == f"{chosen['value']:.3f}"
