@@ -54,7 +54,7 @@ def phase_build(args: argparse.Namespace) -> dict[str, object]:
     from selector.services import LabelHygiene, training_data_stream
 
     started, cpu = time.perf_counter(), cpu_seconds()
-    data, problems = training_data_stream(hygiene=LabelHygiene())
+    data, problems, _ = training_data_stream(hygiene=LabelHygiene())
     ratings = sum(r is not None for _, _, targets in data.examples for r in targets)
     return {
         "labels": len(data.label_ids),

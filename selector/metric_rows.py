@@ -47,6 +47,13 @@ HEADLINE_ROWS: tuple[MetricRow, ...] = (
     MetricRow("first_error.acc_correct", "First-error accuracy (correct)"),
     MetricRow("first_error.f1", "First-error F1"),
 )
+# F1 at the version's own threshold (chosen on held-in validation data when it was trained).
+THRESHOLD_ROWS: tuple[MetricRow, ...] = (
+    MetricRow("first_error_tuned.f1", "First-error F1 at the held-in threshold"),
+    MetricRow(
+        "first_error_tuned.threshold", "… that threshold (chosen on held-in validation)", None
+    ),
+)
 COUNT_ROWS: tuple[MetricRow, ...] = (
     MetricRow("eval_set.id", "Evaluation set", None),
     MetricRow("held_out.labels", "Evaluation labels", None),
@@ -73,7 +80,7 @@ def best_of_n_rows(metrics: Any) -> list[MetricRow]:
 
 def metric_rows(metrics: Any) -> list[MetricRow]:
     """Every row for one evaluation: headline, the best-of-N curve, then the counts."""
-    return [*HEADLINE_ROWS, *best_of_n_rows(metrics), *COUNT_ROWS]
+    return [*HEADLINE_ROWS, *THRESHOLD_ROWS, *best_of_n_rows(metrics), *COUNT_ROWS]
 
 
 def interval(metrics: Any, key: str) -> dict[str, Any] | None:

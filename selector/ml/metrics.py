@@ -134,6 +134,7 @@ def first_error_metrics(
         "f1": f1,
         "n_erroneous": n_err,
         "n_correct": n_ok,
+        "threshold": threshold,
     }
 
 
@@ -244,3 +245,29 @@ def processbench_f1(
         "n_correct": n_ok,
         "threshold": threshold,
     }
+
+
+THRESHOLD_GRID = tuple(round(0.05 * i, 2) for i in range(1, 20))  # 0.05 … 0.95
+
+
+def threshold_choose(
+    solutions: Sequence[tuple[list[float], int | None]],
+    *,
+    grid: Sequence[float] = THRESHOLD_GRID,
+    default: float = 0.5,
+) -> dict[str, Any]:
+    """The first-error threshold with the best F1 on ``solutions`` (step scores, first error),
+    which must be held-in validation data, never the held-out set. Ties go to the threshold
+    nearest ``default``; with no erroneous or no correct solution there is nothing to choose
+    from and ``default`` is kept (``chosen`` False)."""
+    best: tuple[float, float] | None = None
+    for t in grid:
+        f1 = first_error_metrics(solutions, threshold=t)["f1"]
+        if f1 is None:
+            return {"value": default, "chosen": False, "f1": None, "solutions": len(solutions)}
+        key = (f1, -abs(t - default))
+        if best is None or key > (best[1], -abs(best[0] - default)):
+            best = (float(t), float(f1))
+    if best is None:
+        return {"value": default, "chosen": False, "f1": None, "solutions": len(solutions)}
+    return {"value": best[0], "chosen": True, "f1": best[1], "solutions": len(solutions)}

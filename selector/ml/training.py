@@ -73,6 +73,14 @@ class TrainingOutOfMemory(RuntimeError):
     """The device ran out of memory; the message says which batch and what to change."""
 
 
+def class_weights_balanced(counts: Sequence[int]) -> list[float]:
+    """Per-class loss weights ``N / (present classes x count)``: each present class weighs as
+    much in total, and the weights of all labeled steps still sum to N. Absent classes get 1."""
+    total = sum(counts)
+    present = sum(1 for c in counts if c > 0)
+    return [total / (present * c) if c > 0 else 1.0 for c in counts]
+
+
 def _length_bucketed_batches(
     encoded: Sequence[Window], *, token_budget: int, rng: random.Random
 ) -> list[list[int]]:
@@ -164,6 +172,7 @@ def _backward_group(
     pad_id: int,
     device: str,
     autocast: Any,
+    weight: Any = None,
 ) -> Iterator[tuple[list[int], tuple[float, int]]]:
     """Backpropagate the micro-batches of one optimizer step, yielding per micro-batch its
     (summed loss, labeled steps). Each loss is divided by the whole group's labeled count, so
@@ -188,6 +197,7 @@ def _backward_group(
             labels.view(-1),
             ignore_index=IGNORE_INDEX,
             reduction="sum",
+            weight=weight,
         )
         (loss / group_labels).backward()
         yield batch, (float(loss.detach()), _n_labeled(rows, batch))
@@ -208,6 +218,7 @@ def train(
     gradient_checkpointing: bool = False,
     bf16: bool | None = None,
     lora_rank: int = 0,
+    class_balance: bool = False,
     progress: Callable[[int, int], None] | None = None,
     check: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
@@ -223,7 +234,8 @@ def train(
     backward pass), ``bf16`` autocast (default: on CUDA only; weights stay float32) and
     ``lora_rank`` > 0 for LoRA adapters on every linear layer, plus the step token's embedding
     row (needs ``peft``; merged into the weights before saving, so the checkpoint loads like any
-    other).
+    other). ``class_balance`` weights each class's loss by the inverse of its share of the
+    labeled steps (mean weight 1), so the few negative steps are not drowned out.
     """
     import torch
 
@@ -285,6 +297,11 @@ def train(
             + (f" ({errors[0]})" if errors else "")
         )
 
+    weight = None
+    if class_balance:
+        balanced = class_weights_balanced([label_counts[ID2LABEL[c]] for c in sorted(ID2LABEL)])
+        weight = torch.tensor(balanced, dtype=torch.float32, device=resolved)
+
     # Each epoch's batches are planned when the epoch starts, never all up front: the plan of
     # one epoch is as long as the data, and a thousand of them held at once grow without bound
     # before the first progress or cancel check. Consecutive micro-batches of an epoch share
@@ -341,7 +358,13 @@ def train(
             for group in groups:
                 optimizer.zero_grad(set_to_none=True)
                 for micro, (group_loss, group_count) in _backward_group(
-                    model, rows, group, pad_id=pad_id, device=resolved, autocast=autocast
+                    model,
+                    rows,
+                    group,
+                    pad_id=pad_id,
+                    device=resolved,
+                    autocast=autocast,
+                    weight=weight,
                 ):
                     batch = micro  # named in an out-of-memory error
                     loss_sum += group_loss
@@ -392,6 +415,7 @@ def train(
         "gradient_checkpointing": gradient_checkpointing,
         "bf16": use_bf16,
         "lora_rank": lora_rank,
+        "class_balance": class_balance,
         "trainable_params": trainable,
         "seed": seed,
         "device": resolved,

@@ -223,6 +223,15 @@ def benchmark_evaluate(
         [item.label for item, ok in zip(items, decided, strict=True) if ok],
         threshold=threshold,
     )
+    # F1 also at the version's own threshold (chosen on held-in validation data when trained).
+    from selector.services.evaluation import version_threshold
+
+    tuned_threshold = version_threshold(version)
+    _, tuned = processbench_f1(
+        [s for s, ok in zip(scores, decided, strict=True) if ok],
+        [item.label for item, ok in zip(items, decided, strict=True) if ok],
+        threshold=tuned_threshold,
+    )
     calls = iter(called)
     predicted = [next(calls) if ok else None for ok in decided]
     if predictions is not None:
@@ -239,6 +248,8 @@ def benchmark_evaluate(
         "version": version.name,
         "version_id": version.pk,
         **metrics,
+        "f1_tuned": tuned["f1"],
+        "threshold_tuned": tuned_threshold,
         "items": len(items),
         "skipped": info["skipped"],
         "truncated": sum(1 for r in results if r.truncated_steps),

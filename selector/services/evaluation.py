@@ -278,7 +278,15 @@ def paired_bootstrap(
     return intervals
 
 
-def _summary(o: Outcomes, ns: list[int]) -> dict[str, Any]:
+def version_threshold(version: SelectorVersion) -> float:
+    """The first-error threshold chosen on held-in validation data when the version was
+    trained (``training_summary["threshold"]``); 0.5 for a version without one."""
+    chosen = (version.training_summary or {}).get("threshold") or {}
+    value = chosen.get("value") if isinstance(chosen, dict) else None
+    return float(value) if isinstance(value, int | float) else 0.5
+
+
+def _summary(o: Outcomes, ns: list[int], threshold: float = 0.5) -> dict[str, Any]:
     from selector.ml.metrics import first_error_metrics, step_metrics
 
     problems = list(o.bon.values())
@@ -294,7 +302,9 @@ def _summary(o: Outcomes, ns: list[int]) -> dict[str, Any]:
         curve["problems"].append(len(reached))
     return {
         "step": step_metrics(o.step_scores, o.step_ratings),
+        # ProcessBench's F1 at 0.5, and at the threshold chosen on held-in validation data.
         "first_error": first_error_metrics(o.fe_items),
+        "first_error_tuned": first_error_metrics(o.fe_items, threshold=threshold),
         "best_of_n": curve if curve["n"] else None,
         "best_of_n_problems": len(problems),
         "roc": _roc_points(o.step_scores, o.step_ratings),
@@ -367,7 +377,7 @@ def selector_evaluate(
         },
         "version_id": version.pk,
         "version": version.name,
-        **_summary(mine, ns),
+        **_summary(mine, ns, version_threshold(version)),
     }
     report(1, steps)
     if compare is not None:
@@ -376,7 +386,7 @@ def selector_evaluate(
             "version_id": compare.pk,
             "version": compare.name,
             "eval_set_id": eval_set.pk,
-            **_summary(theirs, ns),
+            **_summary(theirs, ns, version_threshold(compare)),
         }
         report(2, steps)
         metrics["comparison"] = {

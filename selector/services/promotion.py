@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +24,11 @@ from selector.services.versions import (
 
 
 def selector_promote(
-    *, version: SelectorVersion, job: Job | None = None, progress: Progress | None = None
+    *,
+    version: SelectorVersion,
+    job: Job | None = None,
+    progress: Progress | None = None,
+    solution_ids: Iterable[int] | None = None,
 ) -> dict[str, int]:
     """Score the pool with ``version``, then make it the active selector and re-prioritise
     queued tasks nobody has touched (no label, no lease) by its scores, in one transaction.
@@ -35,14 +40,21 @@ def selector_promote(
     pre_generated_verifier_score); only priority moves. Tasks on reserved evaluation problems
     keep their uniform priority: no selector ranks them. A candidate the new version could not
     score whole gets priority 0, as ``queue_fill`` gives it (counted in ``truncated``).
+    ``solution_ids`` limits scoring to those candidates (the simulation scores only what is
+    still unqueued); queued tasks without a score of ``version`` keep their priority.
     """
     version_require_ready(version)
+    wanted = None if solution_ids is None else list(solution_ids)
     # One bar over both scoring passes (the job's end fills it: the switch is quick).
     phases = PhasedProgress(progress_for(job, progress), weights=(0.95, 0.05))
-    scored = candidates_score(version=version, job=job, progress=phases.phase(0))
+    scored = candidates_score(
+        version=version, job=job, progress=phases.phase(0), solution_ids=wanted
+    )
     # Candidates imported while the pool was being scored: one catch-up pass, so the new
     # version starts with (almost) nothing unscored.
-    scored += candidates_score(version=version, job=job, progress=phases.phase(1))
+    scored += candidates_score(
+        version=version, job=job, progress=phases.phase(1), solution_ids=wanted
+    )
     return {"scored": scored, **promotion_switch(version=version, job=job)}
 
 

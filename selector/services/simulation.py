@@ -50,6 +50,8 @@ def simulation_execute(
         "out_dir": str(out_dir),
         "seconds": report["seconds"],
         "data_efficiency": report["data_efficiency"],
+        "data_efficiency_prm": report.get("data_efficiency_prm"),
+        "ceiling": report.get("ceiling"),
         "arms": sorted(report["arms"]),
     }
 

@@ -38,6 +38,10 @@ from selector.services.versions import (
 EVAL_FRACTION: float = getattr(settings, "SELECTOR_EVAL_FRACTION", 0.1)
 EVAL_SEED: int = getattr(settings, "SELECTOR_EVAL_SEED", 0)
 CHECK_SECONDS = 0.5  # a training job looks for a cancel this often, whatever its settings
+# The held-in validation slice: this share of the *training* problems is kept out of the fit
+# and used only to choose the version's first-error threshold (never the held-out set).
+THRESHOLD_FRACTION: float = getattr(settings, "SELECTOR_THRESHOLD_FRACTION", 0.1)
+THRESHOLD_SEED = 7919
 
 
 @dataclass
@@ -331,22 +335,45 @@ def training_data_build(
     return builder.result()
 
 
-def training_data_stream(*, hygiene: LabelHygiene) -> tuple[TrainingData, int]:
+def training_data_stream(
+    *, hygiene: LabelHygiene, held_in_fraction: float = 0.0
+) -> tuple[TrainingData, int, list[LabeledTrajectory]]:
     """``training_data_build`` over every training label (not on a reserved problem), streamed
     from the database one task at a time: memory holds the examples, not the labels. Same
-    examples in the same order. Returns (data, number of training problems)."""
+    examples in the same order. The training problems in the held-in validation slice
+    (``held_in_fraction``, by key as ``validation_split``) are kept out of the examples and
+    returned as trajectories (a tenth of the labels at most, by default). Returns (data,
+    number of training problems, validation trajectories)."""
+    from selector.ml.training import split_by_problem
     from selector.services.eval_set import eval_set_reserve
+
+    def held_in(key: str) -> bool:
+        return held_in_fraction > 0 and bool(
+            split_by_problem([key], eval_fraction=held_in_fraction, seed=THRESHOLD_SEED)[1]
+        )
 
     eval_set_reserve()
     builder = _builder(hygiene)
+    validation: list[LabeledTrajectory] = []
+    problems: set[str] = set()
+    fitted = 0
     items = labeled_trajectories(reserved=False, by_task=True)
     if hygiene.combine_overlaps:
-        for _, group in itertools.groupby(items, key=lambda t: t.task_id):
-            builder.add(group)
+        groups: Iterable[list[LabeledTrajectory]] = (
+            list(group) for _, group in itertools.groupby(items, key=lambda t: t.task_id)
+        )
     else:
-        for item in items:
-            builder.add([item])
-    return builder.result(), len(builder.problems)
+        groups = ([item] for item in items)
+    for group in groups:
+        problems.add(group[0].problem_key)
+        if held_in(group[0].problem_key):
+            validation.extend(group)
+        else:
+            builder.add(group)
+            fitted += 1
+    if not fitted and validation:  # nothing left to fit: fit everything, as validation_split
+        return training_data_build(items=validation, hygiene=hygiene), len(problems), []
+    return builder.result(), len(problems), validation
 
 
 def held_out_count() -> tuple[int, int]:
@@ -362,6 +389,58 @@ def label_ids_hash(label_ids: Iterable[int]) -> str:
     """sha256 of the sorted label ids, comma-separated: which labels a version saw."""
     text = ",".join(str(i) for i in sorted(label_ids))
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def validation_split(
+    items: Sequence[LabeledTrajectory], fraction: float
+) -> tuple[list[LabeledTrajectory], list[LabeledTrajectory]]:
+    """(fit, validation) of the *training* trajectories, by problem: each problem's side
+    depends only on its key. With no fraction, or nothing left to fit, everything is fit."""
+    from selector.ml.training import split_by_problem
+
+    if fraction <= 0:
+        return list(items), []
+    _, validation_keys = split_by_problem(
+        sorted({t.problem_key for t in items}), eval_fraction=fraction, seed=THRESHOLD_SEED
+    )
+    fit = [t for t in items if t.problem_key not in validation_keys]
+    if not fit:
+        return list(items), []
+    return fit, [t for t in items if t.problem_key in validation_keys]
+
+
+def threshold_on_validation(
+    items: Sequence[LabeledTrajectory], *, checkpoint: Any
+) -> dict[str, Any]:
+    """The first-error threshold with the best F1 on held-in validation trajectories (those
+    with a verdict, every step scored), scored by the checkpoint just trained; 0.5 when they
+    cannot decide (no erroneous or no correct one)."""
+    from selector.ml.metrics import threshold_choose
+    from selector.ml.scoring import Scorer
+
+    verdicts = [
+        (t, next((i for i, r in enumerate(t.ratings) if r == -1), None))
+        for t in items
+        if t.finish_reason in (FinishReason.FOUND_ERROR, FinishReason.SOLUTION)
+    ]
+    solutions: list[tuple[list[float], int | None]] = []
+    if verdicts:
+        scorer = Scorer.load(
+            checkpoint,
+            device=settings.SELECTOR_DEVICE,
+            token_budget=settings.SELECTOR_TOKEN_BUDGET,
+            max_length=settings.SELECTOR_MAX_LENGTH,
+        )
+        results = scorer.score([(t.problem, t.steps) for t, _ in verdicts])
+        for (t, first), r in zip(verdicts, results, strict=True):
+            if len(r.step_scores) >= len(t.steps):  # past the window: undecided, left out
+                solutions.append(([float(x) for x in r.step_scores], first))
+    chosen = threshold_choose(solutions)
+    return {
+        **chosen,
+        "chosen_on": "held-in validation",
+        "problems": len({t.problem_key for t, _ in verdicts}),
+    }
 
 
 # --- Training -------------------------------------------------------------------------------
@@ -391,12 +470,19 @@ def selector_train(
     name: str | None = None,
     seed: int = 0,
     hygiene: LabelHygiene | None = None,
+    class_balance: bool = False,
+    threshold_fraction: float | None = None,
     progress: Progress | None = None,
 ) -> SelectorVersion:
     """Train a new version on the labels so far, starting from ``base_version`` (default: the
     active version; with none, a fresh PRM from the base model). The new version is ready but
     not active: evaluate and promote it explicitly. ``training_summary`` records the label
-    hygiene applied and which labels it was trained on (count and sha256 of their ids)."""
+    hygiene applied and which labels it was trained on (count and sha256 of their ids).
+
+    ``threshold_fraction`` (default ``SELECTOR_THRESHOLD_FRACTION``) of the training problems
+    is a held-in validation slice: left out of the fit, scored by the new version to choose its
+    first-error threshold (``training_summary["threshold"]``). The held-out set is never read.
+    ``class_balance`` weights the loss by inverse class frequency."""
     from selector.ml.prm import prm_init
     from selector.ml.training import TrainExample, train
 
@@ -426,7 +512,10 @@ def selector_train(
         base_version = None if imported else active
     if base_version is not None:
         version_require_ready(base_version)
-    data, train_problems = training_data_stream(hygiene=hygiene or LabelHygiene())
+    fraction = THRESHOLD_FRACTION if threshold_fraction is None else threshold_fraction
+    data, train_problems, validation_items = training_data_stream(
+        hygiene=hygiene or LabelHygiene(), held_in_fraction=fraction
+    )
     held_out_labels, held_out_problems = held_out_count()
     if not data.examples:
         raise SelectorError(
@@ -470,9 +559,11 @@ def selector_train(
             grad_accumulation=settings.SELECTOR_GRAD_ACCUMULATION,
             gradient_checkpointing=settings.SELECTOR_GRADIENT_CHECKPOINTING,
             lora_rank=settings.SELECTOR_LORA_RANK,
+            class_balance=class_balance,
             progress=on_step,
             check=check,
         )
+        threshold = threshold_on_validation(validation_items, checkpoint=output_dir)
     except Exception as exc:
         version.status = VersionStatus.FAILED
         version.training_summary = {"error": f"{type(exc).__name__}: {exc}"}
@@ -487,9 +578,11 @@ def selector_train(
         "init_from": base_version.name if base_version else f"base:{base_model}",
         **data.summary,
         "train_labels": len(data.label_ids),
+        "validation_labels": len(validation_items),
         "train_problems": train_problems,
         "held_out_labels": held_out_labels,
         "held_out_problems": held_out_problems,
+        "threshold": threshold,
         "epochs": epochs,
         "learning_rate": learning_rate,
         "seed": seed,

@@ -54,9 +54,17 @@ class SynthParams:
     p_correct_by_level: tuple[float, ...] = (0.70, 0.55, 0.40, 0.25, 0.10)
     p_neutral_step: float = 0.15
     max_slip: int = 3
+    start: tuple[int, int] = (2, 30)
+    add_max: int = 40  # add/subtract k in 1..add_max
+    mul_max: int = 9  # multiply by k in 2..mul_max
 
 
 SYNTH = SynthParams()
+# The ci preset's pool (issue 15, fixed before any arm was measured): the same error types
+# and phrasings on shorter chains of small operands, so that a step's check is learnable by a
+# CPU-size model. ``synthetic`` keeps ``SYNTH``.
+SYNTH_SMALL = SynthParams(min_ops=2, max_ops=4, start=(1, 9), add_max=9, mul_max=3)
+SYNTH_KINDS = {"synthetic": SYNTH, "synthetic-small": SYNTH_SMALL}
 
 
 class PoolError(ValueError):
@@ -188,9 +196,9 @@ def synthetic_pool(
     for index in range(problems):
         rng = random.Random(f"stepwise-sim:{seed}:{index}")
         n_ops = rng.randint(params.min_ops, params.max_ops)
-        start = rng.randint(2, 30)
+        start = rng.randint(*params.start)
         ops = [
-            (op, rng.randint(2, 9) if op == "mul" else rng.randint(1, 40))
+            (op, rng.randint(2, params.mul_max) if op == "mul" else rng.randint(1, params.add_max))
             for op in (rng.choice(_OPS) for _ in range(n_ops))
         ]
         level = rng.randint(1, 5)
@@ -216,6 +224,25 @@ def synthetic_pool(
                 candidates=tuple(cands),
             )
         )
+    return out
+
+
+def synthetic_correct_solutions(
+    *, problems: int, seed: int, params: SynthParams = SYNTH
+) -> list[tuple[str, list[str]]]:
+    """Unlabeled text for pretraining: one correct solution of each of ``problems`` fresh
+    problems (a seed namespace apart from the pools'), as (problem, steps)."""
+    out: list[tuple[str, list[str]]] = []
+    for index in range(problems):
+        rng = random.Random(f"stepwise-sim-pretrain:{seed}:{index}")
+        n_ops = rng.randint(params.min_ops, params.max_ops)
+        start = rng.randint(*params.start)
+        ops = [
+            (op, rng.randint(2, params.mul_max) if op == "mul" else rng.randint(1, params.add_max))
+            for op in (rng.choice(_OPS) for _ in range(n_ops))
+        ]
+        cand = _candidate(rng, start, ops, error_type=None, params=params)
+        out.append((_problem_text(start, ops), list(cand.steps)))
     return out
 
 
@@ -410,8 +437,10 @@ def pool_load_processbench(path: str | Path) -> list[PoolProblem]:
 
 def pool_load(spec: str, *, problems: int, candidates: int, seed: int) -> list[PoolProblem]:
     """``synthetic`` or a file path; the file's kind is told from its first record."""
-    if spec == "synthetic":
-        return synthetic_pool(problems=problems, candidates=candidates, seed=seed)
+    if spec in SYNTH_KINDS:
+        return synthetic_pool(
+            problems=problems, candidates=candidates, seed=seed, params=SYNTH_KINDS[spec]
+        )
     path = Path(spec)
     if not path.is_file():
         raise PoolError(f"pool {spec!r}: no such file (or use 'synthetic')")

@@ -178,10 +178,12 @@ def analyse(
     metric: str = "step_auroc",
     active_arm: str = "80_20",
     baseline_arm: str = "uniform",
+    prm_baseline_arm: str = "random_wrong",
     resamples: int = 500,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """The data-efficiency ratio, its paired bootstrap interval, and per-arm curves with bands.
+    """The data-efficiency ratios (against ``baseline_arm`` and ``prm_baseline_arm``), their
+    paired bootstrap intervals, and per-arm curves with bands.
 
     Paired bootstrap: each resample draws seeds with replacement (the same seeds for every
     arm: arms that share a seed share its seed set) and held-out problems with replacement
@@ -203,17 +205,28 @@ def analyse(
             sx, _ = _seed_mean(index, prepared, runs, arm, arm_seeds, m, None, x="steps_rated")
             entry[m] = {"labels": lx.tolist(), "steps_rated": sx.tolist(), "mean": y.tolist()}
         curves[arm] = entry
-    has_pair = active_arm in runs and baseline_arm in runs
-    point: tuple[float, str | None] = (float("nan"), None)
-    if has_pair:
-        point = ratio_of(
-            _seed_mean(index, prepared, runs, baseline_arm, seeds, metric, None),
-            _seed_mean(index, prepared, runs, active_arm, seeds, metric, None),
+    # (report key, active arm, baseline arm): what the active arm's final value is worth in
+    # the baseline's labels. ``data_efficiency_prm`` against the grader alone is what the
+    # PRM's ranking adds beyond it.
+    pairs = [
+        (key, active, base)
+        for key, active, base in (
+            ("data_efficiency", active_arm, baseline_arm),
+            ("data_efficiency_prm", active_arm, prm_baseline_arm),
         )
+        if active in runs and base in runs and active != base
+    ]
+    points = {
+        key: ratio_of(
+            _seed_mean(index, prepared, runs, base, seeds, metric, None),
+            _seed_mean(index, prepared, runs, active, seeds, metric, None),
+        )
+        for key, active, base in pairs
+    }
     rng = np.random.default_rng(seed)
     n_problems = len(index.problems)
-    ratios: list[float] = []
-    censored = 0
+    ratios: dict[str, list[float]] = {key: [] for key, _, _ in pairs}
+    censored = dict.fromkeys(ratios, 0)
     band_draws: dict[str, dict[str, list[np.ndarray]]] = {
         arm: {m: [] for m in METRICS} for arm in runs
     }
@@ -226,32 +239,42 @@ def analyse(
             for m in METRICS:
                 means[arm, m] = _seed_mean(index, prepared, runs, arm, arm_seeds, m, problems_b)
                 band_draws[arm][m].append(means[arm, m][1])
-        if has_pair:
-            value, cens = ratio_of(means[baseline_arm, metric], means[active_arm, metric])
-            ratios.append(value)
-            censored += cens is not None
+        for key, active, base in pairs:
+            value, cens = ratio_of(means[base, metric], means[active, metric])
+            ratios[key].append(value)
+            censored[key] += cens is not None
     for arm in runs:
         for m in METRICS:
             draws = np.asarray(band_draws[arm][m])
             curves[arm][m]["lo"] = np.nanpercentile(draws, 2.5, axis=0).tolist()
             curves[arm][m]["hi"] = np.nanpercentile(draws, 97.5, axis=0).tolist()
-    ci = [float("nan"), float("nan")]
-    if ratios:
-        ci = [float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5))]
-    return {
-        "data_efficiency": {
+    out: dict[str, Any] = {}
+    for key, active, base in (
+        ("data_efficiency", active_arm, baseline_arm),
+        ("data_efficiency_prm", active_arm, prm_baseline_arm),
+    ):
+        point = points.get(key, (float("nan"), None))
+        ratio_draws = ratios.get(key) or []
+        ci = (
+            [float(np.percentile(ratio_draws, 2.5)), float(np.percentile(ratio_draws, 97.5))]
+            if ratio_draws
+            else [float("nan"), float("nan")]
+        )
+        out[key] = {
             "metric": metric,
-            "arms": [active_arm, baseline_arm],
+            "arms": [active, base],
             "ratio": point[0],
             "censored": point[1],
             "ci95": ci,
             "method": (
-                f"labels {baseline_arm} needs to reach {active_arm}'s final {metric}, interpolated "
-                f"on log(labels), over {active_arm}'s final labels; paired bootstrap over "
+                f"labels {base} needs to reach {active}'s final {metric}, interpolated on "
+                f"log(labels), over {active}'s final labels; paired bootstrap over "
                 f"{len(seeds)} seeds and {n_problems} held-out problems, {resamples} resamples "
-                f"({censored} censored)"
+                f"({censored.get(key, 0)} censored)"
             ),
-        },
+        }
+    return {
+        **out,
         "curves": curves,
         # Past the window, per arm: the largest count over its seeds and rounds (the same
         # tokenizer and window score every held-out solution alike).
@@ -269,6 +292,62 @@ def analyse(
             for arm, by_seed in prepared.items()
         },
     }
+
+
+def _mean_metric(rounds: Sequence[Mapping[str, Any]], key: str) -> float | None:
+    values = [r["metrics"].get(key) for r in rounds]
+    kept = [float(v) for v in values if v is not None]
+    return float(np.mean(kept)) if kept else None
+
+
+def ceiling_of(
+    raw: Mapping[str, Mapping[int, Mapping[str, Any]]],
+    *,
+    config: Mapping[str, Any],
+    active_arm: str = "80_20",
+) -> dict[str, Any] | None:
+    """What the model learns from every training candidate: the uniform arm's last round when
+    the run has ``ceiling`` on (it labels everything left), mean over seeds. ``room`` puts
+    uniform's seed-set point and its value at the active arm's final budget (interpolated on
+    log(labels)) beside it: selection can only matter where these are well below."""
+    if not config.get("ceiling") or "uniform" not in raw:
+        return None
+    finals = [by["rounds"][-1] for by in raw["uniform"].values() if by["rounds"]]
+    firsts = [by["rounds"][0] for by in raw["uniform"].values() if by["rounds"]]
+    if not finals:
+        return None
+    out: dict[str, Any] = {
+        "arm": "uniform",
+        "labels": float(np.mean([f["labels"] for f in finals])),
+        "step_auroc": _mean_metric(finals, "step_auroc"),
+        "f1": _mean_metric(finals, "f1"),
+        "f1_tuned": _mean_metric(finals, "f1_tuned"),
+        "threshold": _mean_metric(finals, "threshold"),
+        "seeds": len(finals),
+    }
+    room: dict[str, Any] = {
+        "seed_set": {
+            "labels": float(np.mean([f["labels"] for f in firsts])),
+            "step_auroc": _mean_metric(firsts, "step_auroc"),
+        }
+    }
+    if active_arm in raw and active_arm != "uniform":
+        budget = float(
+            np.mean([by["rounds"][-1]["labels"] for by in raw[active_arm].values() if by["rounds"]])
+        )
+        n = min(len(by["rounds"]) for by in raw["uniform"].values())
+        xs = [float(np.mean([by["rounds"][r]["labels"] for by in raw["uniform"].values()]))
+              for r in range(n)]  # fmt: skip
+        ys = [_mean_metric([by["rounds"][r] for by in raw["uniform"].values()], "step_auroc")
+              for r in range(n)]  # fmt: skip
+        pts = [(x, y) for x, y in zip(xs, ys, strict=True) if y is not None]
+        value = None
+        if pts and pts[0][0] <= budget <= pts[-1][0]:
+            lx = np.log([x for x, _ in pts])
+            value = float(np.interp(math.log(budget), lx, [y for _, y in pts]))
+        room[f"at_{active_arm}_final"] = {"labels": budget, "step_auroc": value}
+    out["room"] = room
+    return out
 
 
 def plots_write(curves: Mapping[str, Any], out_dir: Path) -> list[Path]:
@@ -314,6 +393,28 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 def summary_write(report: Mapping[str, Any], out_dir: Path) -> Path:
     de = report["data_efficiency"]
+    ratio_lines: list[str] = []
+    for key in ("data_efficiency", "data_efficiency_prm"):
+        r = report.get(key)
+        if not r or r.get("ratio") is None:
+            continue
+        ratio_lines += [
+            f"- `{key}` ({r['arms'][0]} vs {r['arms'][1]}, {r['metric']}): "
+            f"{_fmt(r['ratio'])}x (95% CI {_fmt(r['ci95'][0])} to {_fmt(r['ci95'][1])})"
+            + (f", censored {r['censored']}" if r.get("censored") else "")
+        ]
+    ceiling = report.get("ceiling")
+    if ceiling:
+        room = ceiling.get("room") or {}
+        ratio_lines += [
+            f"- ceiling (uniform, every training candidate, {_fmt(ceiling['labels'], 0)} labels): "
+            f"step AUROC {_fmt(ceiling['step_auroc'])}, F1 {_fmt(ceiling['f1'])} at 0.5, "
+            f"{_fmt(ceiling.get('f1_tuned'))} at the held-in threshold"
+            + "".join(
+                f"; uniform at {k} ({_fmt(v.get('labels'), 0)} labels): {_fmt(v.get('step_auroc'))}"
+                for k, v in room.items()
+            )
+        ]
     lines = [
         "# Active-learning simulation",
         "",
@@ -331,6 +432,8 @@ def summary_write(report: Mapping[str, Any], out_dir: Path) -> Path:
         + ".",
         "",
         de["method"] + ".",
+        "",
+        *ratio_lines,
         "",
         "| arm | labels | steps rated | step AUROC | F1 | first error found / correct kept "
         "| best-of-N (selector / majority) |",

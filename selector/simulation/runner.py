@@ -53,6 +53,7 @@ ARMS: dict[str, dict[str, Any]] = {
 BASE_NAME = "sim-base"
 PARENT_PID_ENV = "STEPWISE_SIMULATION_PARENT"
 HELD_OUT_ANNOTATOR = "sim-heldout"
+CEILING_K = 1000  # queue_fill's largest per-problem K: every candidate left
 
 
 @dataclass
@@ -74,8 +75,19 @@ class SimConfig:
     # The uniform arm keeps going with these extra per-problem budgets, so the ratio can be
     # measured above 1 (uniform must reach what 80/20 reaches at its final budget).
     uniform_extra: list[int] = field(default_factory=lambda: [6, 10])
+    # The uniform arm ends with a round that labels every training candidate left: its
+    # final point is ``ceiling`` in the report (what the model can learn from everything).
+    ceiling: bool = False
     warm_start: bool = False
-    base_model: str = "tiny"  # "tiny" | "minilm" | a local HF model directory
+    # "tiny" | "minilm" | "pretrained" | a local HF model directory. "pretrained": a digit
+    # tokenizer and a small causal BERT pretrained as a language model on correct solutions
+    # from the synthetic generator, built once per run before any arm (selector.ml.pretrain).
+    base_model: str = "tiny"
+    pretrain_problems: int = 4000
+    pretrain_epochs: int = 4
+    hidden_size: int = 128
+    layers: int = 4
+    class_balance: bool = False
     epochs: int = 3
     learning_rate: float = 5e-4
     max_length: int = 192
@@ -95,8 +107,17 @@ class SimConfig:
 
 
 PRESETS: dict[str, SimConfig] = {
-    # ≤ 15 minutes on 2 CPU cores: a 2-layer BERT built from a config (MiniLM's tokenizer).
-    "ci": SimConfig(),
+    # ≤ 15 minutes on 2 CPU cores. Fixed before any arm was measured (decision 0011): the
+    # small-operand pool, a digit tokenizer and a 4-layer causal BERT pretrained on correct
+    # solutions, class-balanced loss.
+    "ci": SimConfig(
+        pool="synthetic-small",
+        base_model="pretrained",
+        class_balance=True,
+        ceiling=True,
+        uniform_extra=[],
+        held_out_fraction=0.3,
+    ),
     # The machinery test: seconds per arm.
     "test": SimConfig(
         preset="test",
@@ -147,9 +168,49 @@ def tiny_base_model(root: Path) -> Path:
     return tiny_bert_write(root / "tiny-bert", hidden_size=64)
 
 
+def pretrained_base_model(config: SimConfig, root: Path) -> Path:
+    """The ``pretrained`` base: a digit tokenizer learned from, and a causal LM pretrained on,
+    one correct solution of each of ``pretrain_problems`` fresh problems of the run's synthetic
+    generator (unlabeled text; no pool candidate and no label is read)."""
+    import torch
+
+    from selector.ml.pretrain import digit_tokenizer_write, lm_pretrain
+    from selector.simulation.pool import SYNTH_KINDS, synthetic_correct_solutions
+
+    if config.pool not in SYNTH_KINDS:
+        raise SimulationError("--base-model pretrained needs a synthetic pool")
+    path = root / "pretrained-base"
+    if (path / "config.json").is_file():
+        return path
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    texts = synthetic_correct_solutions(
+        problems=config.pretrain_problems, seed=config.pool_seed, params=SYNTH_KINDS[config.pool]
+    )
+    tokenizer = digit_tokenizer_write(
+        root / "pretrained-tokenizer", [p + "\n" + "\n".join(steps) for p, steps in texts]
+    )
+    summary = lm_pretrain(
+        tokenizer=tokenizer,
+        items=texts,
+        output_dir=path,
+        hidden_size=config.hidden_size,
+        layers=config.layers,
+        heads=4,
+        epochs=config.pretrain_epochs,
+        learning_rate=1e-3,
+        token_budget=2048,
+        max_length=config.max_length,
+        seed=config.pool_seed,
+    )
+    (root / "pretrain.json").write_text(json.dumps(summary), encoding="utf-8")
+    return path
+
+
 def _base_model_path(config: SimConfig, work: Path) -> str:
     if config.base_model == "tiny":
         return str(tiny_base_model(work))
+    if config.base_model == "pretrained":
+        return str(pretrained_base_model(config, work))
     if config.base_model in ("minilm", ""):
         if config.preset == "full" and not config.base_model:
             raise SimulationError("--preset full needs --base-model (a local 0.5-1.5B decoder)")
@@ -377,6 +438,8 @@ def simulation_run(
             "pool": {
                 "problems": len(pool),
                 "candidates": sum(len(p.candidates) for p in pool),
+                # Stored once per problem and text, as the importer keeps repeated samples.
+                "candidates_unique": len({(p.key, c.steps) for p in pool for c in p.candidates}),
                 "held_out_problems": len(set(held_out["problem"])),
                 "held_out_labels": len(held_out["ratings"]),
             },
@@ -392,6 +455,8 @@ def simulation_run(
                 for arm in config.arms
             },
             "data_efficiency": analysis["data_efficiency"],
+            "data_efficiency_prm": analysis["data_efficiency_prm"],
+            "ceiling": reporting.ceiling_of(raw, config=asdict(config), active_arm=active),
             "curves": analysis["curves"],
             "unscored": analysis["unscored"],
         }
@@ -427,7 +492,8 @@ def _run_polling(
 
 def _rounds_of(config: SimConfig, arm: str) -> int:
     """Rounds one worker of ``arm`` runs: the seed round, the fills, uniform's extra budgets."""
-    return 1 + config.rounds + (len(config.uniform_extra) if arm == "uniform" else 0)
+    extra = len(config.uniform_extra) + int(config.ceiling) if arm == "uniform" else 0
+    return 1 + config.rounds + extra
 
 
 def round_mark(work: Path, arm: str, seed: int, rounds: int) -> None:

@@ -21,6 +21,7 @@ from selector.simulation.pool import PoolCandidate, PoolProblem
 from selector.simulation.runner import (
     ARMS,
     BASE_NAME,
+    CEILING_K,
     HELD_OUT_ANNOTATOR,
     PARENT_PID_ENV,
     SimConfig,
@@ -269,6 +270,8 @@ def _metrics_flat(metrics: dict[str, Any]) -> dict[str, Any]:
         "step_auroc": (metrics.get("step") or {}).get("auroc"),
         "step_auprc": (metrics.get("step") or {}).get("auprc"),
         "f1": (metrics.get("first_error") or {}).get("f1"),
+        "f1_tuned": (metrics.get("first_error_tuned") or {}).get("f1"),
+        "threshold": (metrics.get("first_error_tuned") or {}).get("threshold"),
         "acc_erroneous": (metrics.get("first_error") or {}).get("acc_erroneous"),
         "acc_correct": (metrics.get("first_error") or {}).get("acc_correct"),
         "bon_n": bon["n"][last] if last is not None else None,
@@ -323,6 +326,8 @@ def _worker_arm(spec: dict[str, Any]) -> None:
     schedule = [k_round] * config.rounds
     if arm == "uniform":
         schedule += list(config.uniform_extra)
+        if config.ceiling:
+            schedule.append(CEILING_K)  # every training candidate left
     rounds: list[dict[str, Any]] = []
     labels_total = steps_total = 0
     previous = base
@@ -331,13 +336,13 @@ def _worker_arm(spec: dict[str, Any]) -> None:
         if round_no > 0:
             k = schedule[round_no - 1]
             if rule["prm"]:
-                selector_promote(version=previous)
+                # Only what can still be queued needs a score: every queued task was labeled
+                # (no untouched task to re-prioritise), and the held-out candidates are the
+                # evaluation's. Re-scoring the whole pool each round was most of the run.
+                selector_promote(version=previous, solution_ids=_unqueued(truth))
                 fill_version = previous
             else:
-                open_ids = sorted(
-                    set(truth) - set(Task.objects.values_list("solution_id", flat=True))
-                )
-                fill_version = _random_version(round_no, seed, open_ids)
+                fill_version = _random_version(round_no, seed, _unqueued(truth))
             queue_fill(
                 per_problem=k,
                 wrong_fraction=rule["wrong_fraction"],
@@ -357,6 +362,7 @@ def _worker_arm(spec: dict[str, Any]) -> None:
             learning_rate=config.learning_rate,
             name=f"sim-{arm}-s{seed}-r{round_no}",
             seed=seed,
+            class_balance=config.class_balance,
         )
         metrics = selector_evaluate(version=version)
         scores = dict(
@@ -371,6 +377,7 @@ def _worker_arm(spec: dict[str, Any]) -> None:
                 "steps_rated": steps_total,
                 "cpu_seconds": round(time.process_time() - cpu_started, 2),
                 "metrics": _metrics_flat(metrics),
+                "threshold": (version.training_summary or {}).get("threshold"),
                 "scores": [[round(float(x), 5) for x in scores[s]] for s in held_solutions],
             }
         )
@@ -379,6 +386,13 @@ def _worker_arm(spec: dict[str, Any]) -> None:
     (work / f"raw-{arm}-{seed}.json").write_text(
         json.dumps({"arm": arm, "seed": seed, "rounds": rounds}), encoding="utf-8"
     )
+
+
+def _unqueued(truth: dict[int, Any]) -> list[int]:
+    """The pool's candidates no task holds yet (held-out ones are all queued in the template)."""
+    from labeling.models import Task
+
+    return sorted(set(truth) - set(Task.objects.values_list("solution_id", flat=True)))
 
 
 def _problems_of(solution_ids: list[int]) -> set[int]:

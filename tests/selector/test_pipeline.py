@@ -132,7 +132,7 @@ def test_train_evaluate_promote_rescore_fill(db, selector_settings):
     assert new.status == VersionStatus.READY and not new.is_active
     summary = new.training_summary
     assert summary["init_from"] == base.name
-    assert summary["train_labels"] + summary["held_out_labels"] == 48
+    assert summary["train_labels"] + summary["validation_labels"] + summary["held_out_labels"] == 48
     assert summary["held_out_problems"] >= 1
 
     metrics = selector_evaluate(version=new)

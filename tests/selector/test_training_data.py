@@ -14,6 +14,7 @@ from selector.services import (
     training_data_stream,
     trajectories_split,
 )
+from selector.services.training import validation_split
 from tests.factories import LabelFactory, SolutionFactory, TaskFactory, annotator
 from tests.labeling.prm800k_records import load_shared_samples
 
@@ -36,9 +37,14 @@ def build(**hygiene: bool) -> Any:
     # Training streams its examples a task at a time: the same examples, in the same order,
     # as building them from the list of the split's training labels (every test checks it).
     train, _ = trajectories_split()
-    streamed, problems = training_data_stream(hygiene=rules)
+    streamed, problems, _ = training_data_stream(hygiene=rules)
     assert streamed == training_data_build(items=train, hygiene=rules)
     assert problems == len({t.problem_key for t in train})
+    # With a held-in validation slice: the fit is validation_split's, the slice comes back.
+    fit, validation = validation_split(train, 0.3)
+    streamed, problems, held_in = training_data_stream(hygiene=rules, held_in_fraction=0.3)
+    assert streamed == training_data_build(items=fit, hygiene=rules)
+    assert sorted(t.label_id for t in held_in) == sorted(t.label_id for t in validation)
     return training_data_build(items=list(labeled_trajectories()), hygiene=rules)
 
 
@@ -53,7 +59,7 @@ def test_streamed_examples_keep_the_order_of_each_tasks_first_label(settings) ->
         (["q"], [1]),
         (["p"], [-1]),
     ]
-    streamed, _ = training_data_stream(hygiene=LabelHygiene())
+    streamed, _, _ = training_data_stream(hygiene=LabelHygiene())
     assert streamed.examples == data.examples
 
 

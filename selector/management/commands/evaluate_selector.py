@@ -86,7 +86,8 @@ class Command(SelectorJobCommand):
         if options["json"]:
             self.stdout.write(json.dumps(result, indent=2))
             return
-        for key in ("benchmark", "format", "version", "items", "f1", "acc_erroneous",
+        for key in ("benchmark", "format", "version", "items", "f1", "threshold", "f1_tuned",
+                    "threshold_tuned", "acc_erroneous",
                     "acc_correct", "n_erroneous", "n_correct", "skipped", "truncated",
                     "undecided"):  # fmt: skip
             self.stdout.write(f"{key:16} {result[key]}")

@@ -87,13 +87,26 @@ class Command(BaseCommand):
             )
         except (SimulationError, PoolError, ValueError) as exc:
             raise CommandError(str(exc)) from exc
-        de = result["data_efficiency"]
-        bound = {"above": " (a lower bound)", "below": " (an upper bound)"}.get(de["censored"], "")
-        self.stdout.write(
-            f"{de['arms'][0]} vs {de['arms'][1]} on {de['metric']}: ratio {_fmt(de['ratio'])}"
-            f"{bound}, 95% CI {_fmt(de['ci95'][0])} to {_fmt(de['ci95'][1])}; "
-            f"{result['seconds']:.0f} s; report in {options['out'] / 'report.json'}"
-        )
+        for key in ("data_efficiency", "data_efficiency_prm"):
+            de = result.get(key) or {}
+            if not de:
+                continue
+            bound = {"above": " (a lower bound)", "below": " (an upper bound)"}.get(
+                de["censored"] or "", ""
+            )
+            self.stdout.write(
+                f"{key}: {de['arms'][0]} vs {de['arms'][1]} on {de['metric']}: ratio "
+                f"{_fmt(de['ratio'])}{bound}, 95% CI {_fmt(de['ci95'][0])} to "
+                f"{_fmt(de['ci95'][1])}"
+            )
+        ceiling = result.get("ceiling")
+        if ceiling:
+            self.stdout.write(
+                f"ceiling (uniform, {ceiling['labels']:.0f} labels): step AUROC "
+                f"{_fmt(ceiling['step_auroc'])}, F1 {_fmt(ceiling['f1'])} at 0.5, "
+                f"{_fmt(ceiling.get('f1_tuned'))} at the held-in threshold"
+            )
+        self.stdout.write(f"{result['seconds']:.0f} s; report in {options['out'] / 'report.json'}")
 
 
 def _fmt(value: float | None) -> str:

@@ -6,6 +6,7 @@ import pytest
 from selector.ml.metrics import auroc
 from selector.simulation.report import (
     analyse,
+    ceiling_of,
     labels_to_reach,
     plots_write,
     ratio_of,
@@ -138,3 +139,58 @@ def test_steps_past_the_window_are_left_out_never_padded():
     assert index.metric(prepared, "step_auroc") == pytest.approx(1.0)
     # Called: the first (error at 1, found) and the last (no error, none called).
     assert index.metric(prepared, "f1") == pytest.approx(1.0)
+
+
+RATIO_KEYS = {"metric", "arms", "ratio", "censored", "ci95", "method"}
+
+
+def test_both_ratios_share_one_schema_and_one_set_of_resamples():
+    held_out, runs = _runs({"uniform": (0.15, 6), "80_20": (0.25, 3), "random_wrong": (0.15, 6)})
+    result = analyse(held_out=held_out, runs=runs, resamples=30)
+    de, prm = result["data_efficiency"], result["data_efficiency_prm"]
+    assert set(de) == set(prm) == RATIO_KEYS
+    assert de["arms"] == ["80_20", "uniform"] and prm["arms"] == ["80_20", "random_wrong"]
+    for ratio in (de, prm):
+        lo, hi = ratio["ci95"]
+        assert lo <= ratio["ratio"] <= hi or ratio["censored"]
+        assert "30 resamples" in ratio["method"]
+    # random_wrong learns as slowly as uniform here, so 80/20 is worth more labels of it.
+    assert prm["ratio"] > 1.5
+    # Without the grader-only arm the second ratio is there, undefined, with the same keys.
+    alone = analyse(
+        held_out=held_out, runs={a: runs[a] for a in ("uniform", "80_20")}, resamples=5
+    )["data_efficiency_prm"]
+    assert set(alone) == RATIO_KEYS and math.isnan(alone["ratio"])
+
+
+def _round(labels, auroc, f1=None, f1_tuned=None, threshold=None):
+    metrics = {"step_auroc": auroc, "f1": f1, "f1_tuned": f1_tuned, "threshold": threshold}
+    return {"labels": labels, "metrics": metrics}
+
+
+def test_ceiling_is_uniforms_last_round_with_the_room_below_it():
+    raw = {
+        "uniform": {
+            s: {
+                "rounds": [
+                    _round(100, 0.60 + d),
+                    _round(400, 0.70 + d),
+                    _round(1600, 0.90 + d, 0.5 + d, 0.6, 0.4),
+                ]
+            }
+            for s, d in ((0, 0.0), (1, 0.02))
+        },
+        "80_20": {s: {"rounds": [_round(100, 0.6), _round(200, 0.8)]} for s in (0, 1)},
+    }
+    ceiling = ceiling_of(raw, config={"ceiling": True})
+    assert ceiling is not None
+    assert {"arm", "labels", "step_auroc", "f1"} <= set(ceiling)
+    assert ceiling["arm"] == "uniform" and ceiling["labels"] == 1600
+    assert ceiling["step_auroc"] == pytest.approx(0.91) and ceiling["f1"] == pytest.approx(0.51)
+    assert ceiling["f1_tuned"] == pytest.approx(0.6) and ceiling["threshold"] == 0.4
+    room = ceiling["room"]
+    assert room["seed_set"] == {"labels": 100, "step_auroc": pytest.approx(0.61)}
+    # 200 labels lies halfway between 100 and 400 on log(labels).
+    assert room["at_80_20_final"]["labels"] == 200
+    assert room["at_80_20_final"]["step_auroc"] == pytest.approx(0.66)
+    assert ceiling_of(raw, config={"ceiling": False}) is None

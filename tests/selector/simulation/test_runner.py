@@ -108,3 +108,46 @@ def test_a_run_stopped_while_the_template_builds_never_starts_an_arm(tmp_path):
     assert [done for done, _ in calls] == [0, 0]
     assert not (work / "held_out.json").exists()  # the template's last write never came
     assert not list(work.glob("spec-arm-*.json"))
+
+
+@pytest.mark.slow
+def test_the_ci_setting_pretrains_once_and_measures_the_ceiling_in_the_same_run(tmp_path):
+    """The ci preset's path at the smallest size: the pretrained digit-tokenizer base is built
+    once, uniform's last round labels every training candidate (the ceiling, no extra worker),
+    and the report carries both ratios with one schema."""
+    ci = config_for("ci")
+    assert (ci.pool, ci.base_model, ci.ceiling, ci.class_balance) == (
+        "synthetic-small",
+        "pretrained",
+        True,
+        True,
+    )
+    config = config_for(
+        "test",
+        pool="synthetic-small",
+        base_model="pretrained",
+        ceiling=True,
+        class_balance=True,
+        pretrain_problems=60,
+        pretrain_epochs=1,
+        hidden_size=32,
+        layers=1,
+    )
+    out = tmp_path / "sim"
+    report = simulation_run(config=config, out_dir=out, keep=True)
+    work = out / "work"
+    assert len(list(work.glob("pretrained-base/config.json"))) == 1
+    assert len(list(work.glob("spec-*.json"))) == 1 + len(ARMS)  # the template, one per arm
+    (uniform,) = report["arms"]["uniform"].values()
+    assert len(uniform) == config.rounds + 2  # seed set, the fills, then the ceiling round
+    training_candidates = report["pool"]["candidates_unique"] - report["pool"]["held_out_labels"]
+    ceiling = report["ceiling"]
+    assert ceiling["arm"] == "uniform" and ceiling["labels"] == training_candidates
+    assert ceiling["step_auroc"] == uniform[-1]["metrics"]["step_auroc"]
+    assert ceiling["room"]["seed_set"]["labels"] == uniform[0]["labels"]
+    for key, arms in (("data_efficiency", ["80_20", "uniform"]),
+                      ("data_efficiency_prm", ["80_20", "random_wrong"])):  # fmt: skip
+        assert set(report[key]) == {"metric", "arms", "ratio", "censored", "ci95", "method"}
+        assert report[key]["arms"] == arms
+    for rounds in report["arms"]["80_20"].values():
+        assert all("f1_tuned" in r["metrics"] and "threshold" in r["metrics"] for r in rounds)
