@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 
-from labeling.models import AnnotatorProfile, QualitySettings, TaskKind
-from labeling.services.quality import qc_min_gap
+from labeling.models import AnnotatorProfile, Label, QualitySettings, TaskKind
+from labeling.services.quality import qc_min_gap, qc_reveal_after
 from tests.factories import LabelFactory, SolutionFactory, TaskFactory, annotator
 from tests.labeling.api.support import client_for, submit_body
 
@@ -74,15 +74,27 @@ def test_qc_positions_are_random_at_the_configured_rate_with_a_minimum_gap() -> 
 
 def test_api_me_does_not_change_right_after_a_qc_submit() -> None:
     qc_ids = setup_queue(normal=60, qc=15)
-    served = work(passed_annotator(), 60, qc_ids)
+    user = passed_annotator()
+    served = work(user, 60, qc_ids)
     qc_at = [index for index, (was_qc, _, _) in enumerate(served) if was_qc]
     assert len(qc_at) >= 3
+    # Each QC label counts once its own delay of further labels has passed: at qc + delay.
+    label_ids = list(
+        Label.objects.filter(annotator=user).order_by("id").values_list("id", flat=True)
+    )
+    reveals = {j + qc_reveal_after(label_id=label_ids[j], qc_rate=RATE) for j in qc_at}
+    checked = 0
     for index in qc_at:
         _, before, after = served[index]
-        assert after["gold_agreement"] == before["gold_agreement"], index
         assert after["labels_total"] == before["labels_total"] + 1  # like any other submit
-    # Each QC label does count, some (unpredictable) submits later.
+        if index in reveals:  # an earlier QC label's delay happens to end at this submit
+            continue
+        assert after["gold_agreement"] == before["gold_agreement"], index
+        checked += 1
+    assert checked >= 2
+    # The figure moves only where some QC label's delay ends, never at its own submit.
+    agreement = [after["gold_agreement"] for _, _, after in served]
+    changes = {i for i in range(1, len(served)) if agreement[i] != agreement[i - 1]}
+    assert changes and changes <= reveals, (changes, reveals)
     assert served[qc_at[0]][2]["gold_agreement"] is None
     assert served[-1][2]["gold_agreement"] is not None
-    changes = [i for i in range(1, len(served)) if served[i][2] != served[i - 1][2]]
-    assert changes

@@ -60,7 +60,9 @@ def test_admin_starts_a_simulation_job_whose_page_shows_the_curves(
     assert "<h3>Active-learning simulation</h3>" in page and "# Active-learning" not in page
     assert re.search(r"<table[^>]*><thead><tr><th>arm</th>", page)
     assert "Machinery check: not a measurement." in page
-    assert re.search(r"80/20 (reached uniform|needed [0-9.]+ times the labels)|No ratio", page)
+    # The ratio as a sentence, whichever way this tiny run came out.
+    outcomes = r"80/20 (reached uniform|needed [0-9.]+ times the labels|and uniform needed about)"
+    assert re.search(f"{outcomes}|No ratio", page)
     # The CSP forbids inline scripts: every <script> on the page loads a file.
     assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", page)
     images = re.findall(r'<img src="([^"]+)" alt="simulation curves"', page)
