@@ -121,7 +121,7 @@ def test_training_warnings_threshold():
 
 def test_a_train_job_on_three_labels_says_so_in_its_result(db, selector_settings):
     few_labels(3)
-    version = selector_train(epochs=1, name="tiny")
+    version = selector_train(epochs=1, name="tiny", threshold_fraction=0.0)  # all three fit
     assert version.training_summary["train_labels"] == 3
     (warning,) = version.training_summary["warnings"]
     assert "Too few labels: 3" in warning
