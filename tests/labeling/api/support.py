@@ -24,3 +24,10 @@ def submit_body(**overrides: Any) -> dict[str, Any]:
     }
     body.update(overrides)
     return body
+
+
+def claim(client: APIClient) -> int:
+    """Claim the next task through the API; its id."""
+    response = client.post("/api/queue/next/", {}, format="json")
+    assert response.status_code == 200, response.content
+    return int(response.json()["id"])

@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 from labeling.models import AnnotatorProfile, Label, Lease, QualitySettings, Task
 from labeling.services.queue import leases_release_expired
 from tests.factories import LabelFactory, SolutionFactory, TaskFactory, annotator
-from tests.labeling.api.support import client_for, submit_body
+from tests.labeling.api.support import claim, client_for, submit_body
 
 STEPS = ["Let $x = 2$.", "Then $x^2 = 4$.", "# Answer\n\n4"]
 
@@ -19,12 +19,6 @@ STEPS = ["Let $x = 2$.", "Then $x^2 = 4$.", "# Answer\n\n4"]
 @pytest.fixture(autouse=True)
 def no_qc(db) -> None:
     QualitySettings.objects.create(pk=1, qc_rate=0.0)
-
-
-def claim(client: APIClient) -> int:
-    response = client.post("/api/queue/next/", {}, format="json")
-    assert response.status_code == 200, response.content
-    return response.json()["id"]
 
 
 def heartbeat(client: APIClient, task_id: int):
