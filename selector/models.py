@@ -151,6 +151,10 @@ class ScoreChunk(models.Model):
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # When it last entered the queue (planned, reopened, its message sent), and the messages
+    # sent since it last started: the reaper sends a lost message again, less often each time.
+    queued_at = models.DateTimeField(null=True, blank=True)
+    sends = models.PositiveSmallIntegerField(default=0)
     error = models.TextField(blank=True)
 
     class Meta:

@@ -11,9 +11,11 @@ SELECTOR_SCORE_CHUNK candidates each), and each chunk is one Celery task on `ml`
   lock) finishes the job, after planning the promotion's catch-up round and switching versions
   when the job promotes. So a promotion switches only once every chunk is done.
 - The reaper (``score_chunks_reap``, from ``jobs.jobs_reap``) re-queues a chunk whose worker
-  went silent, alone; the job's other chunks carry on. A cancel marks every open chunk
-  cancelled: a running one stops at its next progress write (seconds), a queued one at its
-  claim. Decision 0016.
+  went silent, alone; the job's other chunks carry on. It also sends again the message of a
+  chunk still queued when no worker has touched its job for a while (a message the broker
+  lost, or a send that failed): a duplicate message is skipped at the claim. A cancel marks
+  every open chunk cancelled: a running one stops at its next progress write (seconds), a
+  queued one at its claim. Decision 0016.
 
 Run in-process (``job_execute`` without ``shard``: the ``--sync`` commands, eager mode), the
 same chunks run here one after another.
@@ -49,6 +51,9 @@ CHUNK_TASK = "selector.score_chunk"
 CHUNK_BATCH = 256
 # A chunk writes its progress (and checks for a cancel) at most this often, in seconds.
 PROGRESS_INTERVAL = 1.0
+# The reaper's wait before sending a queued chunk's message again doubles with each send, at
+# most this many times (64 x JOBS_LOST_AFTER_SECONDS: 5 h 20 min by default).
+RESEND_DOUBLINGS = 6
 
 
 class ChunkTakenOver(Exception):
@@ -100,13 +105,27 @@ def score_chunks_plan(
 
 
 def _chunk(job: Job, version: SelectorVersion, rnd: int, first: int, last: int, n: int) -> Any:
-    return ScoreChunk(job=job, version=version, round=rnd, first_id=first, last_id=last, total=n)
+    return ScoreChunk(
+        job=job,
+        version=version,
+        round=rnd,
+        first_id=first,
+        last_id=last,
+        total=n,
+        queued_at=timezone.now(),
+    )
 
 
 def _dispatch(chunk_ids: list[int]) -> None:
-    """One message per chunk on `ml` (CELERY_TASK_ROUTES), sent as a Celery group."""
-    if chunk_ids:
-        group(signature(CHUNK_TASK, args=(pk,)) for pk in chunk_ids).apply_async()
+    """One message per chunk on `ml` (CELERY_TASK_ROUTES), sent as a Celery group. Stamped
+    first, so a send that fails leaves the chunks for the reaper to send again."""
+    if not chunk_ids:
+        return
+    for start in range(0, len(chunk_ids), 1000):
+        ScoreChunk.objects.filter(pk__in=chunk_ids[start : start + 1000]).update(
+            queued_at=timezone.now(), sends=F("sends") + 1
+        )
+    group(signature(CHUNK_TASK, args=(pk,)) for pk in chunk_ids).apply_async()
 
 
 def _open_ids(job: Job) -> list[int]:
@@ -134,7 +153,7 @@ def score_job_run(
         planned = ScoreChunk.objects.filter(job=job)
         if planned.exists():
             planned.filter(state__in=(ChunkState.FAILED, ChunkState.CANCELLED)).update(
-                state=ChunkState.QUEUED, attempts=0, error=""
+                state=ChunkState.QUEUED, attempts=0, error="", queued_at=timezone.now(), sends=0
             )
             last = planned.aggregate(last=Max("last_id"), round=Max("round"))
             score_chunks_plan(job=job, version=version, round=last["round"], after=last["last"])
@@ -231,9 +250,12 @@ def _chunk_claim(chunk_id: int, worker: str) -> ScoreChunk | None:
         chunk.worker = worker
         chunk.workers = [*chunk.workers, worker]
         chunk.started_at = chunk.heartbeat_at = now
+        chunk.sends = 0
         chunk.save(
-            update_fields=["state", "attempts", "worker", "workers", "started_at", "heartbeat_at"]
-        )
+            update_fields=[
+                "state", "attempts", "worker", "workers", "started_at", "heartbeat_at", "sends"
+            ]
+        )  # fmt: skip
     return chunk
 
 
@@ -445,9 +467,10 @@ def score_chunks_abandoned(*, job: Job) -> None:
 
 def score_chunks_reap(*, cutoff: Any) -> list[int]:
     """Re-queue, alone, every running chunk silent since ``cutoff`` (its worker was lost), up
-    to JOBS_MAX_ATTEMPTS starts; a chunk lost that often fails its job. Then stamp the
-    heartbeat of every running job still waiting on open chunks: it is not lost, its parts
-    are queued or running. Returns the ids of the chunks re-queued."""
+    to JOBS_MAX_ATTEMPTS starts; a chunk lost that often fails its job. Send again the
+    messages of stalled jobs' queued chunks (``_chunks_resend``). Then stamp the heartbeat of
+    every running job still waiting on open chunks: it is not lost, its parts are queued or
+    running. Returns the ids of the chunks re-queued or sent again."""
     requeued: list[int] = []
     lost = ScoreChunk.objects.filter(_silent(cutoff), state=ChunkState.RUNNING)
     for chunk_id, job_id in list(lost.values_list("pk", "job_id")):
@@ -477,8 +500,41 @@ def score_chunks_reap(*, cutoff: Any) -> list[int]:
             logger.warning("score chunk %s: %s", chunk.pk, chunk.error or chunk.state)
         if chunk.state == ChunkState.FAILED:
             _job_fail(job_id, f"chunk {chunk.first_id}..{chunk.last_id}: {lost_msg}")
+    requeued.extend(_chunks_resend(cutoff))
     waiting = ScoreChunk.objects.filter(job=OuterRef("pk"), state__in=CHUNK_OPEN)
     Job.objects.filter(status=JobStatus.RUNNING).filter(Exists(waiting)).update(
         heartbeat_at=timezone.now()
     )
     return requeued
+
+
+def _chunks_resend(cutoff: Any) -> list[int]:
+    """Send again the message of each queued chunk of a running job that has stalled: none of
+    its chunks started, beat or finished since ``cutoff``, so no worker is on it, yet chunks
+    wait, queued since before ``cutoff``. Their message was lost (a broker restart, a dropped
+    message, a send that failed) or waits behind other work (a long training on `ml`). A
+    duplicate costs nothing: the claim skips a chunk that is running or done, and only its
+    holder stores scores. The wait before each further send doubles (up to 2**RESEND_DOUBLINGS
+    times ``now - cutoff``), so a chunk waiting behind hours of other work adds a few messages,
+    not one a minute. Returns the ids sent again."""
+    now = timezone.now()
+    lost_after = now - cutoff
+    lively = ScoreChunk.objects.filter(job=OuterRef("job")).filter(
+        Q(started_at__gte=cutoff) | Q(heartbeat_at__gte=cutoff) | Q(finished_at__gte=cutoff)
+    )
+    waiting = (
+        ScoreChunk.objects.filter(state=ChunkState.QUEUED, job__status=JobStatus.RUNNING)
+        .filter(Q(queued_at__isnull=True) | Q(queued_at__lt=cutoff))
+        .exclude(Exists(lively))
+        .order_by("job", "round", "first_id")
+    )
+    due = [
+        pk
+        for pk, queued_at, sends in waiting.values_list("pk", "queued_at", "sends")
+        if queued_at is None
+        or queued_at < now - lost_after * 2 ** min(max(sends - 1, 0), RESEND_DOUBLINGS)
+    ]
+    if due:
+        logger.warning("score chunks %s: queued, no worker on their job; sent again", due)
+        _dispatch(due)
+    return due

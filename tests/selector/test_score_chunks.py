@@ -1,6 +1,7 @@
 """Sharded scoring in one process: the plan (bounded id ranges that cover the pending pool
 once), a job run chunk by chunk, the last chunk finishing a job and switching a promotion,
-cancel, and the reaper re-queueing a lost chunk alone. Real Celery workers:
+cancel, the reaper re-queueing a lost chunk alone and sending a lost message again. Real
+Celery workers:
 ``test_score_scaleout_worker.py``."""
 
 from datetime import timedelta
@@ -153,6 +154,8 @@ def test_the_reaper_requeues_a_lost_chunk_alone_and_keeps_the_waiting_job_alive(
         state=ChunkState.RUNNING, attempts=1, worker="alive:2", heartbeat_at=timezone.now()
     )
     Job.objects.filter(pk=job.pk).update(heartbeat_at=long_ago)  # no chunk stamped it lately
+    # Queued long ago, but a worker is on the job: its message is waiting, not sent again.
+    ScoreChunk.objects.filter(pk=_queued.pk).update(queued_at=long_ago)
 
     with django_capture_on_commit_callbacks(execute=False) as sent:
         report = jobs_reap(lost_after=60)
@@ -205,3 +208,52 @@ def test_a_retried_job_reopens_its_unfinished_chunks_and_resumes(pool):
     assert job.status == JobStatus.SUCCEEDED, job.error
     assert job.result == {"scored": 20}
     assert ScoreChunk.objects.filter(job=job).count() == 3  # nothing planned twice
+
+
+def _age(job: Job, seconds: float) -> None:
+    """Move every timestamp of the job's chunks ``seconds`` into the past."""
+    for chunk in ScoreChunk.objects.filter(job=job):
+        for name in ("queued_at", "started_at", "heartbeat_at", "finished_at"):
+            if getattr(chunk, name) is not None:
+                setattr(chunk, name, getattr(chunk, name) - timedelta(seconds=seconds))
+        chunk.save()
+
+
+def test_the_reaper_sends_again_a_queued_chunk_whose_message_was_lost_and_scores_it_once(
+    pool, django_capture_on_commit_callbacks
+):
+    job = job_start(kind=JobKind.SCORE, version=pool, enqueue=False)
+    with django_capture_on_commit_callbacks(execute=False) as sent:
+        job_execute(job_id=job.pk, shard=True)
+    assert len(sent) == 1
+    with django_capture_on_commit_callbacks():
+        sent[0]()  # the group goes out; the broker then loses the last chunk's message
+    first, second, lost = ScoreChunk.objects.filter(job=job).order_by("first_id")
+    assert lost.sends == 1 and lost.queued_at is not None
+    for chunk in (first, second):
+        assert score_chunk_execute(chunk_id=chunk.pk, worker="w") == ChunkState.DONE
+    assert jobs_reap(lost_after=60).parts_requeued == []  # a worker was on it a moment ago
+
+    _age(job, 120)  # nobody has touched the job since
+    report = jobs_reap(lost_after=60)
+    assert report.parts_requeued == [lost.pk] and report.failed == report.requeued == []
+    lost.refresh_from_db()
+    assert lost.state == ChunkState.QUEUED and lost.sends == 2
+    job.refresh_from_db()
+    assert job.status == JobStatus.RUNNING  # waiting on its chunk, not lost
+    # Sent again only after twice the wait: a message waiting behind other work does not
+    # multiply by one a minute.
+    _age(job, 90)
+    assert jobs_reap(lost_after=60).parts_requeued == []
+    _age(job, 60)
+    assert jobs_reap(lost_after=60).parts_requeued == [lost.pk]
+
+    # The re-sent message and the lost one turning up late: the chunk runs once.
+    assert score_chunk_execute(chunk_id=lost.pk, worker="w2") == ChunkState.DONE
+    assert score_chunk_execute(chunk_id=lost.pk, worker="w3") == "skipped"
+    job.refresh_from_db()
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    assert job.result == {"scored": 20}
+    assert SolutionScore.objects.filter(version=pool).count() == 20
+    lost.refresh_from_db()
+    assert lost.attempts == 1 and lost.scored == lost.total and lost.sends == 0

@@ -1,19 +1,22 @@
 """One score job across two real `ml` Celery worker processes (tiny model, CPU): every
-candidate scored once and both workers did work; and one worker SIGKILLed mid-chunk, whose
-chunk the reaper re-queues alone and the other worker finishes. Runs on SQLite with the
-filesystem broker and on PostgreSQL + Redis alike."""
+candidate scored once and both workers did work; one worker SIGKILLed mid-chunk, whose
+chunk the reaper re-queues alone and the other worker finishes; and a chunk whose message
+the broker lost, which the reaper sends again. Runs on SQLite with the filesystem broker and
+on PostgreSQL + Redis alike."""
 
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from celery import signature
 from django.db.models import Count, Sum
 
 from jobs.models import Job, JobKind, JobStatus
 from jobs.services import jobs_reap
 from labeling.models import Solution
 from selector.models import ChunkState, ScoreChunk, SolutionScore
-from selector.services import job_start, selector_create_base
+from selector.services import job_execute, job_start, score_chunks, selector_create_base
+from stepwise.celery import app
 from tests.conftest import ARTIFACTS
 from tests.factories import ProblemFactory, SolutionFactory
 from tests.selector.test_worker import (
@@ -134,3 +137,58 @@ def test_a_worker_killed_mid_chunk_has_its_chunk_finished_by_the_other(
     others = ScoreChunk.objects.filter(job=job).exclude(pk=killed.pk)
     assert set(others.values_list("attempts", flat=True)) == {1}
     assert job.attempts == 1
+
+
+@pytest.mark.timeout(600)
+def test_a_chunk_whose_message_was_lost_is_sent_again_by_the_reaper_and_scored_once(
+    celery_worker_factory, wait_until, selector_settings, monkeypatch
+) -> None:
+    n, chunk = 300, 100
+    selector_settings.SELECTOR_SCORE_CHUNK = chunk  # the plan is made here, in the test process
+    env = {**FAST_HEARTBEAT, "SELECTOR_SCORE_CHUNK": str(chunk), "OMP_NUM_THREADS": "1"}
+    # Messages earlier tests left for chunk ids that this database reuses would stand in for
+    # the lost one.
+    with app.connection_for_write() as conn:
+        conn.default_channel.queue_purge("ml")
+    celery_worker_factory(queues="ml", name="ml", env=env)
+    version = selector_create_base(name="lost-message")
+    pool(n)
+    job = job_start(kind=JobKind.SCORE, params={}, version=version, enqueue=False)
+    # The job's own task, run here: it plans three chunks and sends their group, whose last
+    # message the broker loses.
+    lost: list[int] = []
+    send_group = score_chunks.group
+
+    def lossy_group(signatures):
+        signatures = list(signatures)
+        lost.append(signatures[-1].args[0])
+        return send_group(signatures[:-1])
+
+    monkeypatch.setattr(score_chunks, "group", lossy_group)
+    job = job_execute(job_id=job.pk, shard=True)
+    monkeypatch.setattr(score_chunks, "group", send_group)
+    assert job.status == JobStatus.RUNNING and len(lost) == 1
+
+    def others_done() -> bool:
+        return ScoreChunk.objects.filter(job=job, state=ChunkState.DONE).count() == 2
+
+    wait_until(others_done, timeout=300, message="the worker to score the chunks it was sent")
+    missing = ScoreChunk.objects.get(pk=lost[0])
+    assert missing.state == ChunkState.QUEUED and missing.attempts == 0
+    assert not finished(job)  # it waits on a message that will never come
+
+    def sent_again() -> bool:
+        report = jobs_reap(lost_after=LOST_AFTER)
+        assert report.requeued == report.failed == []  # the job waits on its chunk
+        return report.parts_requeued == [missing.pk]
+
+    wait_until(sent_again, timeout=60, message="the reaper to send the lost chunk again")
+    # The lost message turns up after all: the chunk now has two, and runs once.
+    signature(score_chunks.CHUNK_TASK, args=(missing.pk,)).apply_async()
+    wait_until(lambda: finished(job), timeout=300, message="the score job to finish")
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    assert job.result == {"scored": n}
+    assert_scored_once(job, n)
+    missing.refresh_from_db()
+    assert missing.attempts == 1 and len(missing.workers) == 1
+    assert set(ScoreChunk.objects.filter(job=job).values_list("attempts", flat=True)) == {1}
