@@ -437,6 +437,25 @@ def test_roundtrip_every_record_shape(tmp_path: Path) -> None:
     assert out.getvalue().decode("utf-8").splitlines() == [json.dumps(r) for r in records]
 
 
+def test_roundtrip_text_with_the_characters_copy_escapes(tmp_path: Path) -> None:
+    # PostgreSQL's writer formats COPY's text format itself: tab, newline, carriage return and
+    # backslash are escaped there, and a field reading "\\N" is text, not NULL.
+    tricky = "a\tb\nc\r\\d \\N \\. é \U0001d501 \\frac{1}{2}"
+    records = generate_records(6)
+    for i, record in enumerate(records):
+        question = record["question"]
+        question["problem"] = f"{tricky} problem {i}"
+        if question["ground_truth_answer"] is not None:
+            question["ground_truth_answer"] = f"{tricky} {i}"
+        if "pre_generated_steps" in question:
+            question["pre_generated_steps"] = [f"{tricky} step", "\\N"]
+            question["pre_generated_answer"] = "\\N"
+        for step in record["label"]["steps"]:
+            for completion in step["completions"] or ():
+                completion["text"] = f"{tricky} {completion['text']}"
+    roundtrip(records, tmp_path)
+
+
 @pytest.mark.postgres
 def test_roundtrip_every_record_shape_byte_for_byte_on_postgresql(tmp_path: Path) -> None:
     records = list(shape_records().values())
