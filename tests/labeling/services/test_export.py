@@ -438,8 +438,8 @@ def test_roundtrip_every_record_shape(tmp_path: Path) -> None:
 
 
 def test_roundtrip_text_with_the_characters_copy_escapes(tmp_path: Path) -> None:
-    # PostgreSQL's writer formats COPY's text format itself: tab, newline, carriage return and
-    # backslash are escaped there, and a field reading "\\N" is text, not NULL.
+    # PostgreSQL's writer sends the records by COPY in its text format, where a tab, newline,
+    # carriage return or backslash must be escaped and a field reading "\\N" is NULL.
     tricky = "a\tb\nc\r\\d \\N \\. é \U0001d501 \\frac{1}{2}"
     records = generate_records(6)
     for i, record in enumerate(records):

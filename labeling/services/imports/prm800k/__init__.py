@@ -14,28 +14,21 @@ from labeling.services.imports.pipeline import (
     import_run,
 )
 from labeling.services.imports.prm800k.orm import prm800k_write_orm
-from labeling.services.imports.prm800k.postgres import (
-    Prm800kCopyRow,
-    prm800k_parse_for_copy,
-    prm800k_write_postgres,
-)
+from labeling.services.imports.prm800k.postgres import prm800k_write_postgres
 from labeling.services.imports.prm800k.records import Prm800kRow, prm800k_parse
 
 
-def _prm800k_write_copy(
-    batch: list[tuple[int, Prm800kCopyRow]], report: ImportReport, validate_only: bool
-) -> None:
-    report.imported += len(batch)
-    if not validate_only:
-        prm800k_write_postgres([row for _, row in batch], report)
-
-
-def _prm800k_write_orm(
+def _prm800k_write(
     batch: list[tuple[int, Prm800kRow]], report: ImportReport, validate_only: bool
 ) -> None:
     report.imported += len(batch)
-    if not validate_only:
-        prm800k_write_orm([row for _, row in batch], report)
+    if validate_only:
+        return
+    rows = [row for _, row in batch]
+    if connection.vendor == "postgresql":
+        prm800k_write_postgres(rows, report)
+    else:
+        prm800k_write_orm(rows, report)
 
 
 def prm800k_import(
@@ -84,17 +77,6 @@ def prm800k_import(
         record's, "label_keys": keys of ``label`` in order}. Unique per (task, labeler):
         re-importing a record is a no-op.
     """
-    if connection.vendor == "postgresql":
-        # Parsed together with each record's COPY text, on the read-ahead thread.
-        return import_run(
-            stream=stream,
-            source=source,
-            skip_invalid=skip_invalid,
-            progress=progress,
-            batch_size=batch_size,
-            parse=prm800k_parse_for_copy,
-            write=_prm800k_write_copy,
-        )
     return import_run(
         stream=stream,
         source=source,
@@ -102,5 +84,5 @@ def prm800k_import(
         progress=progress,
         batch_size=batch_size,
         parse=prm800k_parse,
-        write=_prm800k_write_orm,
+        write=_prm800k_write,
     )

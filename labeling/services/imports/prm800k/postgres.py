@@ -4,19 +4,12 @@ from __future__ import annotations
 
 import functools
 import uuid
-from dataclasses import dataclass
-from typing import Any
 
 from django.db import connection
 
 from labeling.models import AnnotatorProfile, Grade, Label, Problem, Solution, Task
 from labeling.services.imports.pipeline import ImportReport
-from labeling.services.imports.prm800k.records import (
-    Prm800kRow,
-    json_encode,
-    prm800k_parse,
-    record_extras,
-)
+from labeling.services.imports.prm800k.records import Prm800kRow, json_encode, record_extras
 
 _LABEL_COPY_FIELDS = (
     "task_id",
@@ -64,14 +57,6 @@ _STORED_QUESTION_KEYS = (
     "pre_generated_steps",
     "pre_generated_answer",
     "pre_generated_verifier_score",
-)
-
-
-_SETTINGS_SET = (
-    "SELECT current_setting('jit'), setting, set_config('jit', 'off', true),"
-    " set_config('default_toast_compression',"
-    " CASE WHEN 'lz4' = ANY(enumvals) THEN 'lz4' ELSE setting END, true)"
-    " FROM pg_settings WHERE name = 'default_toast_compression'"
 )
 
 
@@ -176,80 +161,36 @@ def _prm800k_sql() -> dict[str, str]:
     }
 
 
-# COPY's text format, written here rather than by psycopg's ``write_row``: each record's line
-# is built on the read-ahead thread while the writer waits on PostgreSQL. A backslash, newline,
-# carriage return or tab in a value is escaped; NULL is \N.
-_NULL = "\\N"
-
-
-def _text(value: str | None) -> str:
-    if value is None:
-        return _NULL
-    if "\\" in value:
-        value = value.replace("\\", "\\\\")
-    if "\n" in value or "\r" in value or "\t" in value:
-        value = value.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
-    return value
-
-
-def _json(encoded: str) -> str:
-    # json_encode's output is ASCII with every control character escaped: only its
-    # backslashes need escaping again.
-    return encoded.replace("\\", "\\\\")
-
-
-def _number(value: float | None) -> str:
-    return _NULL if value is None else repr(value)  # repr: a float round-trips
-
-
-@dataclass(frozen=True)
-class Prm800kCopyRow:
-    """A parsed record with its COPY lines, built on the read-ahead thread: formatting the
-    rows was most of the writer's own time, during which PostgreSQL waited."""
-
-    row: Prm800kRow
-    batch: str  # the batch table's columns after ``n``, ending the line
-    label: str  # the label columns from ``labeler`` up to ``record_extras``, tab-ended
-    # record_extras for the usual case, where every stored question value equals the
-    # record's (its overrides are then the question's keys stored nowhere).
-    extras: str
-
-
-def prm800k_parse_for_copy(record: dict[str, Any]) -> Prm800kCopyRow:
-    row = prm800k_parse(record)
-    question = row.question
-    steps, label_steps, ratings = row.encoded
-    labeler = str(row.labeler)
-    batch = (
-        f"\t{row.problem_hash}\t{_text(question['problem'])}"
-        f"\t{_text(question['ground_truth_answer'])}"
-        f"\t{_text(question.get('ground_truth_solution'))}\t{row.text_hash}\t{_json(steps)}"
-        f"\t{_text(row.answer)}\t{_text(question.get('pre_generated_answer'))}"
-        f"\t{row.kind}\t{_number(row.generation)}"
-        f"\t{_number(question.get('pre_generated_verifier_score'))}\t{labeler}\n"
-    )
-    label = (
-        f"\t{labeler}\t{_json(label_steps)}\t{_json(ratings)}\t{row.finish_reason}\t"
-        f"\t{row.total_time_ms}\t{row.created_at.isoformat()}\tf\t"
-    )
-    overrides = {k: v for k, v in question.items() if k not in _STORED_QUESTION_KEYS}
-    extras = _json(json_encode(record_extras(row, overrides=overrides)))
-    return Prm800kCopyRow(row, batch, label, extras)
-
-
-def prm800k_write_postgres(rows: list[Prm800kCopyRow], report: ImportReport) -> None:
+def prm800k_write_postgres(rows: list[Prm800kRow], report: ImportReport) -> None:
     sql = _prm800k_sql()
     with connection.cursor() as cursor:
         raw = cursor.cursor  # the psycopg cursor underneath Django's wrapper
-        # Only for this batch: no JIT (per-row subplans over an unanalysed temporary table are
-        # estimated costly enough to compile, which took longer than running them), and lz4
-        # for the values PostgreSQL compresses (a label's steps; a third of pglz's CPU).
-        raw.execute(_SETTINGS_SET)
-        jit, compression, *_ = raw.fetchone()  # type: ignore[misc]
+        # No JIT: per-row subplans over an unanalysed temporary table are estimated costly
+        # enough to compile, which took longer than running them. Only for this batch.
+        raw.execute("SELECT current_setting('jit'), set_config('jit', 'off', true)")
+        jit = raw.fetchone()[0]  # type: ignore[index]
         raw.execute(sql["create"])
         raw.execute(sql["truncate"])
         with raw.copy(sql["copy"]) as copy:
-            copy.write("".join([f"{n}{r.batch}" for n, r in enumerate(rows)]))
+            for n, row in enumerate(rows):
+                question = row.question
+                copy.write_row(
+                    (
+                        n,
+                        row.problem_hash,
+                        question["problem"],
+                        question["ground_truth_answer"],
+                        question.get("ground_truth_solution"),
+                        row.text_hash,
+                        row.encoded[0],
+                        row.answer,
+                        question.get("pre_generated_answer"),
+                        row.kind,
+                        row.generation,
+                        question.get("pre_generated_verifier_score"),
+                        row.labeler,
+                    )
+                )
         raw.execute(sql["problems"])
         report.count(report.created, "problems", raw.rowcount)
         raw.execute(sql["problem_ids"])
@@ -267,31 +208,35 @@ def prm800k_write_postgres(rows: list[Prm800kCopyRow], report: ImportReport) -> 
 
         seen: set[tuple[int, uuid.UUID]] = set()
         task_ids: set[int] = set()
-        lines: list[str] = []
-        for n, task_id, annotator_id, equal in resolved:
-            copy_row = rows[n]
-            row = copy_row.row
-            if (task_id, row.labeler) in seen:  # the batch's first record wins
-                continue
-            seen.add((task_id, row.labeler))
-            task_ids.add(task_id)
-            extras = copy_row.extras
-            if not all(equal):
+        with raw.copy(sql["labels"]) as copy:
+            for n, task_id, annotator_id, equal in resolved:
+                row = rows[n]
+                if (task_id, row.labeler) in seen:  # the batch's first record wins
+                    continue
+                seen.add((task_id, row.labeler))
+                task_ids.add(task_id)
                 stored_equal = dict(zip(_STORED_QUESTION_KEYS, equal, strict=True))
                 overrides = {
                     key: value
                     for key, value in row.question.items()
                     if not stored_equal.get(key, False)
                 }
-                extras = _json(json_encode(record_extras(row, overrides=overrides)))
-            annotator = _NULL if annotator_id is None else annotator_id
-            lines.append(f"{task_id}\t{annotator}{copy_row.label}{extras}\n")
-        with raw.copy(sql["labels"]) as copy:
-            copy.write("".join(lines))
+                copy.write_row(
+                    (
+                        task_id,
+                        annotator_id,
+                        row.labeler,
+                        row.encoded[1],
+                        row.encoded[2],
+                        row.finish_reason,
+                        "",
+                        row.total_time_ms,
+                        row.created_at,
+                        False,
+                        json_encode(record_extras(row, overrides=overrides)),
+                    )
+                )
         report.count(report.created, "labels", len(seen))
         if task_ids - new_tasks:  # tasks that had labels before this batch
             raw.execute(sql["label_counts"], [list(task_ids - new_tasks)])
-        raw.execute(
-            "SELECT set_config('jit', %s, true), set_config('default_toast_compression', %s, true)",
-            [jit, compression],
-        )
+        raw.execute("SELECT set_config('jit', %s, true)", [jit])
