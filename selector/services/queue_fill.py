@@ -84,8 +84,6 @@ cand AS (
            CASE WHEN sc.truncated_steps > 0 THEN 1 ELSE 0 END AS cut
     FROM {solution} s
     JOIN {score} sc ON sc.solution_id = s.id AND sc.version_id = %(version_id)s
-    -- Reserved (evaluation) problems are queued uniformly elsewhere, never by a selector.
-    JOIN {problem} p ON p.id = s.problem_id AND p.eval_reserved = %(reserved)s
     WHERE NOT EXISTS (SELECT 1 FROM {task} t WHERE t.solution_id = s.id)
 ),
 ranked AS (
@@ -111,6 +109,10 @@ budgeted AS (
            -- rank among the candidates the wrong-answer part did not take
            l.pos - CASE WHEN l.wrong_upto < tg.w THEN l.wrong_upto ELSE tg.w END AS rest_rank
     FROM shortlist l
+    -- Reserved (evaluation) problems are queued uniformly elsewhere, never by a selector.
+    -- Whole problems: dropped after the per-problem ranking, from its short list rather than
+    -- from every candidate (a problem lookup per candidate was an eighth of the statement).
+    JOIN {problem} p ON p.id = l.problem_id AND p.eval_reserved = %(reserved)s
     LEFT JOIN queued q ON q.problem_id = l.problem_id
     JOIN targets tg ON tg.k = CASE WHEN %(per_problem)s - COALESCE(q.n, 0) > 0
                                    THEN %(per_problem)s - COALESCE(q.n, 0) ELSE 0 END
@@ -136,12 +138,18 @@ def _fill_insert(select_sql: str, params: dict[str, Any]) -> tuple[int, int, int
         if connection.vendor == "postgresql":
             # Merge joins along the id indexes (solution, its tasks, its scores) instead of
             # hashing the whole pool twice: a third less CPU for the same rows (5.2 -> 3.3 s
-            # of backend CPU at 3M candidates). Only for this statement.
-            cursor.execute("SELECT current_setting('enable_hashjoin')")
-            hashjoin = cursor.fetchone()[0]
-            cursor.execute("SELECT set_config('enable_hashjoin', 'off', true)")
+            # of backend CPU at 3M candidates). No JIT: compiling the statement's ~60
+            # expressions took longer than it saved. Only for this statement.
+            cursor.execute(
+                "SELECT current_setting('enable_hashjoin'), current_setting('jit'),"
+                " set_config('enable_hashjoin', 'off', true), set_config('jit', 'off', true)"
+            )
+            hashjoin, jit, *_ = cursor.fetchone()
             cursor.execute(select_sql, params)
-            cursor.execute("SELECT set_config('enable_hashjoin', %s, true)", [hashjoin])
+            cursor.execute(
+                "SELECT set_config('enable_hashjoin', %s, true), set_config('jit', %s, true)",
+                [hashjoin, jit],
+            )
         else:
             cursor.execute(select_sql, params)
         cursor.execute(
