@@ -22,7 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from selector.ml.batching import collate, plan_batches
-from selector.ml.prm import PAD_TOKEN, STEP_TOKEN, encode_many, save_pretrained_atomically
+from selector.ml.prm import (
+    PAD_TOKEN,
+    STEP_TOKEN,
+    encode_many,
+    save_pretrained_atomically,
+    step_token_id,
+)
 
 CLS, SEP, UNK, MASK = "[CLS]", "[SEP]", "[UNK]", "[MASK]"
 
@@ -193,3 +199,32 @@ def lm_pretrain(
         "layers": layers,
         "seconds": round(time.perf_counter() - started, 1),
     }
+
+
+def surprise_base_write(lm_dir: str | Path, output_dir: str | Path) -> Path:
+    """Turn a causal language model saved by ``pretrain.lm_pretrain`` into a base for
+    ``prm.prm_init``: the same backbone and language-model head, a fresh step head."""
+    from transformers import AutoTokenizer, BertLMHeadModel
+
+    from selector.ml.surprise import (
+        SurpriseBertConfig,
+        SurpriseBertForTokenClassification,
+        register,
+    )
+
+    register()
+    tokenizer = AutoTokenizer.from_pretrained(lm_dir)
+    language_model = BertLMHeadModel.from_pretrained(lm_dir)
+    settings = {
+        k: v
+        for k, v in language_model.config.to_dict().items()
+        if k not in ("model_type", "architectures", "transformers_version", "id2label", "label2id")
+    }
+    config = SurpriseBertConfig(num_labels=3, step_token_id=step_token_id(tokenizer), **settings)
+    model = SurpriseBertForTokenClassification(config)
+    loaded = model.load_state_dict(language_model.state_dict(), strict=False)
+    unexpected = [k for k in loaded.missing_keys if not k.startswith("classifier.")]
+    if unexpected or loaded.unexpected_keys:
+        raise ValueError(f"{lm_dir}: not a causal BERT language model ({loaded})")
+    save_pretrained_atomically(model, tokenizer, output_dir)
+    return Path(output_dir)

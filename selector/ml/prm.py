@@ -441,6 +441,7 @@ def prm_init(*, base_model: str, output_dir: str | Path, seed: int = 0) -> None:
     import torch
     from transformers import AutoModelForTokenClassification, AutoTokenizer
 
+    _register_local_models()
     base = Path(base_model)
     if not (base / "config.json").is_file():
         raise FileNotFoundError(f"base model {base_model!r} is not a local model directory")
@@ -478,6 +479,13 @@ def prm_init(*, base_model: str, output_dir: str | Path, seed: int = 0) -> None:
         model.resize_token_embeddings(len(tokenizer))
     model.config.pad_token_id = tokenizer.pad_token_id
     save_pretrained_atomically(model, tokenizer, output_dir)
+
+
+def _register_local_models() -> None:
+    """Model types defined here (the surprise PRM) load through the Auto classes."""
+    from selector.ml import surprise
+
+    surprise.register()
 
 
 def save_pretrained_atomically(model: Any, tokenizer: Any, output_dir: str | Path) -> None:
@@ -539,6 +547,7 @@ def load_prm(path: str | Path, *, device: str, dtype: Any) -> tuple[Any, Any]:
     path = Path(path)
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"{path} is not a PRM checkpoint (no config.json)")
+    _register_local_models()
     tokenizer = AutoTokenizer.from_pretrained(path)
     step_token_id(tokenizer)  # fail early on a base model that was never prm_init'ed
     with _quiet_transformers():

@@ -79,9 +79,11 @@ class SimConfig:
     # final point is ``ceiling`` in the report (what the model can learn from everything).
     ceiling: bool = False
     warm_start: bool = False
-    # "tiny" | "minilm" | "pretrained" | a local HF model directory. "pretrained": a digit
-    # tokenizer and a small causal BERT pretrained as a language model on correct solutions
-    # from the synthetic generator, built once per run before any arm (selector.ml.pretrain).
+    # "tiny" | "minilm" | "pretrained" | "pretrained-surprise" | a local HF model directory.
+    # "pretrained": a digit tokenizer and a small causal BERT pretrained as a language model on
+    # correct solutions from the synthetic generator, built once per run before any arm
+    # (selector.ml.pretrain). "pretrained-surprise": the same language model (without
+    # replaced-token detection) under a PRM head that reads its surprise (selector.ml.surprise).
     base_model: str = "tiny"
     pretrain_problems: int = 4000
     pretrain_epochs: int = 4
@@ -168,18 +170,21 @@ def tiny_base_model(root: Path) -> Path:
     return tiny_bert_write(root / "tiny-bert", hidden_size=64)
 
 
-def pretrained_base_model(config: SimConfig, root: Path) -> Path:
+def pretrained_base_model(config: SimConfig, root: Path, *, surprise: bool = False) -> Path:
     """The ``pretrained`` base: a digit tokenizer learned from, and a causal LM pretrained on,
     one correct solution of each of ``pretrain_problems`` fresh problems of the run's synthetic
-    generator (unlabeled text; no pool candidate and no label is read)."""
+    generator (unlabeled text; no pool candidate and no label is read).
+
+    ``surprise``: a plain language model (no replaced-token detection, which costs it most of
+    its arithmetic) turned into a surprise PRM base (``selector.ml.surprise``)."""
     import torch
 
-    from selector.ml.pretrain import digit_tokenizer_write, lm_pretrain
+    from selector.ml.pretrain import digit_tokenizer_write, lm_pretrain, surprise_base_write
     from selector.simulation.pool import SYNTH_KINDS, synthetic_correct_solutions
 
     if config.pool not in SYNTH_KINDS:
         raise SimulationError("--base-model pretrained needs a synthetic pool")
-    path = root / "pretrained-base"
+    path = root / ("pretrained-surprise-base" if surprise else "pretrained-base")
     if (path / "config.json").is_file():
         return path
     torch.set_num_threads(max(1, os.cpu_count() or 1))
@@ -192,7 +197,7 @@ def pretrained_base_model(config: SimConfig, root: Path) -> Path:
     summary = lm_pretrain(
         tokenizer=tokenizer,
         items=texts,
-        output_dir=path,
+        output_dir=root / "pretrained-lm" if surprise else path,
         hidden_size=config.hidden_size,
         layers=config.layers,
         heads=4,
@@ -201,7 +206,10 @@ def pretrained_base_model(config: SimConfig, root: Path) -> Path:
         token_budget=2048,
         max_length=config.max_length,
         seed=config.pool_seed,
+        replace_rate=0.0 if surprise else 0.15,
     )
+    if surprise:
+        surprise_base_write(root / "pretrained-lm", path)
     (root / "pretrain.json").write_text(json.dumps(summary), encoding="utf-8")
     return path
 
@@ -211,6 +219,8 @@ def _base_model_path(config: SimConfig, work: Path) -> str:
         return str(tiny_base_model(work))
     if config.base_model == "pretrained":
         return str(pretrained_base_model(config, work))
+    if config.base_model == "pretrained-surprise":
+        return str(pretrained_base_model(config, work, surprise=True))
     if config.base_model in ("minilm", ""):
         if config.preset == "full" and not config.base_model:
             raise SimulationError("--preset full needs --base-model (a local 0.5-1.5B decoder)")

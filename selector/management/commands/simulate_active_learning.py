@@ -37,7 +37,12 @@ class Command(BaseCommand):
         parser.add_argument("--seeds", type=int)
         parser.add_argument("--problems", type=int)
         parser.add_argument("--candidates", type=int)
-        parser.add_argument("--base-model", help="'tiny', 'minilm' or a local model directory")
+        parser.add_argument(
+            "--base-model",
+            help="'tiny', 'minilm', 'pretrained', 'pretrained-surprise' or a local model directory",
+        )
+        parser.add_argument("--pretrain-problems", type=int, help="texts to pretrain a base on")
+        parser.add_argument("--pretrain-epochs", type=int)
         parser.add_argument("--device")
         parser.add_argument("--jobs", type=int, help="arm x seed runs in parallel")
         parser.add_argument("--flip-rate", type=float)
@@ -69,6 +74,8 @@ class Command(BaseCommand):
                 problems=options["problems"],
                 candidates=options["candidates"],
                 base_model=options["base_model"],
+                pretrain_problems=options["pretrain_problems"],
+                pretrain_epochs=options["pretrain_epochs"],
                 device=options["device"],
                 jobs=options["jobs"],
                 flip_rate=options["flip_rate"],
