@@ -201,9 +201,10 @@ def lm_pretrain(
     }
 
 
-def surprise_base_write(lm_dir: str | Path, output_dir: str | Path) -> Path:
+def surprise_base_write(lm_dir: str | Path, output_dir: str | Path, *, seed: int = 0) -> Path:
     """Turn a causal language model saved by ``pretrain.lm_pretrain`` into a base for
     ``prm.prm_init``: the same backbone and language-model head, a fresh step head."""
+    import torch
     from transformers import AutoTokenizer, BertLMHeadModel
 
     from selector.ml.surprise import (
@@ -220,9 +221,20 @@ def surprise_base_write(lm_dir: str | Path, output_dir: str | Path) -> Path:
         for k, v in language_model.config.to_dict().items()
         if k not in ("model_type", "architectures", "transformers_version", "id2label", "label2id")
     }
+    settings["tie_word_embeddings"] = False  # the reference's head keeps its own copy
     config = SurpriseBertConfig(num_labels=3, step_token_id=step_token_id(tokenizer), **settings)
-    model = SurpriseBertForTokenClassification(config)
-    loaded = model.load_state_dict(language_model.state_dict(), strict=False)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)  # the step head's first weights: the same LM, the same base
+        model = SurpriseBertForTokenClassification(config)
+    # The language model twice: the backbone to fine-tune, and the frozen reference.
+    state = {}
+    for key, value in language_model.state_dict().items():
+        if key.startswith("bert."):
+            state[key] = value
+            state["reference." + key.removeprefix("bert.")] = value.clone()
+        elif key.startswith("cls."):
+            state["reference_head." + key.removeprefix("cls.")] = value.clone()
+    loaded = model.load_state_dict(state, strict=False)
     unexpected = [k for k in loaded.missing_keys if not k.startswith("classifier.")]
     if unexpected or loaded.unexpected_keys:
         raise ValueError(f"{lm_dir}: not a causal BERT language model ({loaded})")

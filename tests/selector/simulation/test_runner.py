@@ -112,20 +112,21 @@ def test_a_run_stopped_while_the_template_builds_never_starts_an_arm(tmp_path):
 
 @pytest.mark.slow
 def test_the_ci_setting_pretrains_once_and_measures_the_ceiling_in_the_same_run(tmp_path):
-    """The ci preset's path at the smallest size: the pretrained digit-tokenizer base is built
-    once, uniform's last round labels every training candidate (the ceiling, no extra worker),
-    and the report carries both ratios with one schema."""
+    """The ci preset's path at the smallest size: the pretrained surprise base is built once,
+    uniform's last round labels every training candidate (the ceiling, no extra worker), and
+    the report carries both ratios with one schema."""
     ci = config_for("ci")
     assert (ci.pool, ci.base_model, ci.ceiling, ci.class_balance) == (
         "synthetic-small",
-        "pretrained",
+        "pretrained-surprise",
         True,
         True,
     )
+    assert {"uniform", "80_20", "random_wrong"} <= set(ci.arms)
     config = config_for(
         "test",
         pool="synthetic-small",
-        base_model="pretrained",
+        base_model="pretrained-surprise",
         ceiling=True,
         class_balance=True,
         pretrain_problems=60,
@@ -136,7 +137,7 @@ def test_the_ci_setting_pretrains_once_and_measures_the_ceiling_in_the_same_run(
     out = tmp_path / "sim"
     report = simulation_run(config=config, out_dir=out, keep=True)
     work = out / "work"
-    assert len(list(work.glob("pretrained-base/config.json"))) == 1
+    assert len(list(work.glob("pretrained-surprise-base/config.json"))) == 1
     assert len(list(work.glob("spec-*.json"))) == 1 + len(ARMS)  # the template, one per arm
     (uniform,) = report["arms"]["uniform"].values()
     assert len(uniform) == config.rounds + 2  # seed set, the fills, then the ceiling round
