@@ -72,9 +72,10 @@ class SimConfig:
     # When set, K = round(labels_per_round / training problems), at least 1, instead.
     labels_per_round: int | None = None
     rounds: int = 3
-    # The uniform arm keeps going with these extra per-problem budgets, so the ratio can be
-    # measured above 1 (uniform must reach what 80/20 reaches at its final budget).
-    uniform_extra: list[int] = field(default_factory=lambda: [6, 10])
+    # The arms without a PRM (uniform, random_wrong: the two ratios' baselines) keep going with
+    # these extra per-problem budgets, so each ratio can be measured above 1 (the baseline
+    # must reach what 80/20 reaches at its final budget).
+    baseline_extra: list[int] = field(default_factory=lambda: [6, 10])
     # The uniform arm ends with a round that labels every training candidate left: its
     # final point is ``ceiling`` in the report (what the model can learn from everything).
     ceiling: bool = False
@@ -123,7 +124,7 @@ PRESETS: dict[str, SimConfig] = {
         class_balance=True,
         ceiling=True,
         rounds=2,
-        uniform_extra=[8],
+        baseline_extra=[8],
         seeds=4,
         arms=["uniform", "80_20", "random_wrong"],
         held_out_fraction=0.3,
@@ -136,7 +137,7 @@ PRESETS: dict[str, SimConfig] = {
         seeds=1,
         seed_per_problem=1.0,
         rounds=1,
-        uniform_extra=[],
+        baseline_extra=[],
         epochs=1,
         max_length=128,
         resamples=20,
@@ -150,7 +151,7 @@ PRESETS: dict[str, SimConfig] = {
         candidates=64,
         seed_per_problem=1.0,
         rounds=6,
-        uniform_extra=[10, 20],
+        baseline_extra=[10, 20],
         base_model="",
         epochs=2,
         learning_rate=1e-5,
@@ -508,10 +509,18 @@ def _run_polling(
             raise
 
 
+def extra_budgets(config: SimConfig, arm: str) -> list[int]:
+    """Per-problem K of the rounds ``arm`` runs after its fills: the baselines' extra budgets,
+    then, for uniform with ``ceiling``, one round labeling every training candidate left."""
+    extra = [] if ARMS[arm]["prm"] else list(config.baseline_extra)
+    if arm == "uniform" and config.ceiling:
+        extra.append(CEILING_K)
+    return extra
+
+
 def _rounds_of(config: SimConfig, arm: str) -> int:
-    """Rounds one worker of ``arm`` runs: the seed round, the fills, uniform's extra budgets."""
-    extra = len(config.uniform_extra) + int(config.ceiling) if arm == "uniform" else 0
-    return 1 + config.rounds + extra
+    """Rounds one worker of ``arm`` runs: the seed round, the fills, its extra budgets."""
+    return 1 + config.rounds + len(extra_budgets(config, arm))
 
 
 def round_mark(work: Path, arm: str, seed: int, rounds: int) -> None:

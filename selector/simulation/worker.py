@@ -21,11 +21,11 @@ from selector.simulation.pool import PoolCandidate, PoolProblem
 from selector.simulation.runner import (
     ARMS,
     BASE_NAME,
-    CEILING_K,
     HELD_OUT_ANNOTATOR,
     PARENT_PID_ENV,
     SimConfig,
     SimulationError,
+    extra_budgets,
     round_mark,
 )
 
@@ -323,11 +323,7 @@ def _worker_arm(spec: dict[str, Any]) -> None:
     k_round = config.per_problem
     if config.labels_per_round is not None:
         k_round = max(1, round(config.labels_per_round / max(1, n_train_problems)))
-    schedule = [k_round] * config.rounds
-    if arm == "uniform":
-        schedule += list(config.uniform_extra)
-        if config.ceiling:
-            schedule.append(CEILING_K)  # every training candidate left
+    schedule = [k_round] * config.rounds + extra_budgets(config, arm)
     rounds: list[dict[str, Any]] = []
     labels_total = steps_total = 0
     previous = base

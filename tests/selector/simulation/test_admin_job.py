@@ -45,8 +45,9 @@ def test_admin_starts_a_simulation_job_whose_page_shows_the_curves(
     assert tasks.simulation_execute(job.pk) == JobStatus.SUCCEEDED
     job.refresh_from_db()
     config = config_for("test")
-    # The template, then each arm x seed x round (uniform's extra budgets are rounds too).
-    rounds = sum(1 + config.rounds + (arm == "uniform") * len(config.uniform_extra)
+    # The template, then each arm x seed x round (the baselines' extra budgets are rounds too).
+    baselines = ("uniform", "random_wrong")
+    rounds = sum(1 + config.rounds + (arm in baselines) * len(config.baseline_extra)
                  for arm in config.arms)  # fmt: skip
     assert job.progress_total == 1 + config.seeds * rounds
     assert job.progress_done == job.progress_total

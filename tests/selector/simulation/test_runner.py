@@ -9,7 +9,7 @@ from django.conf import settings
 
 from selector.ml.training import split_by_problem
 from selector.simulation.pool import synthetic_pool
-from selector.simulation.runner import ARMS, config_for, simulation_run
+from selector.simulation.runner import ARMS, CEILING_K, config_for, extra_budgets, simulation_run
 
 
 @pytest.mark.slow
@@ -108,6 +108,16 @@ def test_a_run_stopped_while_the_template_builds_never_starts_an_arm(tmp_path):
     assert [done for done, _ in calls] == [0, 0]
     assert not (work / "held_out.json").exists()  # the template's last write never came
     assert not list(work.glob("spec-arm-*.json"))
+
+
+def test_both_baselines_run_past_the_active_arms_budget_and_only_uniform_labels_everything():
+    """A ratio against a baseline that stops where 80/20 stops can only be 1 or a censored
+    bound: every arm without a PRM gets the extra budgets, uniform alone the ceiling round."""
+    config = config_for("ci", baseline_extra=[8, 12], ceiling=True)
+    assert extra_budgets(config, "uniform") == [8, 12, CEILING_K]
+    assert extra_budgets(config, "random_wrong") == [8, 12]
+    assert extra_budgets(config, "80_20") == extra_budgets(config, "convincing_wrong") == []
+    assert config_for("ci").baseline_extra  # the ci preset can measure both ratios above 1
 
 
 @pytest.mark.slow
