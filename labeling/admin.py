@@ -56,7 +56,13 @@ class JsonlImportAdminMixin:
     def get_urls(self) -> list[URLPattern]:
         admin_self = cast(admin.ModelAdmin, self)
         name = f"{admin_self.opts.app_label}_{admin_self.opts.model_name}_import_jsonl"
-        view = spooling_view(admin_self.admin_site.admin_view(self.import_jsonl_view), "file")
+        site = admin_self.admin_site
+        view = spooling_view(
+            site.admin_view(self.import_jsonl_view),
+            "file",
+            site=site,
+            allowed=admin_self.has_add_permission,
+        )
         return [path("import-jsonl/", view, name=name), *super().get_urls()]  # type: ignore[misc]
 
     def changelist_view(

@@ -156,7 +156,12 @@ class SelectorVersionAdmin(admin.ModelAdmin):
             ),
             path(
                 "<path:object_id>/benchmark/",
-                spooling_view(wrap(self.benchmark_view), "file"),
+                spooling_view(
+                    wrap(self.benchmark_view),
+                    "file",
+                    site=self.admin_site,
+                    allowed=self.has_add_job_permission,
+                ),
                 name="selector_selectorversion_benchmark",
             ),
             path(

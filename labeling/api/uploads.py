@@ -15,15 +15,21 @@ import hashlib
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from django.conf import settings
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
 from django.core.files.uploadedfile import UploadedFile
 from django.core.files.uploadhandler import FileUploadHandler, SkipFile
 from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
 from rest_framework import status
 from rest_framework.exceptions import APIException
 from rest_framework.parsers import BaseParser, DataAndFiles
+
+if TYPE_CHECKING:
+    from django.contrib.admin import AdminSite
 
 _CHUNK = 64 * 1024
 
@@ -151,15 +157,29 @@ def spooling_request(request: HttpRequest, *fields: str) -> HttpRequest:
     return request
 
 
-def spooling_view(view: Callable[..., HttpResponse], *fields: str) -> Callable[..., HttpResponse]:
+def spooling_view(
+    view: Callable[..., HttpResponse],
+    *fields: str,
+    site: AdminSite,
+    allowed: Callable[[HttpRequest], bool],
+) -> Callable[..., HttpResponse]:
     """A Django form view (an admin page) whose files are spooled like the API's: ``view``
     must check CSRF itself (``admin_site.admin_view`` does), after the handlers are set, since
     the middleware's check would read the form, and parse its files, before they could be.
     A file past IMPORT_UPLOAD_MAX_BYTES is a 413 naming the limit, and nothing of it is kept.
+
+    Who may not use the page is refused here, before anything reads the body (the CSRF check
+    would, and spool the whole file): as ``site`` would (to its login page unless it lets
+    the user in), then 403 unless ``allowed``, the permission ``view`` itself checks.
     """
 
     @functools.wraps(view)
     def spooled(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not site.has_permission(request):
+            login = reverse("admin:login", current_app=site.name)
+            return redirect_to_login(request.get_full_path(), login)
+        if not allowed(request):
+            raise PermissionDenied
         spooling_request(request, *fields)
         try:
             return view(request, *args, **kwargs)

@@ -4,7 +4,9 @@ import job (the API's), never read inside the request; every bad file is named f
 import json
 
 import pytest
+from django.conf import settings as django_settings
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
 from django.urls import reverse
 
 from jobs.models import Job, JobKind, JobStatus
@@ -13,6 +15,8 @@ from labeling.services.import_jobs import import_job_run
 from tests.factories import ProblemFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
+
+TOKEN = "a" * 32  # a CSRF secret, as the cookie and the form both carry it
 
 
 @pytest.fixture
@@ -144,3 +148,44 @@ def test_non_staff_cannot_reach_the_import_page(client):
     client.force_login(UserFactory())
     response = client.get(reverse("admin:labeling_problem_import_jsonl"))
     assert response.status_code == 302  # to the admin login
+
+
+@pytest.fixture
+def spooled(monkeypatch, settings, tmp_path):
+    """Every upload the request spooled, recorded when it is created (a refused request's
+    spool file is deleted at the end of the request, so the folder alone would not tell)."""
+    from labeling.api import uploads
+
+    settings.IMPORT_UPLOAD_DIR = tmp_path / "spool"
+    made: list[str] = []
+    init = uploads.SpooledUpload.__init__
+
+    def recording(self, **kwargs):
+        init(self, **kwargs)
+        made.append(self.temporary_file_path())
+
+    monkeypatch.setattr(uploads.SpooledUpload, "__init__", recording)
+    return made
+
+
+@pytest.mark.parametrize(
+    ("who", "status"),
+    [("anonymous", 302), ("not staff", 302), ("staff without add_problem", 403)],
+)
+def test_a_refused_upload_is_never_spooled_to_disk(spooled, tmp_path, who, status):
+    # The refusal must come before the body is read: a user who may not import could
+    # otherwise make the server write gigabytes to disk before being turned away. The CSRF
+    # check is what reads the form first, so this client enforces it, with a valid token.
+    client = Client(enforce_csrf_checks=True)
+    client.cookies[django_settings.CSRF_COOKIE_NAME] = TOKEN
+    if who != "anonymous":
+        client.force_login(UserFactory(is_staff=who.startswith("staff")))
+    url = reverse("admin:labeling_problem_import_jsonl")
+    body = {"file": SimpleUploadedFile("p.jsonl", b"x" * 300_000), "csrfmiddlewaretoken": TOKEN}
+    response = client.post(url, body)
+    assert response.status_code == status
+    if status == 302:
+        assert response["Location"].startswith(reverse("admin:login"))
+    assert spooled == []
+    assert not (tmp_path / "spool").exists()
+    assert not Job.objects.exists()

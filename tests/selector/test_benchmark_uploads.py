@@ -111,3 +111,33 @@ def test_a_benchmark_file_given_to_the_command_is_never_removed(spool, ready, tm
     job = job_execute(job_id=job.pk)
     assert job.status == JobStatus.FAILED and f"{own}:1: json: invalid JSON" in job.error
     assert own.exists()
+
+
+def test_a_benchmark_upload_by_staff_who_may_not_start_jobs_is_never_spooled(
+    spool, ready, monkeypatch
+) -> None:
+    # Refused before the body is read (``spooling_view``'s ``allowed``), not after the whole
+    # file was written to disk; the CSRF check is what would read it first, so it is on.
+    from django.conf import settings
+    from django.test import Client
+
+    from labeling.api import uploads
+    from tests.factories import UserFactory
+
+    made: list[str] = []
+    init = uploads.SpooledUpload.__init__
+
+    def recording(self: uploads.SpooledUpload, **kwargs: Any) -> None:
+        init(self, **kwargs)
+        made.append(self.temporary_file_path())
+
+    monkeypatch.setattr(uploads.SpooledUpload, "__init__", recording)
+    client = Client(enforce_csrf_checks=True)
+    client.cookies[settings.CSRF_COOKIE_NAME] = token = "a" * 32
+    client.force_login(UserFactory(is_staff=True))
+    url = reverse("admin:selector_selectorversion_benchmark", args=[ready.pk])
+    body = {"file": SimpleUploadedFile("pb.jsonl", GOOD * 1000), "csrfmiddlewaretoken": token}
+    response = client.post(url, body)
+    assert response.status_code == 403
+    assert made == [] and not spool.exists()
+    assert not Job.objects.exists()
