@@ -232,6 +232,8 @@ CELERY_BROKER_DIR = Path(os.environ.get("STEPWISE_BROKER_DIR", VAR_DIR / "celery
 if CELERY_BROKER_URL.startswith("filesystem://"):
     for sub in ("queue", "processed", "control"):
         (CELERY_BROKER_DIR / sub).mkdir(parents=True, exist_ok=True)
+    # kombu's filesystem transport, with messages renamed into place once written whole.
+    CELERY_BROKER_TRANSPORT = "stepwise.fs_broker:Transport"
     CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
         "data_folder_in": str(CELERY_BROKER_DIR / "queue"),
         "data_folder_out": str(CELERY_BROKER_DIR / "queue"),
