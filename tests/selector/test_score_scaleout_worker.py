@@ -99,7 +99,9 @@ def test_two_ml_workers_share_one_score_job(celery_worker_factory, wait_until) -
 def test_a_worker_killed_mid_chunk_has_its_chunk_finished_by_the_other(
     celery_worker_factory, wait_until
 ) -> None:
-    n, chunk = 3000, 1000  # three chunks of four stored batches each: killed mid-chunk
+    # Three chunks of eight stored batches each: several seconds mid-chunk, so the poll below
+    # sees it even on a loaded machine (with four batches it once missed the whole job).
+    n, chunk = 6000, 2000
     a, _b = start_ml_workers(celery_worker_factory, chunk, wait_until)
     version = selector_create_base(name="kill-one")
     pool(n)
