@@ -266,3 +266,27 @@ def fresh_prm(base_model: str, root: Path) -> Path:
     out = root / "prm"
     prm_init(base_model=base_model, output_dir=out)
     return out
+
+
+def small_digit_lm(
+    tmp_path: Path, *, epochs: int, replace_rate: float = 0.15
+) -> tuple[list[Any], Any, dict[str, Any]]:
+    """A digit tokenizer and a 1-layer causal LM pretrained on 60 correct synthetic solutions,
+    saved in ``tmp_path / "lm"``: (the texts, the tokenizer, the pretraining summary)."""
+    from selector.ml.pretrain import digit_tokenizer_write, lm_pretrain
+    from selector.simulation.pool import SYNTH_SMALL, synthetic_correct_solutions
+
+    texts = synthetic_correct_solutions(problems=60, seed=0, params=SYNTH_SMALL)
+    tokenizer = digit_tokenizer_write(tmp_path / "tok", [p + "\n" + "\n".join(s) for p, s in texts])
+    summary = lm_pretrain(
+        tokenizer=tokenizer,
+        items=texts,
+        output_dir=tmp_path / "lm",
+        hidden_size=32,
+        layers=1,
+        heads=2,
+        epochs=epochs,
+        max_length=128,
+        replace_rate=replace_rate,
+    )
+    return texts, tokenizer, summary

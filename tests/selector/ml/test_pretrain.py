@@ -2,13 +2,14 @@
 
 import re
 
-from selector.ml.pretrain import digit_tokenizer_write, lm_pretrain
+from selector.ml.pretrain import digit_tokenizer_write
 from selector.ml.prm import STEP_TOKEN, encode_many, is_causal, prm_init
 from selector.simulation.pool import (
     SYNTH_SMALL,
     synthetic_correct_solutions,
     synthetic_pool,
 )
+from tests.selector.ml.conftest import small_digit_lm
 
 
 def test_the_digit_tokenizer_sees_every_digit_and_the_step_token(tmp_path):
@@ -23,20 +24,9 @@ def test_the_digit_tokenizer_sees_every_digit_and_the_step_token(tmp_path):
 
 
 def test_pretraining_learns_correct_solutions_and_gives_a_causal_prm_base(tmp_path):
-    texts = synthetic_correct_solutions(problems=60, seed=0, params=SYNTH_SMALL)
-    tokenizer = digit_tokenizer_write(tmp_path / "tok", [p + "\n" + "\n".join(s) for p, s in texts])
-    summary = lm_pretrain(
-        tokenizer=tokenizer,
-        items=texts,
-        output_dir=tmp_path / "base",
-        hidden_size=32,
-        layers=1,
-        heads=2,
-        epochs=3,
-        max_length=128,
-    )
+    texts, tokenizer, summary = small_digit_lm(tmp_path, epochs=3)
     assert summary["epoch_loss"][-1] < summary["epoch_loss"][0]
-    prm_init(base_model=str(tmp_path / "base"), output_dir=tmp_path / "prm")
+    prm_init(base_model=str(tmp_path / "lm"), output_dir=tmp_path / "prm")
     from selector.ml.prm import load_prm
 
     model, loaded = load_prm(tmp_path / "prm", device="cpu", dtype=None)

@@ -5,12 +5,13 @@ import math
 
 import torch
 
-from selector.ml.pretrain import digit_tokenizer_write, lm_pretrain, surprise_base_write
+from selector.ml.pretrain import surprise_base_write
 from selector.ml.prm import STEP_TOKEN, is_causal, load_prm, prm_init
 from selector.ml.scoring import Scorer
 from selector.ml.surprise import step_surprise_features
 from selector.ml.training import TrainExample, train
-from selector.simulation.pool import SYNTH_SMALL, synthetic_correct_solutions, synthetic_pool
+from selector.simulation.pool import SYNTH_SMALL, synthetic_pool
+from tests.selector.ml.conftest import small_digit_lm
 
 STEP = 9
 
@@ -37,19 +38,7 @@ def test_features_describe_the_current_step_only_and_only_what_came_before():
 
 
 def _surprise_base(tmp_path):
-    texts = synthetic_correct_solutions(problems=60, seed=0, params=SYNTH_SMALL)
-    tokenizer = digit_tokenizer_write(tmp_path / "tok", [p + "\n" + "\n".join(s) for p, s in texts])
-    lm_pretrain(
-        tokenizer=tokenizer,
-        items=texts,
-        output_dir=tmp_path / "lm",
-        hidden_size=32,
-        layers=1,
-        heads=2,
-        epochs=2,
-        max_length=128,
-        replace_rate=0.0,
-    )
+    _, tokenizer, _ = small_digit_lm(tmp_path, epochs=2, replace_rate=0.0)
     return surprise_base_write(tmp_path / "lm", tmp_path / "base"), tokenizer
 
 
