@@ -30,6 +30,13 @@ class ScoredSolution:
     step_scores: list[float]  # P(positive) + P(neutral) at each scored (leading) step
     score: float  # product (or min) of step_scores; 1.0 when no step was kept
     truncated_steps: int  # trailing steps no window could hold, not scored
+    # With an ensemble of step heads (``selector.ml.ensemble``), per scored step: the spread
+    # between the heads (epistemic) and their mean entropy (aleatoric), in bits, and the
+    # solution's uncertainty (the largest step uncertainty up to its first predicted error).
+    # None for a PRM without an ensemble (an imported one).
+    epistemic: list[float] | None = None
+    aleatoric: list[float] | None = None
+    uncertainty: float | None = None
 
 
 class Readout:
