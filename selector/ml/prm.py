@@ -488,14 +488,21 @@ def _register_local_models() -> None:
     surprise.register()
 
 
-def save_pretrained_atomically(model: Any, tokenizer: Any, output_dir: str | Path) -> None:
+def save_pretrained_atomically(
+    model: Any,
+    tokenizer: Any,
+    output_dir: str | Path,
+    *,
+    extra: Callable[[Path], None] | None = None,
+) -> None:
     """Save model + tokenizer into ``output_dir`` so that a crash never leaves a directory a
     later load would half-read.
 
     Files are written to a hidden temp dir inside ``output_dir``, then renamed into place with
     ``config.json`` (what makes a directory loadable) removed first and put back last. Other
     files already in ``output_dir`` are left alone; an earlier checkpoint there is overwritten
-    (a retried job).
+    (a retried job). ``extra(directory)`` writes more files beside the model's (an ensemble's
+    step heads), which arrive with them.
     """
     target = Path(output_dir)
     if target.exists() and not target.is_dir():
@@ -507,6 +514,8 @@ def save_pretrained_atomically(model: Any, tokenizer: Any, output_dir: str | Pat
         with _quiet_transformers():
             model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
+        if extra is not None:
+            extra(tmp)
         (target / "config.json").unlink(missing_ok=True)
         for item in sorted(tmp.iterdir(), key=lambda p: p.name == "config.json"):
             os.replace(item, target / item.name)

@@ -108,6 +108,7 @@ class Scorer:
         """A PRM saved by ``prm_init``/``train``, or one imported by ``adapters.adapter_write``."""
         from selector.ml import adapters
         from selector.ml.devices import inference_dtype, resolve_device
+        from selector.ml.ensemble import EnsembleReadout, step_heads_load
 
         resolved = resolve_device(device)
         dtype = inference_dtype(resolved)
@@ -119,6 +120,9 @@ class Scorer:
             )
         else:
             model, tokenizer = load_prm(path, device=resolved, dtype=dtype)
+            heads = step_heads_load(path)
+            if heads is not None:
+                readout = EnsembleReadout(model, heads.to(device=resolved, dtype=dtype))
         return cls(
             model,
             tokenizer,
@@ -158,39 +162,55 @@ class Scorer:
                 if progress is not None:
                     progress(start + size * done // max(1, n), total)
 
-            window_scores = self.step_scores(
+            window_outputs = self.step_outputs(
                 [w.input_ids for _, w in windows],
                 [w.step_positions for _, w in windows],
                 progress=chunk_progress,
             )
-            per_solution: list[list[float]] = [[] for _ in chunk]
+            per_solution: list[list[Any]] = [[] for _ in chunk]
             # Windows come in step order within a solution, so concatenation is step order.
-            for (i, _), scores in zip(windows, window_scores, strict=True):
-                per_solution[i].extend(scores)
+            for (i, _), outputs in zip(windows, window_outputs, strict=True):
+                per_solution[i].extend(outputs)
             out.extend(
-                ScoredSolution(
-                    step_scores=scores,
-                    score=aggregate_steps(scores, self.aggregate),
-                    truncated_steps=enc.truncated_steps,
-                )
-                for scores, enc in zip(per_solution, encoded, strict=True)
+                self._scored(outputs, enc.truncated_steps)
+                for outputs, enc in zip(per_solution, encoded, strict=True)
             )
             if progress is not None:
                 progress(start + len(chunk), total)
         return out
 
-    def step_scores(
+    def _scored(self, outputs: list[Any], truncated_steps: int) -> ScoredSolution:
+        if not getattr(self.readout, "uncertain", False):
+            return ScoredSolution(
+                step_scores=outputs,
+                score=aggregate_steps(outputs, self.aggregate),
+                truncated_steps=truncated_steps,
+            )
+        from selector.ml.ensemble import solution_uncertainty
+
+        p, epistemic, aleatoric = ([row[k] for row in outputs] for k in range(3))
+        return ScoredSolution(
+            step_scores=p,
+            score=aggregate_steps(p, self.aggregate),
+            truncated_steps=truncated_steps,
+            epistemic=epistemic,
+            aleatoric=aleatoric,
+            uncertainty=solution_uncertainty(p, epistemic, aleatoric),
+        )
+
+    def step_outputs(
         self,
         input_ids: Sequence[Sequence[int]],
         step_positions: Sequence[Sequence[int]],
         *,
         progress: Callable[[int, int], None] | None = None,
-    ) -> list[list[float]]:
-        """P(positive) + P(neutral) at the given positions of pre-encoded sequences."""
+    ) -> list[list[Any]]:
+        """Per sequence, at the given positions of pre-encoded sequences: P(positive) +
+        P(neutral), or [p, epistemic, aleatoric] when the readout is an ensemble's."""
         import torch
 
         total = len(input_ids)
-        results: list[list[float]] = [[] for _ in range(total)]
+        results: list[list[Any]] = [[] for _ in range(total)]
         lengths = [len(ids) for ids in input_ids]
         # Longest first: the first batch is the largest, so an out-of-memory shows up at once.
         order = sorted(range(total), key=lambda i: -lengths[i])
@@ -211,7 +231,7 @@ class Scorer:
         batch: list[int],
         input_ids: Sequence[Sequence[int]],
         step_positions: Sequence[Sequence[int]],
-        results: list[list[float]],
+        results: list[list[Any]],
     ) -> None:
         import torch
 

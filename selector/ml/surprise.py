@@ -113,6 +113,14 @@ class SurpriseBertForTokenClassification(BertPreTrainedModel):
         self.reference.requires_grad_(False)
         self.reference_head.requires_grad_(False)
 
+    def init_step_head(self, linear: torch.nn.Linear) -> None:
+        """How a new step head starts (an ensemble's extra heads): the hidden state's weights
+        at random, the surprise inputs' at zero, like ``classifier``."""
+        with torch.no_grad():
+            linear.weight.normal_(0.0, self.config.initializer_range)
+            linear.weight[:, self.config.hidden_size :] = 0.0
+            linear.bias.zero_()
+
     def train(self, mode: bool = True) -> SurpriseBertForTokenClassification:
         super().train(mode)
         self.reference.eval()  # frozen: no dropout either

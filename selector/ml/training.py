@@ -9,6 +9,7 @@ import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -173,6 +174,7 @@ def _backward_group(
     device: str,
     autocast: Any,
     weight: Any = None,
+    ensemble: _Ensemble | None = None,
 ) -> Iterator[tuple[list[int], tuple[float, int]]]:
     """Backpropagate the micro-batches of one optimizer step, yielding per micro-batch its
     (summed loss, labeled steps). Each loss is divided by the whole group's labeled count, so
@@ -199,8 +201,38 @@ def _backward_group(
             reduction="sum",
             weight=weight,
         )
-        (loss / group_labels).backward()
+        if ensemble is not None:
+            loss_heads = ensemble.loss(labels, batch, class_weight=weight)
+            ((loss + loss_heads) / group_labels).backward()
+        else:
+            (loss / group_labels).backward()
         yield batch, (float(loss.detach()), _n_labeled(rows, batch))
+
+
+class _Ensemble:
+    """The extra step heads during training (``selector.ml.ensemble``): each learns from the
+    PRM head's detached input with its own bootstrap weight per row."""
+
+    def __init__(self, model: Any, heads: Any, row_weights: Any) -> None:
+        from selector.ml.ensemble import HeadInput
+
+        self.heads = heads
+        self.row_weights = row_weights  # (extra, rows)
+        self.head_input = HeadInput(model)
+
+    def loss(self, labels: Any, batch: Sequence[int], *, class_weight: Any) -> Any:
+        from selector.ml.ensemble import step_heads_loss
+
+        features = self.head_input.value
+        assert features is not None, "the PRM's head did not run"
+        return step_heads_loss(
+            self.heads,
+            features,
+            labels,
+            self.row_weights[:, list(batch)],
+            ignore_index=IGNORE_INDEX,
+            class_weight=class_weight,
+        )
 
 
 def train(
@@ -219,6 +251,7 @@ def train(
     bf16: bool | None = None,
     lora_rank: int = 0,
     class_balance: bool = False,
+    ensemble_heads: int = 5,
     progress: Callable[[int, int], None] | None = None,
     check: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
@@ -236,6 +269,9 @@ def train(
     row (needs ``peft``; merged into the weights before saving, so the checkpoint loads like any
     other). ``class_balance`` weights each class's loss by the inverse of its share of the
     labeled steps (mean weight 1), so the few negative steps are not drowned out.
+    ``ensemble_heads`` > 1 trains that many step heads in all (``selector.ml.ensemble``: the
+    PRM's own and K - 1 more, each on its own bootstrap draw of the examples), whose spread
+    scoring reports as uncertainty; the backbone and the PRM's own head learn as with 1.
     """
     import torch
 
@@ -248,6 +284,8 @@ def train(
         raise ValueError(f"learning_rate must be positive, got {learning_rate}")
     if grad_accumulation < 1:
         raise ValueError(f"grad_accumulation must be at least 1, got {grad_accumulation}")
+    if not 1 <= ensemble_heads <= 64:
+        raise ValueError(f"ensemble_heads must be within 1..64, got {ensemble_heads}")
     if lora_rank < 0:
         raise ValueError(f"lora_rank must be 0 (off) or positive, got {lora_rank}")
     for i, ex in enumerate(examples):
@@ -280,10 +318,12 @@ def train(
     )
     dropped_rated, errors = _rated_steps_dropped(examples, targets, all_encoded)
     rows: list[Window] = []
+    row_example: list[int] = []  # the example each row comes from (its bootstrap unit)
     used_examples = 0
-    for enc in all_encoded:
+    for i, enc in enumerate(all_encoded):
         labeled = [w for w in enc.windows if any(lab != IGNORE_INDEX for lab in w.labels)]
         rows.extend(labeled)
+        row_example.extend([i] * len(labeled))
         used_examples += bool(labeled)
     label_counts = dict.fromkeys(ID2LABEL.values(), 0)
     for w in rows:
@@ -317,8 +357,22 @@ def train(
     schedule = {"total": epochs * len(groups)}
     warmup = math.ceil(WARMUP_FRACTION * schedule["total"])
 
+    ensemble = None
+    if ensemble_heads > 1:
+        from selector.ml.ensemble import bootstrap_weights, step_heads_init, step_heads_load
+
+        kept = step_heads_load(init_from)  # a warm start goes on with its heads
+        heads = (
+            kept
+            if kept is not None and kept.extra == ensemble_heads - 1
+            else step_heads_init(model, ensemble_heads - 1, seed=seed)
+        )
+        draws = bootstrap_weights(ensemble_heads - 1, len(examples), seed=seed)
     if lora_rank:
         model = _apply_lora(model, lora_rank, step_id=step_token_id(tokenizer))
+    if ensemble_heads > 1:
+        # Hooked after LoRA: it wraps the head, and the wrapper is what runs.
+        ensemble = _Ensemble(model, heads.to(resolved).train(), draws[:, row_example].to(resolved))
     if gradient_checkpointing:
         _checkpointing(model, on=True)
 
@@ -329,13 +383,18 @@ def train(
             # Biases and norm weights are not regularised (standard BERT/AdamW practice).
             (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
     trainable = sum(p.numel() for p in decay + no_decay)
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": WEIGHT_DECAY},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=learning_rate,
-    )
+    groups_of_params = [
+        {"params": decay, "weight_decay": WEIGHT_DECAY},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    if ensemble is not None:
+        # Groups of their own: AdamW updates each parameter alone, so the PRM's own weights
+        # move exactly as without the extra heads.
+        groups_of_params += [
+            {"params": [ensemble.heads.weight], "weight_decay": WEIGHT_DECAY},
+            {"params": [ensemble.heads.bias], "weight_decay": 0.0},
+        ]
+    optimizer = torch.optim.AdamW(groups_of_params, lr=learning_rate)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: _lr_factor(s, warmup=warmup, total=schedule["total"])
     )
@@ -365,6 +424,7 @@ def train(
                     device=resolved,
                     autocast=autocast,
                     weight=weight,
+                    ensemble=ensemble,
                 ):
                     batch = micro  # named in an out-of-memory error
                     loss_sum += group_loss
@@ -374,6 +434,8 @@ def train(
                         # noticed within one of them.
                         check()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
+                if ensemble is not None:
+                    torch.nn.utils.clip_grad_norm_(ensemble.heads.parameters(), MAX_GRAD_NORM)
                 optimizer.step()
                 scheduler.step()
                 step += 1
@@ -394,7 +456,18 @@ def train(
     if lora_rank:
         model = model.merge_and_unload()
     model.eval()
-    save_pretrained_atomically(model, tokenizer, output_dir)
+    extra_heads = None
+    if ensemble is not None:
+        from selector.ml.ensemble import step_heads_save
+
+        ensemble.head_input.close()
+        extra_heads = ensemble.heads.eval()
+    save_pretrained_atomically(
+        model,
+        tokenizer,
+        output_dir,
+        extra=None if extra_heads is None else partial(step_heads_save, extra_heads),
+    )
     return {
         "examples": used_examples,
         "skipped_examples": len(examples) - used_examples,
@@ -417,6 +490,10 @@ def train(
         "lora_rank": lora_rank,
         "class_balance": class_balance,
         "trainable_params": trainable,
+        "ensemble_heads": ensemble_heads,
+        "ensemble_params": 0
+        if ensemble is None
+        else ensemble.heads.weight.numel() + ensemble.heads.bias.numel(),
         "seed": seed,
         "device": resolved,
         "init_from": str(init_from),
