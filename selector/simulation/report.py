@@ -150,6 +150,34 @@ def ratio_of(
     return needed / labels[-1], censored
 
 
+def ratio_matched(
+    baseline: tuple[Values, Values],
+    active: tuple[Values, Values],
+) -> tuple[float, str | None]:
+    """(labels the baseline needs) / (labels the active arm needs) to reach the lower of their
+    two best values: for two arms that end at the same budget, where :func:`ratio_of` could
+    never exceed 1 (the baseline has no labels past the active arm's last point)."""
+    target = min(
+        float(np.nanmax(np.asarray(baseline[1], dtype=float))),
+        float(np.nanmax(np.asarray(active[1], dtype=float))),
+    )
+    needed_base, cens_base = labels_to_reach(baseline[0], baseline[1], target)
+    needed_active, cens_active = labels_to_reach(active[0], active[1], target)
+    return needed_base / needed_active, cens_base or cens_active
+
+
+# The ratios beside the two of ``analyse``'s arguments, when both arms ran: (report key, active
+# arm, baseline arm, ratio). Against uniform, which runs past the others' budget, the usual
+# ratio; against 80/20, which ends where they end, the matched one.
+RULE_COMPARISONS: tuple[tuple[str, str, str, str], ...] = (
+    ("data_efficiency_uncertainty", "uncertainty", "uniform", "final"),
+    ("data_efficiency_uncertainty_vs_80_20", "uncertainty", "80_20", "matched"),
+    ("data_efficiency_mixed", "mixed", "uniform", "final"),
+    ("data_efficiency_mixed_vs_80_20", "mixed", "80_20", "matched"),
+)
+_RATIOS = {"final": ratio_of, "matched": ratio_matched}
+
+
 def _seed_mean(
     index: HeldOutIndex,
     prepared: Mapping[str, Mapping[int, list[_Prepared]]],
@@ -208,24 +236,26 @@ def analyse(
     # (report key, active arm, baseline arm): what the active arm's final value is worth in
     # the baseline's labels. ``data_efficiency_prm`` against the grader alone is what the
     # PRM's ranking adds beyond it.
+    comparisons = [
+        ("data_efficiency", active_arm, baseline_arm, "final"),
+        ("data_efficiency_prm", active_arm, prm_baseline_arm, "final"),
+        *RULE_COMPARISONS,
+    ]
     pairs = [
-        (key, active, base)
-        for key, active, base in (
-            ("data_efficiency", active_arm, baseline_arm),
-            ("data_efficiency_prm", active_arm, prm_baseline_arm),
-        )
+        (key, active, base, how)
+        for key, active, base, how in comparisons
         if active in runs and base in runs and active != base
     ]
     points = {
-        key: ratio_of(
+        key: _RATIOS[how](
             _seed_mean(index, prepared, runs, base, seeds, metric, None),
             _seed_mean(index, prepared, runs, active, seeds, metric, None),
         )
-        for key, active, base in pairs
+        for key, active, base, how in pairs
     }
     rng = np.random.default_rng(seed)
     n_problems = len(index.problems)
-    ratios: dict[str, list[float]] = {key: [] for key, _, _ in pairs}
+    ratios: dict[str, list[float]] = {key: [] for key, _, _, _ in pairs}
     censored = dict.fromkeys(ratios, 0)
     band_draws: dict[str, dict[str, list[np.ndarray]]] = {
         arm: {m: [] for m in METRICS} for arm in runs
@@ -239,8 +269,8 @@ def analyse(
             for m in METRICS:
                 means[arm, m] = _seed_mean(index, prepared, runs, arm, arm_seeds, m, problems_b)
                 band_draws[arm][m].append(means[arm, m][1])
-        for key, active, base in pairs:
-            value, cens = ratio_of(means[base, metric], means[active, metric])
+        for key, active, base, how in pairs:
+            value, cens = _RATIOS[how](means[base, metric], means[active, metric])
             ratios[key].append(value)
             censored[key] += cens is not None
     for arm in runs:
@@ -249,10 +279,9 @@ def analyse(
             curves[arm][m]["lo"] = np.nanpercentile(draws, 2.5, axis=0).tolist()
             curves[arm][m]["hi"] = np.nanpercentile(draws, 97.5, axis=0).tolist()
     out: dict[str, Any] = {}
-    for key, active, base in (
-        ("data_efficiency", active_arm, baseline_arm),
-        ("data_efficiency_prm", active_arm, prm_baseline_arm),
-    ):
+    for key, active, base, how in comparisons:
+        if key not in points and (key, active, base, how) in RULE_COMPARISONS:
+            continue  # a rule's comparison appears only when both its arms ran
         point = points.get(key, (float("nan"), None))
         ratio_draws = ratios.get(key) or []
         ci = (
@@ -267,8 +296,14 @@ def analyse(
             "censored": point[1],
             "ci95": ci,
             "method": (
-                f"labels {base} needs to reach {active}'s final {metric}, interpolated on "
-                f"log(labels), over {active}'s final labels; paired bootstrap over "
+                (
+                    f"labels {base} needs to reach {active}'s final {metric}, interpolated on "
+                    f"log(labels), over {active}'s final labels"
+                    if how == "final"
+                    else f"labels {base} needs over labels {active} needs to reach the lower of "
+                    f"their best {metric} values, interpolated on log(labels)"
+                )
+                + "; paired bootstrap over "
                 f"{len(seeds)} seeds and {n_problems} held-out problems, {resamples} resamples "
                 f"({censored.get(key, 0)} censored)"
             ),
@@ -394,7 +429,7 @@ def _fmt(value: Any, digits: int = 3) -> str:
 def summary_write(report: Mapping[str, Any], out_dir: Path) -> Path:
     de = report["data_efficiency"]
     ratio_lines: list[str] = []
-    for key in ("data_efficiency", "data_efficiency_prm"):
+    for key in ("data_efficiency", "data_efficiency_prm", *(c[0] for c in RULE_COMPARISONS)):
         r = report.get(key)
         if not r or r.get("ratio") is None:
             continue

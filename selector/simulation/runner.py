@@ -44,11 +44,15 @@ from typing import Any
 from selector.simulation.pool import PoolProblem, pool_load
 
 ARMS: dict[str, dict[str, Any]] = {
-    # wrong_fraction for queue_fill, and whether the fill ranks by the trained PRM.
-    "uniform": {"wrong_fraction": 0.0, "prm": False},
-    "80_20": {"wrong_fraction": 0.8, "prm": True},
-    "convincing_wrong": {"wrong_fraction": 1.0, "prm": True},
-    "random_wrong": {"wrong_fraction": 0.8, "prm": False},
+    # queue_fill's rule and wrong_fraction, and whether the fill ranks by the trained PRM.
+    "uniform": {"rule": "80_20", "wrong_fraction": 0.0, "prm": False},
+    "80_20": {"rule": "80_20", "wrong_fraction": 0.8, "prm": True},
+    "convincing_wrong": {"rule": "80_20", "wrong_fraction": 1.0, "prm": True},
+    "random_wrong": {"rule": "80_20", "wrong_fraction": 0.8, "prm": False},
+    # The most uncertain candidates by the PRM's ensemble of step heads (ActPRM-style), and
+    # half of each problem's budget by each rule (decision 0017).
+    "uncertainty": {"rule": "uncertainty", "wrong_fraction": 0.8, "prm": True},
+    "mixed": {"rule": "mixed", "wrong_fraction": 0.8, "prm": True},
 }
 BASE_NAME = "sim-base"
 PARENT_PID_ENV = "STEPWISE_SIMULATION_PARENT"
@@ -91,6 +95,9 @@ class SimConfig:
     hidden_size: int = 128
     layers: int = 4
     class_balance: bool = False
+    # Step heads per trained version (the product's SELECTOR_ENSEMBLE_HEADS): the uncertainty
+    # and mixed arms rank by their spread; every arm's step scores are their mean.
+    ensemble_heads: int = 5
     epochs: int = 3
     learning_rate: float = 5e-4
     max_length: int = 192
@@ -110,12 +117,12 @@ class SimConfig:
 
 
 PRESETS: dict[str, SimConfig] = {
-    # ≤ 15 minutes on 2 CPU cores. Fixed before any arm was measured with it (decision 0011):
-    # the small-operand pool; a digit tokenizer and a 4-layer causal BERT pretrained as a plain
-    # language model on 16,000 correct solutions, under the surprise PRM head; class-balanced
-    # loss. Two rounds of K=5 put 80/20's final budget (748 labels) on the rising part of the
-    # curve; uniform's extra budget (1,292) and its ceiling round let the ratio exceed 1.
-    # convincing_wrong is left out to afford a fourth seed (``--arms`` adds it back).
+    # Fixed before any arm was measured with it (decision 0011): the small-operand pool; a
+    # digit tokenizer and a 4-layer causal BERT pretrained as a plain language model on 16,000
+    # correct solutions, under the surprise PRM head with 5 step heads; class-balanced loss.
+    # Two rounds of K=5 put 80/20's final budget (748 labels) on the rising part of the curve;
+    # the baselines' extra budget (1,292) and uniform's ceiling round let the ratios exceed 1.
+    # All six arms (issue 20) at 3 seeds: about 20 minutes on 2 CPU cores (decision 0017).
     "ci": SimConfig(
         pool="synthetic-small",
         base_model="pretrained-surprise",
@@ -125,8 +132,8 @@ PRESETS: dict[str, SimConfig] = {
         ceiling=True,
         rounds=2,
         baseline_extra=[8],
-        seeds=4,
-        arms=["uniform", "80_20", "random_wrong"],
+        seeds=3,
+        arms=["uniform", "80_20", "random_wrong", "convincing_wrong", "uncertainty", "mixed"],
         held_out_fraction=0.3,
     ),
     # The machinery test: seconds per arm.
@@ -300,6 +307,7 @@ def _subprocess(
         "SELECTOR_TOKEN_BUDGET": str(spec["config"]["token_budget"]),
         "SELECTOR_PER_PROBLEM": str(spec["config"]["per_problem"]),
         "SELECTOR_EVAL_FRACTION": str(spec["config"]["held_out_fraction"]),
+        "SELECTOR_ENSEMBLE_HEADS": str(spec["config"]["ensemble_heads"]),
         PARENT_PID_ENV: str(os.getpid()),
         "OMP_NUM_THREADS": str(threads),
         "MKL_NUM_THREADS": str(threads),
@@ -475,6 +483,7 @@ def simulation_run(
             },
             "data_efficiency": analysis["data_efficiency"],
             "data_efficiency_prm": analysis["data_efficiency_prm"],
+            **{c[0]: analysis[c[0]] for c in reporting.RULE_COMPARISONS if c[0] in analysis},
             "ceiling": reporting.ceiling_of(raw, config=asdict(config), active_arm=active),
             "curves": analysis["curves"],
             "unscored": analysis["unscored"],

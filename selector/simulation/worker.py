@@ -341,6 +341,7 @@ def _worker_arm(spec: dict[str, Any]) -> None:
                 fill_version = _random_version(round_no, seed, _unqueued(truth))
             queue_fill(
                 per_problem=k,
+                rule=rule["rule"],
                 wrong_fraction=rule["wrong_fraction"],
                 generation=round_no,
                 version=fill_version,

@@ -8,7 +8,9 @@ from selector.simulation.report import (
     analyse,
     ceiling_of,
     labels_to_reach,
+    RULE_COMPARISONS,
     plots_write,
+    ratio_matched,
     ratio_of,
     summary_write,
 )
@@ -161,6 +163,39 @@ def test_both_ratios_share_one_schema_and_one_set_of_resamples():
         held_out=held_out, runs={a: runs[a] for a in ("uniform", "80_20")}, resamples=5
     )["data_efficiency_prm"]
     assert set(alone) == RATIO_KEYS and math.isnan(alone["ratio"])
+
+
+def test_the_matched_ratio_compares_two_arms_that_end_at_the_same_budget():
+    slow = ([100, 200, 400], [0.6, 0.65, 0.7])
+    fast = ([100, 200, 400], [0.6, 0.7, 0.8])
+    # fast reaches slow's best (0.7) at 200 labels, slow at 400: worth 2x; and the other way.
+    ratio, censored = ratio_matched(slow, fast)
+    assert censored is None and ratio == pytest.approx(2.0)
+    assert ratio_matched(fast, slow)[0] == pytest.approx(0.5)
+    assert ratio_matched(fast, fast)[0] == pytest.approx(1.0)
+    # ratio_of cannot see it: slow never gets past 0.7, so the ratio is censored at 1.
+    assert ratio_of(slow, fast) == (pytest.approx(1.0), "above")
+
+
+def test_the_rules_are_compared_with_uniform_and_with_80_20():
+    held_out, runs = _runs(
+        {"uniform": (0.15, 6), "80_20": (0.2, 3), "uncertainty": (0.3, 3), "mixed": (0.2, 3)}
+    )
+    result = analyse(held_out=held_out, runs=runs, resamples=30)
+    for key, active, base, _ in RULE_COMPARISONS:
+        ratio = result[key]
+        assert set(ratio) == RATIO_KEYS and ratio["arms"] == [active, base]
+        lo, hi = ratio["ci95"]
+        assert lo <= ratio["ratio"] <= hi or ratio["censored"]
+    # uncertainty learns fastest here: worth more labels of uniform and of 80/20; mixed is
+    # 80/20's twin, so its ratio against 80/20 is about 1.
+    assert result["data_efficiency_uncertainty"]["ratio"] > result["data_efficiency"]["ratio"]
+    assert result["data_efficiency_uncertainty_vs_80_20"]["ratio"] > 1.2
+    assert 0.7 < result["data_efficiency_mixed_vs_80_20"]["ratio"] < 1.4
+    # Arms that did not run leave their comparisons out.
+    assert "data_efficiency_mixed" not in analyse(
+        held_out=held_out, runs={a: runs[a] for a in ("uniform", "80_20")}, resamples=5
+    )
 
 
 def _round(labels, auroc, f1=None, f1_tuned=None, threshold=None):
