@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from pathlib import Path
 
@@ -48,7 +49,7 @@ def test_the_spread_is_zero_when_the_heads_agree_and_grows_as_they_disagree():
         offsets = torch.linspace(-width, width, 5)[:, None]
         spreads.append(float(ensemble_stats((0.5 + offsets).expand(5, 3))[0, 1]))
     assert spreads[0] == pytest.approx(0.0, abs=1e-6)
-    assert all(b > a for a, b in zip(spreads, spreads[1:], strict=False))
+    assert all(b > a for a, b in itertools.pairwise(spreads))
     # Decomposition: epistemic + aleatoric is the entropy of the mean.
     heads = torch.tensor([[0.1, 0.8], [0.6, 0.9], [0.3, 0.2]])
     stats = ensemble_stats(heads)

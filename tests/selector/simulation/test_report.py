@@ -5,10 +5,10 @@ import pytest
 
 from selector.ml.metrics import auroc
 from selector.simulation.report import (
+    RULE_COMPARISONS,
     analyse,
     ceiling_of,
     labels_to_reach,
-    RULE_COMPARISONS,
     plots_write,
     ratio_matched,
     ratio_of,
