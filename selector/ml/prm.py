@@ -570,4 +570,7 @@ def load_prm(path: str | Path, *, device: str, dtype: Any) -> tuple[Any, Any]:
     if model.config.num_labels != len(ID2LABEL):
         raise ValueError(f"{path}: expected a 3-label PRM head, got {model.config.num_labels}")
     model.config.use_cache = False
+    keep_frozen = getattr(model, "keep_frozen", None)  # weights no training may move
+    if keep_frozen is not None:
+        keep_frozen()
     return model.to(device), tokenizer

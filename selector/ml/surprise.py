@@ -110,6 +110,11 @@ class SurpriseBertForTokenClassification(BertPreTrainedModel):
         self.post_init()
         with torch.no_grad():
             self.classifier.weight[:, config.hidden_size :] = 0.0
+        self.keep_frozen()
+
+    def keep_frozen(self) -> None:
+        """Mark the reference as not trained. ``from_pretrained`` hands back every loaded
+        weight as trainable, so ``prm.load_prm`` calls this again after loading."""
         self.reference.requires_grad_(False)
         self.reference_head.requires_grad_(False)
 

@@ -66,7 +66,8 @@ def test_a_surprise_prm_keeps_the_language_model_is_causal_and_trains_and_scores
         for p in pool
         for c in p.candidates
     ]
-    train(
+    assert not any(p.requires_grad for p in model.reference.parameters())
+    summary = train(
         init_from=tmp_path / "prm",
         examples=examples,
         output_dir=tmp_path / "trained",
@@ -74,6 +75,10 @@ def test_a_surprise_prm_keeps_the_language_model_is_causal_and_trains_and_scores
         learning_rate=1e-3,
         max_length=128,
         device="cpu",
+    )
+    # Only the backbone and the step head count as trained.
+    assert summary["trainable_params"] == sum(
+        p.numel() for n, p in model.named_parameters() if not n.startswith("reference")
     )
     # Training moves the backbone and the step head, never the reference: its surprise is
     # what the pretrained model said, however long the fine-tune.
