@@ -19,7 +19,16 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from labeling.models import FinishReason, Label, Problem, QueuedBy, Solution, Task, TaskKind
+from labeling.models import (
+    FinishReason,
+    Label,
+    Problem,
+    QueuedBy,
+    SelectionRule,
+    Solution,
+    Task,
+    TaskKind,
+)
 from labeling.queries import labels_from_reliable_annotators
 from selector.models import EvalSet
 from selector.services.common import SelectorError
@@ -280,22 +289,29 @@ def _uniform_tasks_insert(
     if not tasks:
         return
     now = connection.ops.adapt_datetimefield_value(timezone.now())
-    constant = (TaskKind.NORMAL.value, generation, required_labels, QueuedBy.UNIFORM.value, now)
+    constant = (
+        TaskKind.NORMAL.value,
+        generation,
+        required_labels,
+        QueuedBy.UNIFORM.value,
+        SelectionRule.UNIFORM.value,
+        now,
+    )
     insert = (
         f"INSERT INTO {Task._meta.db_table} (solution_id, priority, queued_score, kind,"
-        " generation, required_labels, label_count, lease_count, late_count, queued_by,"
+        " generation, required_labels, label_count, lease_count, late_count, queued_by, rule,"
         " created_at)"
     )
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             solution_ids, priorities = zip(*tasks, strict=True)
             cursor.execute(
-                f"{insert} SELECT s, p, NULL, %s, %s, %s, 0, 0, 0, %s, %s"
+                f"{insert} SELECT s, p, NULL, %s, %s, %s, 0, 0, 0, %s, %s, %s"
                 " FROM unnest(%s::bigint[], %s::double precision[]) AS u(s, p)",
                 [*constant, list(solution_ids), list(priorities)],
             )
         else:
             cursor.executemany(
-                f"{insert} VALUES (%s, %s, NULL, %s, %s, %s, 0, 0, 0, %s, %s)",
+                f"{insert} VALUES (%s, %s, NULL, %s, %s, %s, 0, 0, 0, %s, %s, %s)",
                 [(solution_id, priority, *constant) for solution_id, priority in tasks],
             )
