@@ -118,24 +118,31 @@ ORDER BY p.id
     return int(created), int(wrong), int(problems), int(cut)
 
 
-RULES_NEEDING_ENSEMBLE = (SelectionRule.UNCERTAINTY, SelectionRule.MIXED)
-FILL_RULES = (SelectionRule.EIGHTY_TWENTY, SelectionRule.UNCERTAINTY, SelectionRule.MIXED)
+RULES_NEEDING_ENSEMBLE = (SelectionRule.UNCERTAINTY.value, SelectionRule.MIXED.value)
+# The rules a fill may pick by (``uniform`` is the evaluation set's draw, never a fill's).
+FILL_RULES = (SelectionRule.EIGHTY_TWENTY.value, *RULES_NEEDING_ENSEMBLE)
+
+
+def version_ensemble_missing(version: SelectorVersion) -> str | None:
+    """Why ``version`` has no ensemble of step heads, as words after its name; None if it has."""
+    if version.has_ensemble:
+        return None
+    if (version.training_summary or {}).get("init") == "import":
+        return "has no ensemble (imported PRM)"
+    if version.ensemble_heads == 1:
+        return "has no ensemble (trained with a single step head)"
+    return "has no ensemble of step heads"
 
 
 def fill_rule_unavailable(*, rule: str, version: SelectorVersion) -> str | None:
     """Why ``version`` cannot fill by ``rule`` (None when it can). The uncertainty rules rank
     by the spread of an ensemble of step heads, which only a version trained here has."""
-    if rule not in RULES_NEEDING_ENSEMBLE or version.has_ensemble:
+    missing = version_ensemble_missing(version)
+    if rule not in RULES_NEEDING_ENSEMBLE or missing is None:
         return None
-    if (version.training_summary or {}).get("init") == "import":
-        why = "is an imported PRM with no ensemble of step heads"
-    elif version.ensemble_heads == 1:
-        why = "was trained with a single step head (no ensemble)"
-    else:
-        why = "has no ensemble of step heads"
     return (
-        f"selector version {version.name} {why}; the {rule} rule needs a version trained here"
-        f" with SELECTOR_ENSEMBLE_HEADS > 1; use 80_20"
+        f"selector version {version.name} {missing}; the {rule} rule needs a version trained"
+        f" here with SELECTOR_ENSEMBLE_HEADS > 1; use 80_20"
     )
 
 
@@ -143,7 +150,7 @@ def fill_rule_resolve(rule: str | None) -> str:
     """The rule a fill uses: ``rule``, or ``SELECTOR_RULE`` when None; refuses any other."""
     rule = settings.SELECTOR_RULE if rule is None else rule
     if rule not in FILL_RULES:
-        allowed = ", ".join(r.value for r in FILL_RULES)
+        allowed = ", ".join(FILL_RULES)
         raise SelectorError(f"rule must be one of {allowed} (SELECTOR_RULE), got {rule!r}")
     return str(rule)
 
