@@ -42,7 +42,7 @@ class SelectorVersion(models.Model):
     training_summary = models.JSONField(default=dict, blank=True)  # data sizes, losses, params
     # Step heads in its ensemble, from its training summary; 0 or 1: no ensemble (an imported
     # or untrained PRM), so no uncertainty to select by.
-    ensemble_heads = models.PositiveSmallIntegerField(default=0)
+    ensemble_heads = models.PositiveSmallIntegerField(default=0, db_default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     promoted_at = models.DateTimeField(null=True, blank=True)
 
