@@ -3,8 +3,12 @@ random pools, the rule every task records, and when the uncertainty rules are un
 Runs on SQLite, and on PostgreSQL with DATABASE_URL=postgres://…"""
 
 import logging
+import os
 import random
+import subprocess
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -254,3 +258,17 @@ def test_top_up_uses_the_setting_when_available(version, settings):
     report = queue_top_up()
     assert report is not None and report.rule == "uncertainty"
     assert Task.objects.get(kind=TaskKind.NORMAL).rule == "uncertainty"
+
+
+def test_a_bad_selector_rule_setting_refuses_to_start(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "STEPWISE_TEST_DB"}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=Path(__file__).resolve().parent.parent.parent,
+        env={**env, "STEPWISE_VAR_DIR": str(tmp_path), "SELECTOR_RULE": "random"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "SELECTOR_RULE must be one of 80_20, uncertainty, mixed (got 'random')" in result.stderr
