@@ -135,8 +135,8 @@ class Task(models.Model):
     generation = models.IntegerField(null=True, blank=True)  # active-learning round
     priority = models.FloatField(default=0.0)  # higher is served first
     queued_score = models.FloatField(null=True, blank=True)  # selector score when queued
-    # The selector version whose 80/20 pick queued this task; null when no selector chose it
-    # (imports, uniform evaluation-set tasks, QC and screening items).
+    # The selector version whose pick (by the rule in ``rule``) queued this task; null when no
+    # selector chose it (imports, uniform evaluation-set tasks, QC and screening items).
     selector_version = models.ForeignKey(
         "selector.SelectorVersion",
         null=True,

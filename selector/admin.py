@@ -2,7 +2,8 @@
 evaluation tables and plots, and the selector's section on a job's page (``jobs.admin``).
 
 Buttons POST to small admin views that call ``services.job_start`` and redirect to the job's
-page; the model work runs on the ``ml`` Celery queue, filling the queue on ``default``.
+page; the model work runs on the ``ml`` Celery queue, filling the queue on ``default``. The
+Fill form offers the selection rules, labelling those the active version cannot fill by.
 """
 
 from __future__ import annotations
