@@ -4,10 +4,10 @@ A share of problems (``SELECTOR_EVAL_FRACTION``) is reserved once per problem fr
 its unique_id and ``SELECTOR_EVAL_SEED`` — the same problems the held-out split always used,
 so existing metrics keep their meaning. A reserved problem's candidates are never picked by a
 selector's rule (``queue_fill`` skips them); ``eval_queue_fill`` queues them by a seeded
-uniform draw instead (``Task.queued_by = "uniform"``, ``Task.rule = "uniform"``), so the evaluation labels do not favour
-the version that chose them. ``eval_set_freeze`` snapshots the usable labels (uniform tasks,
-reliable annotators) into an ``EvalSet`` row: metrics name that row, and two versions' numbers
-compare only on the same one.
+uniform draw instead (``Task.queued_by`` and ``Task.rule`` "uniform"), so the evaluation labels
+do not favour the version that chose them. ``eval_set_freeze`` snapshots the usable labels
+(uniform tasks, reliable annotators) into an ``EvalSet`` row: metrics name that row, and two
+versions' numbers compare only on the same one.
 """
 
 from __future__ import annotations
