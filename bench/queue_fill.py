@@ -41,6 +41,7 @@ def load(*, problems: int, per_problem: int, seed: int) -> dict[str, int]:
     from django.db import connection
 
     rng = random.Random(seed)
+    uncertainty_rng = random.Random(f"{seed}:uncertainty")
     now = datetime(2024, 1, 1, tzinfo=UTC)
     counts = {"incorrect": 0, "correct": 0, "ungraded": 0}
     with connection.cursor() as cursor:
@@ -82,7 +83,8 @@ def load(*, problems: int, per_problem: int, seed: int) -> dict[str, int]:
         ) as copy:
             for s in range(1, problems * per_problem + 1):
                 score = round(rng.random(), 6)
-                copy.write_row((s, 1, score, "[]", 0, round(rng.random(), 6), now))
+                # Its own stream: the pool's grades and scores stay those of earlier runs.
+                copy.write_row((s, 1, score, "[]", 0, round(uncertainty_rng.random(), 6), now))
         # One task per problem from an earlier generation: those candidates must be skipped.
         with raw.copy(
             "COPY labeling_task (solution_id, kind, generation, priority, queued_score,"

@@ -96,6 +96,8 @@ def test_admin_fill_records_the_rule_in_params_and_result(
     job_execute(job_id=job.pk)
     job.refresh_from_db()
     assert job.result["rule"] == "uncertainty" and job.result["created"] == 2
+    page = staff_client.get(reverse("admin:jobs_job_change", args=[job.pk])).content.decode()
+    assert "Selection rule" in page
     assert set(Task.objects.values_list("solution_id", "rule")) == {
         (pool[0].pk, "uncertainty"),
         (pool[1].pk, "uncertainty"),
