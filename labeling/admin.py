@@ -187,6 +187,7 @@ class TaskAdmin(admin.ModelAdmin):
         "kind",
         "generation",
         "queued_by",
+        "rule",
         "priority",
         "queued_score",
         "required_labels",
@@ -195,7 +196,7 @@ class TaskAdmin(admin.ModelAdmin):
         "lease_count",
         "created_at",
     ]
-    list_filter = ["kind", "generation", "queued_by"]
+    list_filter = ["kind", "generation", "queued_by", "rule"]
     raw_id_fields = ["solution", "gold_label"]
     actions = [use_my_label_as_gold]
 

@@ -109,9 +109,18 @@ class QueuedBy(models.TextChoices):
     person's) choice, so only their labels may measure a selector (the frozen evaluation set)."""
 
     UNIFORM = "uniform", "Uniform draw"  # eval_queue_fill; the simulation's seeded draws
-    SELECTOR = "selector", "Selector (80/20)"  # queue_fill
+    SELECTOR = "selector", "Selector"  # queue_fill, by the rule in ``Task.rule``
     MANUAL = "manual", "By hand"  # enqueue, the admin, QC and screening items
     IMPORT = "import", "Import"  # import_prm800k (phase 2: picked by OpenAI's own PRM)
+
+
+class SelectionRule(models.TextChoices):
+    """The rule a fill picked a task by (``Task.rule``); blank for tasks no rule chose."""
+
+    EIGHTY_TWENTY = "80_20", "80/20: convincing wrong answers"
+    UNCERTAINTY = "uncertainty", "Most uncertain"
+    MIXED = "mixed", "Half 80/20, half uncertainty"
+    UNIFORM = "uniform", "Uniform draw"  # eval_queue_fill on the reserved problems
 
 
 class Task(models.Model):
@@ -126,8 +135,8 @@ class Task(models.Model):
     generation = models.IntegerField(null=True, blank=True)  # active-learning round
     priority = models.FloatField(default=0.0)  # higher is served first
     queued_score = models.FloatField(null=True, blank=True)  # selector score when queued
-    # The selector version whose 80/20 pick queued this task; null when no selector chose it
-    # (imports, uniform evaluation-set tasks, QC and screening items).
+    # The selector version whose pick (by the rule in ``rule``) queued this task; null when no
+    # selector chose it (imports, uniform evaluation-set tasks, QC and screening items).
     selector_version = models.ForeignKey(
         "selector.SelectorVersion",
         null=True,
@@ -138,6 +147,12 @@ class Task(models.Model):
     # The database default covers raw INSERTs that do not name it: "manual" is never uniform.
     queued_by = models.CharField(
         max_length=10, choices=QueuedBy.choices, default=QueuedBy.MANUAL, db_default="manual"
+    )
+    # The fill's selection rule (a ``mixed`` fill's tasks all record ``mixed``); blank for tasks
+    # queued by hand, QC, screening or import, which ``queued_by`` already tells apart. The
+    # database default lets the set-based writers that pick no rule (import) leave it out.
+    rule = models.CharField(
+        max_length=12, choices=SelectionRule.choices, blank=True, default="", db_default=""
     )
     required_labels = models.PositiveSmallIntegerField(default=1)  # overlap
     label_count = models.PositiveSmallIntegerField(default=0)  # labels within the overlap

@@ -2,7 +2,8 @@
 evaluation tables and plots, and the selector's section on a job's page (``jobs.admin``).
 
 Buttons POST to small admin views that call ``services.job_start`` and redirect to the job's
-page; the model work runs on the ``ml`` Celery queue, filling the queue on ``default``.
+page; the model work runs on the ``ml`` Celery queue, filling the queue on ``default``. The
+Fill form offers the selection rules, labelling those the active version cannot fill by.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import (
@@ -36,6 +38,7 @@ from jobs.params import (
 )
 from jobs.services import JobError
 from labeling.api.uploads import SpooledUpload, spooling_view, uploads_close
+from labeling.models import SelectionRule
 from selector import admin_eval_set, metric_rows, plots, queries, result_labels, services  # noqa: F401  (registers)
 from selector.admin_import import import_view
 from selector.models import SelectorVersion, SolutionScore, version_short_name
@@ -43,6 +46,11 @@ from selector.services.benchmark import benchmark_upload
 from selector.services.job_params import DEFAULT_PROMPT_TEMPLATE
 from selector.services.jobs import SELECTOR_KINDS, PromotionRefused, promotion_start
 from selector.services.promotion import promotion_check
+from selector.services.queue_fill import (
+    FILL_RULES,
+    fill_rule_unavailable,
+    version_ensemble_missing,
+)
 from selector.services.simulation import simulation_file, simulation_page
 from selector.services.training import training_warnings
 
@@ -292,6 +300,7 @@ class SelectorVersionAdmin(admin.ModelAdmin):
             "can_start_jobs": self.has_add_job_permission(request),
             "active_version": services.selector_active(),
             "open_slots": services.queue_open_slots(),
+            "fill_rules": _fill_rule_choices(services.selector_active()),
         }
         return super().changelist_view(request, {**extra, **(extra_context or {})})
 
@@ -398,6 +407,28 @@ def _start_job(
         return HttpResponseRedirect(back)
     model_admin.message_user(request, f"Started {job}.", messages.SUCCESS)
     return HttpResponseRedirect(reverse("admin:jobs_job_change", args=[job.pk]))
+
+
+def _fill_rule_choices(active: SelectorVersion | None) -> list[dict[str, Any]]:
+    """The Fill form's rule options: the setting's preselected, and each rule the active
+    version cannot fill by labelled so (submitting it anyway is refused, naming the rule)."""
+    choices = []
+    for rule in FILL_RULES:
+        label = f"{rule}: {SelectionRule(rule).label}"
+        unavailable = active is not None and fill_rule_unavailable(rule=rule, version=active)
+        if unavailable:
+            assert active is not None
+            why = version_ensemble_missing(active)
+            label = f"{rule} — unavailable: the active version {active.name} {why}"
+        choices.append(
+            {
+                "value": rule,
+                "label": label,
+                "selected": rule == settings.SELECTOR_RULE,
+                "title": unavailable or "",
+            }
+        )
+    return choices
 
 
 def _job_section(job: Job) -> dict[str, Any]:

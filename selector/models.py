@@ -40,6 +40,9 @@ class SelectorVersion(models.Model):
     is_active = models.BooleanField(default=False)
     metrics = models.JSONField(default=dict, blank=True)  # evaluation on the frozen held-out set
     training_summary = models.JSONField(default=dict, blank=True)  # data sizes, losses, params
+    # Step heads in its ensemble, from its training summary; 0 or 1: no ensemble (an imported
+    # or untrained PRM), so no uncertainty to select by.
+    ensemble_heads = models.PositiveSmallIntegerField(default=0, db_default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     promoted_at = models.DateTimeField(null=True, blank=True)
 
@@ -53,6 +56,10 @@ class SelectorVersion(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def has_ensemble(self) -> bool:
+        return self.ensemble_heads > 1
 
     @property
     def short_name(self) -> str:
@@ -69,6 +76,10 @@ class SolutionScore(models.Model):
     score = models.FloatField()  # product (or min) of step scores, 0..1
     step_scores = models.JSONField()  # list[float]: P(positive) + P(neutral) per step
     truncated_steps = models.PositiveSmallIntegerField(default=0)  # steps cut by max length
+    # From the version's ensemble of step heads (``ScoredSolution``); null when it has none.
+    uncertainty = models.FloatField(null=True, blank=True)  # what the uncertainty rule ranks by
+    step_epistemic = models.JSONField(null=True, blank=True)  # list[float] per scored step, bits
+    step_aleatoric = models.JSONField(null=True, blank=True)  # list[float] per scored step, bits
     scored_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -33,6 +33,8 @@ result_labels_register(
         "eval_created": ("Evaluation tasks queued (uniform draw)", "tasks"),
         "generation": ("Generation", ""),
         "per_problem": ("Tasks per problem", "tasks"),
+        "rule": ("Selection rule", ""),
+        "ensemble_heads": ("Step heads in the ensemble", "heads"),
         "preset": ("Preset", ""),
         "out_dir": ("Output folder", ""),
         "ratio": ("Data-efficiency ratio", "x"),

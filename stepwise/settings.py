@@ -312,6 +312,18 @@ SELECTOR_SCORE_CHUNK = int(os.environ.get("SELECTOR_SCORE_CHUNK", "4096"))
 SELECTOR_PER_PROBLEM = int(os.environ.get("SELECTOR_PER_PROBLEM", "5"))  # 4 wrong + 1 rest
 SELECTOR_WRONG_FRACTION = float(os.environ.get("SELECTOR_WRONG_FRACTION", "0.8"))
 SELECTOR_LOW_WATER = int(os.environ.get("SELECTOR_LOW_WATER", "20"))
+# The fill's selection rule when none is given (the beat's top-up always uses this one):
+# 80_20 (convincing wrong answers), uncertainty (most uncertain; needs a version trained here
+# with an ensemble) or mixed (half each). labeling.models.SelectionRule holds the labels.
+SELECTOR_RULES = ("80_20", "uncertainty", "mixed")
+SELECTOR_RULE = os.environ.get("SELECTOR_RULE", "80_20").strip()
+if SELECTOR_RULE not in SELECTOR_RULES:
+    raise ImproperlyConfigured(
+        f"SELECTOR_RULE must be one of {', '.join(SELECTOR_RULES)} (got {SELECTOR_RULE!r})."
+    )
+# Step heads in a trained selector's ensemble (their disagreement is the uncertainty the
+# uncertainty rule ranks by); 1 trains a single head, no ensemble.
+SELECTOR_ENSEMBLE_HEADS = int(os.environ.get("SELECTOR_ENSEMBLE_HEADS", "5"))
 # The frozen evaluation set: this share of problems (chosen by a hash of unique_id and the
 # seed, once per problem) is queued uniformly, never by the selector, and never trained on.
 SELECTOR_EVAL_FRACTION = float(os.environ.get("SELECTOR_EVAL_FRACTION", "0.1"))

@@ -183,8 +183,9 @@ class Stepwise:
         return self._started(self._request("POST", "/api/selector/score/", json=body))
 
     def fill(self, **params: Any) -> Job:
-        """Queue candidates by the 80/20 rule (``per_problem``, ``wrong_fraction``,
-        ``generation``; the server's settings by default)."""
+        """Queue candidates by a selection rule (``per_problem``, ``wrong_fraction``,
+        ``generation``, ``rule``: "80_20", "uncertainty" or "mixed"; the server's settings by
+        default). A rule the active version cannot fill by is an ``APIError`` naming ``rule``."""
         return self._started(self._request("POST", "/api/selector/fill/", json=params))
 
     def generate(self, *, model: str, **params: Any) -> Job:

@@ -38,6 +38,7 @@ from labeling.models import (
     QualitySettings,
     QueuedBy,
     ReleasedLease,
+    SelectionRule,
     Skip,
     Solution,
     Task,
@@ -564,7 +565,8 @@ def tasks_enqueue(
     with ``priority_from="score"``, is the priority too; with ``"zero"`` every task gets
     priority 0. Without ``scores`` tasks are queued unscored, at priority 0.
     ``queued_by`` says how the ids were chosen: by hand unless the caller drew them uniformly
-    (only uniform tasks on reserved problems feed the evaluation set).
+    (only uniform tasks on reserved problems feed the evaluation set; their ``rule`` says
+    ``uniform`` too, a hand-picked task's stays blank).
     Unknown solution ids are an error and nothing is queued.
     """
     if overlap < 1:
@@ -602,6 +604,8 @@ def tasks_enqueue(
                     queued_score=known.get(solution_id),
                     priority=known.get(solution_id, 0.0) if priority_from == "score" else 0.0,
                     queued_by=queued_by,
+                    # A uniform draw is a selection rule too; by hand, nothing chose a rule.
+                    rule=SelectionRule.UNIFORM if queued_by == QueuedBy.UNIFORM else "",
                 )
                 for solution_id in batch
                 if solution_id not in already

@@ -9,6 +9,7 @@ from rest_framework import serializers
 
 from selector import queries
 from selector.models import SelectorVersion, VersionStatus
+from selector.services.queue_fill import FILL_RULES
 
 
 @extend_schema_field({"oneOf": [{"type": "integer"}, {"type": "string"}]})
@@ -84,6 +85,13 @@ class FillSerializer(serializers.Serializer):
     per_problem = serializers.IntegerField(required=False, allow_null=True, min_value=0)
     wrong_fraction = serializers.FloatField(required=False, allow_null=True)
     generation = serializers.IntegerField(required=False, allow_null=True, min_value=0)
+    rule = serializers.ChoiceField(
+        choices=FILL_RULES,
+        required=False,
+        allow_null=True,
+        help_text="selection rule (default: the server's SELECTOR_RULE); uncertainty and mixed"
+        " need an active version with an ensemble, else 400 naming rule",
+    )
 
 
 class GenerateSerializer(serializers.Serializer):

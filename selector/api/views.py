@@ -122,7 +122,8 @@ class TrainView(JobStartView):
 class FillView(JobStartView):
     @extend_schema(operation_id="selector_fill", request=FillSerializer, responses=STARTED)
     def post(self, request: Request) -> Response:
-        """Queue candidates by the 80/20 rule with the active version."""
+        """Queue candidates with the active version by a selection rule (``rule``: 80_20,
+        uncertainty or mixed; default the server's ``SELECTOR_RULE``)."""
         return self.started(request, job_start, kind=JobKind.FILL, params=_body(request))
 
 

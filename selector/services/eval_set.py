@@ -3,11 +3,11 @@
 A share of problems (``SELECTOR_EVAL_FRACTION``) is reserved once per problem from a hash of
 its unique_id and ``SELECTOR_EVAL_SEED`` — the same problems the held-out split always used,
 so existing metrics keep their meaning. A reserved problem's candidates are never picked by a
-selector's 80/20 rule (``queue_fill`` skips them); ``eval_queue_fill`` queues them by a seeded
-uniform draw instead (``Task.queued_by = "uniform"``), so the evaluation labels do not favour
-the version that chose them. ``eval_set_freeze`` snapshots the usable labels (uniform tasks,
-reliable annotators) into an ``EvalSet`` row: metrics name that row, and two versions' numbers
-compare only on the same one.
+selector's rule (``queue_fill`` skips them); ``eval_queue_fill`` queues them by a seeded
+uniform draw instead (``Task.queued_by`` and ``Task.rule`` "uniform"), so the evaluation labels
+do not favour the version that chose them. ``eval_set_freeze`` snapshots the usable labels
+(uniform tasks, reliable annotators) into an ``EvalSet`` row: metrics name that row, and two
+versions' numbers compare only on the same one.
 """
 
 from __future__ import annotations
@@ -19,7 +19,16 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from labeling.models import FinishReason, Label, Problem, QueuedBy, Solution, Task, TaskKind
+from labeling.models import (
+    FinishReason,
+    Label,
+    Problem,
+    QueuedBy,
+    SelectionRule,
+    Solution,
+    Task,
+    TaskKind,
+)
 from labeling.queries import labels_from_reliable_annotators
 from selector.models import EvalSet
 from selector.services.common import SelectorError
@@ -280,22 +289,29 @@ def _uniform_tasks_insert(
     if not tasks:
         return
     now = connection.ops.adapt_datetimefield_value(timezone.now())
-    constant = (TaskKind.NORMAL.value, generation, required_labels, QueuedBy.UNIFORM.value, now)
+    constant = (
+        TaskKind.NORMAL.value,
+        generation,
+        required_labels,
+        QueuedBy.UNIFORM.value,
+        SelectionRule.UNIFORM.value,
+        now,
+    )
     insert = (
         f"INSERT INTO {Task._meta.db_table} (solution_id, priority, queued_score, kind,"
-        " generation, required_labels, label_count, lease_count, late_count, queued_by,"
+        " generation, required_labels, label_count, lease_count, late_count, queued_by, rule,"
         " created_at)"
     )
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             solution_ids, priorities = zip(*tasks, strict=True)
             cursor.execute(
-                f"{insert} SELECT s, p, NULL, %s, %s, %s, 0, 0, 0, %s, %s"
+                f"{insert} SELECT s, p, NULL, %s, %s, %s, 0, 0, 0, %s, %s, %s"
                 " FROM unnest(%s::bigint[], %s::double precision[]) AS u(s, p)",
                 [*constant, list(solution_ids), list(priorities)],
             )
         else:
             cursor.executemany(
-                f"{insert} VALUES (%s, %s, NULL, %s, %s, %s, 0, 0, 0, %s, %s)",
+                f"{insert} VALUES (%s, %s, NULL, %s, %s, %s, 0, 0, 0, %s, %s, %s)",
                 [(solution_id, priority, *constant) for solution_id, priority in tasks],
             )

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from jobs.params import JobParams, JobParamsInvalid, bounded
+from selector.services.queue_fill import FILL_RULES
 from selector.services.simulation import JOB_PRESETS
 
 MAX_EPOCHS = 1000
@@ -35,10 +36,12 @@ class TrainParams(JobParams):
 
 @dataclass(frozen=True)
 class FillParams(JobParams):
-    # None: the settings' SELECTOR_PER_PROBLEM / SELECTOR_WRONG_FRACTION, a new generation.
+    # None: the settings' SELECTOR_PER_PROBLEM / SELECTOR_WRONG_FRACTION / SELECTOR_RULE, a
+    # new generation. The job's result records the rule the fill used.
     per_problem: int | None = bounded(None, low=0, high=MAX_PER_PROBLEM)
     wrong_fraction: float | None = bounded(None, low=0.0, high=1.0)
     generation: int | None = bounded(None, low=0)
+    rule: str | None = bounded(None, choices=FILL_RULES)
 
 
 @dataclass(frozen=True)

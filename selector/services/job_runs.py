@@ -114,6 +114,7 @@ def _fill(job: Job, progress: JobProgress) -> dict[str, Any]:
         wrong_fraction=params.wrong_fraction,
         generation=params.generation,
         version=job.version,
+        rule=params.rule,
     )
     progress(report.created, report.created)
     return report.as_dict()

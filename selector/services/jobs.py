@@ -8,14 +8,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
 from jobs.models import Job, JobKind
+from jobs.params import JobParamsInvalid
 from jobs.services import job_create
 from selector.models import SelectorVersion
 from selector.services.common import SelectorError
 from selector.services.eval_set import eval_set_check_usable
 from selector.services.promotion import PromotionCheck, promotion_check
+from selector.services.queue_fill import FILL_RULES, fill_rule_unavailable
 from selector.services.versions import selector_active, version_require_ready
 
 SELECTOR_KINDS = {
@@ -53,6 +56,8 @@ def job_start(
         version_require_ready(version)
     if kind == JobKind.EVALUATE:
         eval_set_check_usable()
+    if kind == JobKind.FILL:
+        _fill_rule_check(params or {}, version)
     return job_create(
         kind=kind,
         params=params,
@@ -60,6 +65,20 @@ def job_start(
         version_id=version.pk if version is not None else None,
         enqueue=enqueue,
     )
+
+
+def _fill_rule_check(params: dict[str, Any], version: SelectorVersion | None) -> None:
+    """Refuse, naming ``rule``, a fill whose rule the version it will use cannot fill by (the
+    job would only fail on the worker). A rule that is not one is refused by the parameters'
+    own check; no active version is the fill's own error."""
+    rule = params.get("rule") or settings.SELECTOR_RULE
+    version = version or selector_active()
+    if not isinstance(rule, str) or rule not in FILL_RULES or version is None:
+        return
+    unavailable = fill_rule_unavailable(rule=rule, version=version)
+    if unavailable:
+        given = "" if params.get("rule") else " (SELECTOR_RULE)"
+        raise JobParamsInvalid({"rule": f"{rule}{given} is unavailable: {unavailable}"})
 
 
 class PromotionRefused(SelectorError):

@@ -1,4 +1,5 @@
-"""The paper's 80/20 rule as one set-based INSERT … SELECT, and the low-water top-up."""
+"""Queue filling by a selection rule (80/20, uncertainty, mixed) in set-based SQL
+(``fill_sql``), and the low-water top-up."""
 
 from __future__ import annotations
 
@@ -13,11 +14,19 @@ from django.db.models import F, Sum
 from django.utils import timezone
 
 from jobs.models import Job
-from labeling.models import Grade, Problem, QueuedBy, Solution, Task, TaskKind
+from labeling.models import Grade, QueuedBy, SelectionRule, Task, TaskKind
 from labeling.queries import FIRST_GENERATION, generation_latest
-from selector.models import SelectorVersion, SolutionScore
+from selector.models import SelectorVersion
 from selector.services.common import SelectorError, progress_for
 from selector.services.eval_set import eval_queue_fill, eval_set_reserve
+from selector.services.fill_sql import (
+    PICKED,
+    PICKED_MORE,
+    eighty_twenty_budget,
+    eighty_twenty_sql,
+    uncertainty_sql,
+    wrong_target,
+)
 from selector.services.versions import selector_active
 
 logger = logging.getLogger(__name__)
@@ -32,8 +41,9 @@ class FillReport:
     problems: int = 0
     truncated: int = 0  # queued although some steps went unscored (ranked last, priority 0)
     seconds: float = 0.0
-    # Uniform tasks on the reserved evaluation problems, queued beside the 80/20 picks.
+    # Uniform tasks on the reserved evaluation problems, queued beside the selector's picks.
     eval_created: int = 0
+    rule: str = SelectionRule.EIGHTY_TWENTY.value  # the selection rule the tasks record
 
     @property
     def wrong_share(self) -> float | None:
@@ -43,122 +53,57 @@ class FillReport:
         return {**asdict(self), "wrong_share": self.wrong_share}
 
 
-def _wrong_target(k: int, wrong_fraction: float) -> int:
-    """round(k * fraction), halves up (Python's round() would send 2.5 to 2)."""
-    return int(k * wrong_fraction + 0.5)
-
-
-PICKED = "selector_fill_picked"  # per-transaction staging table of one fill's picks
-
-
-def _fill_sql(*, per_problem: int, wrong_fraction: float) -> str:
-    """The whole 80/20 selection as one CREATE TEMP TABLE … AS SELECT (SQLite ≥ 3.25 and
-    PostgreSQL) into ``PICKED``: (id, problem_id, score, is_wrong, cut) per chosen candidate.
-
-    ``targets`` is a tiny literal table k → round-half-up(k * fraction), computed in Python so
-    both databases round identically (their ROUND/CAST rules differ). The picks are staged
-    rather than inserted straight into the task table because PostgreSQL plans a plain
-    SELECT (and CREATE TABLE AS) in parallel but never a data-modifying statement, and because
-    the report's counts then come from the staged rows instead of re-reading the task table.
-    """
-    solution = Solution._meta.db_table
-    problem = Problem._meta.db_table
-    score = SolutionScore._meta.db_table
-    task = Task._meta.db_table
-    targets = ", ".join(
-        f"({k}, {_wrong_target(k, wrong_fraction)})" for k in range(0, per_problem + 1)
+def _select(cursor: Any, sql: str, params: dict[str, Any]) -> None:
+    """Run one selection statement; on PostgreSQL under the planner settings below."""
+    if connection.vendor != "postgresql":
+        cursor.execute(sql, params)
+        return
+    # Merge joins along the id indexes (solution, its tasks, its scores) instead of hashing
+    # the whole pool twice: a third less CPU for the same rows (5.2 -> 3.3 s of backend CPU at
+    # 3M candidates). No JIT: compiling the statement's ~60 expressions took longer than it
+    # saved. Only for this statement.
+    cursor.execute(
+        "SELECT current_setting('enable_hashjoin'), current_setting('jit'),"
+        " set_config('enable_hashjoin', 'off', true), set_config('jit', 'off', true)"
     )
-    return f"""
-CREATE TEMP TABLE {PICKED} AS
-WITH targets(k, w) AS (VALUES {targets}),
-queued AS (
-    SELECT s.problem_id, COUNT(*) AS n
-    FROM {task} t JOIN {solution} s ON s.id = t.solution_id
-    WHERE t.kind = %(kind)s AND t.generation = %(generation)s
-    GROUP BY s.problem_id
-),
-cand AS (
-    SELECT s.id, s.problem_id, sc.score,
-           CASE WHEN s.grade = %(wrong_grade)s THEN 1 ELSE 0 END AS is_wrong,
-           -- A score over a cut solution is a product over fewer steps: never "convincing".
-           CASE WHEN sc.truncated_steps > 0 THEN 1 ELSE 0 END AS cut
-    FROM {solution} s
-    JOIN {score} sc ON sc.solution_id = s.id AND sc.version_id = %(version_id)s
-    WHERE NOT EXISTS (SELECT 1 FROM {task} t WHERE t.solution_id = s.id)
-),
-ranked AS (
-    -- One sort per problem by (score desc, id), one pass over it: the position and the number
-    -- of wrong answers up to here decide both parts of the rule (same window, so one node).
-    SELECT c.id, c.problem_id, c.score, c.is_wrong, c.cut,
-           COUNT(*) OVER w_upto AS pos,
-           SUM(c.is_wrong) OVER w_upto AS wrong_upto
-    FROM cand c
-    WINDOW w_upto AS (PARTITION BY c.problem_id ORDER BY c.cut, c.score DESC, c.id
-                      ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
-),
-shortlist AS (
-    -- Whatever a problem's budget, only its top-w_max wrong answers and its first K + w_max
-    -- candidates can be chosen: everything else is dropped before the per-problem budgets.
-    SELECT r.id, r.problem_id, r.score, r.is_wrong, r.cut, r.pos, r.wrong_upto
-    FROM ranked r
-    WHERE (r.is_wrong = 1 AND r.wrong_upto <= %(wrong_max)s) OR r.pos <= %(shortlist)s
-),
-budgeted AS (
-    SELECT l.id, l.problem_id, l.score, l.is_wrong, l.cut, tg.k,
-           CASE WHEN l.is_wrong = 1 AND l.wrong_upto <= tg.w THEN 1 ELSE 0 END AS pick_wrong,
-           -- rank among the candidates the wrong-answer part did not take
-           l.pos - CASE WHEN l.wrong_upto < tg.w THEN l.wrong_upto ELSE tg.w END AS rest_rank
-    FROM shortlist l
-    -- Reserved (evaluation) problems are queued uniformly elsewhere, never by a selector.
-    -- Whole problems: dropped after the per-problem ranking, from its short list rather than
-    -- from every candidate (a problem lookup per candidate was an eighth of the statement).
-    JOIN {problem} p ON p.id = l.problem_id AND p.eval_reserved = %(reserved)s
-    LEFT JOIN queued q ON q.problem_id = l.problem_id
-    JOIN targets tg ON tg.k = CASE WHEN %(per_problem)s - COALESCE(q.n, 0) > 0
-                                   THEN %(per_problem)s - COALESCE(q.n, 0) ELSE 0 END
-    WHERE tg.k > 0
-),
-decided AS (
-    SELECT b.id, b.problem_id, b.score, b.is_wrong, b.cut, b.pick_wrong, b.rest_rank,
-           b.k - SUM(b.pick_wrong) OVER (PARTITION BY b.problem_id) AS rest_budget
-    FROM budgeted b
-    WHERE b.pick_wrong = 1 OR b.rest_rank <= b.k
-)
-SELECT d.id, d.problem_id, d.score, d.is_wrong, d.cut
-FROM decided d
-WHERE d.pick_wrong = 1 OR d.rest_rank <= d.rest_budget
-"""
+    hashjoin, jit, *_ = cursor.fetchone()
+    cursor.execute(sql, params)
+    cursor.execute(
+        "SELECT set_config('enable_hashjoin', %s, true), set_config('jit', %s, true)",
+        [hashjoin, jit],
+    )
 
 
-def _fill_insert(select_sql: str, params: dict[str, Any]) -> tuple[int, int, int, int]:
-    """Stage the picks, insert their tasks, and count them: (created, wrong, problems, cut)."""
+def _fill_insert(
+    *, rule: str, per_problem: int, wrong_fraction: float, params: dict[str, Any]
+) -> tuple[int, int, int, int]:
+    """Stage the picks (the 80/20 part, then the uncertainty part), insert their tasks, and
+    count them: (created, wrong, problems, cut)."""
     task = Task._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(f"DROP TABLE IF EXISTS {PICKED}")
-        if connection.vendor == "postgresql":
-            # Merge joins along the id indexes (solution, its tasks, its scores) instead of
-            # hashing the whole pool twice: a third less CPU for the same rows (5.2 -> 3.3 s
-            # of backend CPU at 3M candidates). No JIT: compiling the statement's ~60
-            # expressions took longer than it saved. Only for this statement.
-            cursor.execute(
-                "SELECT current_setting('enable_hashjoin'), current_setting('jit'),"
-                " set_config('enable_hashjoin', 'off', true), set_config('jit', 'off', true)"
+        cursor.execute(f"DROP TABLE IF EXISTS {PICKED_MORE}")
+        if rule != SelectionRule.UNCERTAINTY:
+            _select(
+                cursor,
+                eighty_twenty_sql(
+                    per_problem=per_problem, wrong_fraction=wrong_fraction, rule=rule
+                ),
+                params,
             )
-            hashjoin, jit, *_ = cursor.fetchone()
-            cursor.execute(select_sql, params)
-            cursor.execute(
-                "SELECT set_config('enable_hashjoin', %s, true), set_config('jit', %s, true)",
-                [hashjoin, jit],
-            )
-        else:
-            cursor.execute(select_sql, params)
+        if rule == SelectionRule.UNCERTAINTY:
+            _select(cursor, uncertainty_sql(after_picked=False), params)
+        elif rule == SelectionRule.MIXED:
+            _select(cursor, uncertainty_sql(after_picked=True), params)
+            cursor.execute(f"INSERT INTO {PICKED} SELECT * FROM {PICKED_MORE}")
+            cursor.execute(f"DROP TABLE {PICKED_MORE}")
         cursor.execute(
             f"""
 INSERT INTO {task} (solution_id, kind, generation, priority, queued_score, required_labels,
                     label_count, lease_count, gold_label_id, selector_version_id, queued_by,
-                    created_at)
+                    rule, created_at)
 SELECT p.id, %(kind)s, %(generation)s, CASE WHEN p.cut = 1 THEN 0 ELSE p.score END, p.score,
-       %(required_labels)s, 0, 0, NULL, %(version_id)s, %(queued_by)s, %(now)s
+       %(required_labels)s, 0, 0, NULL, %(version_id)s, %(queued_by)s, %(rule)s, %(now)s
 FROM {PICKED} p
 ORDER BY p.id
 """,
@@ -173,6 +118,43 @@ ORDER BY p.id
     return int(created), int(wrong), int(problems), int(cut)
 
 
+RULES_NEEDING_ENSEMBLE = (SelectionRule.UNCERTAINTY.value, SelectionRule.MIXED.value)
+# The rules a fill may pick by (``uniform`` is the evaluation set's draw, never a fill's).
+FILL_RULES = (SelectionRule.EIGHTY_TWENTY.value, *RULES_NEEDING_ENSEMBLE)
+
+
+def version_ensemble_missing(version: SelectorVersion) -> str | None:
+    """Why ``version`` has no ensemble of step heads, as words after its name; None if it has."""
+    if version.has_ensemble:
+        return None
+    if (version.training_summary or {}).get("init") == "import":
+        return "has no ensemble (imported PRM)"
+    if version.ensemble_heads == 1:
+        return "has no ensemble (trained with a single step head)"
+    return "has no ensemble of step heads"
+
+
+def fill_rule_unavailable(*, rule: str, version: SelectorVersion) -> str | None:
+    """Why ``version`` cannot fill by ``rule`` (None when it can). The uncertainty rules rank
+    by the spread of an ensemble of step heads, which only a version trained here has."""
+    missing = version_ensemble_missing(version)
+    if rule not in RULES_NEEDING_ENSEMBLE or missing is None:
+        return None
+    return (
+        f"selector version {version.name} {missing}; the {rule} rule needs a version trained"
+        f" here with SELECTOR_ENSEMBLE_HEADS > 1; use 80_20"
+    )
+
+
+def fill_rule_resolve(rule: str | None) -> str:
+    """The rule a fill uses: ``rule``, or ``SELECTOR_RULE`` when None; refuses any other."""
+    rule = settings.SELECTOR_RULE if rule is None else rule
+    if rule not in FILL_RULES:
+        allowed = ", ".join(FILL_RULES)
+        raise SelectorError(f"rule must be one of {allowed} (SELECTOR_RULE), got {rule!r}")
+    return str(rule)
+
+
 def queue_fill(
     *,
     per_problem: int | None = None,
@@ -180,28 +162,40 @@ def queue_fill(
     generation: int | None = None,
     version: SelectorVersion | None = None,
     required_labels: int = 1,
+    rule: str | None = None,
     job: Job | None = None,
 ) -> FillReport:
-    """Queue, per problem, the K candidates the paper's 80/20 rule picks (brief §6).
+    """Queue, per problem, the K candidates ``rule`` picks (default ``SELECTOR_RULE``).
 
     Candidates are solutions that ``version`` (default: the active one) has scored and that have
     no task of any kind yet (so nothing labeled, queued, or used as a QC/screening item comes
-    back). A problem's budget is K minus its normal tasks already in ``generation``; of that
-    budget k, round(k * wrong_fraction) go to its highest-scoring candidates graded
-    *incorrect*, the rest to the highest-scoring remaining candidates of any grade. Ungraded and
-    ungradable answers are neither wrong nor right: they can only enter through the "rest"
-    part. Too few wrong answers leave more room for the rest. Ties: score desc, then id asc.
-    Candidates with unscored (truncated) steps rank after every fully scored one of their
-    problem, get priority 0, and are counted in ``FillReport.truncated``.
+    back). A problem's budget is K minus its normal tasks already in ``generation``. Then:
+
+    - ``80_20`` (the paper's rule, brief §6): of that budget k, round(k * wrong_fraction) go
+      to its highest-scoring candidates graded *incorrect*, the rest to the highest-scoring
+      remaining candidates of any grade. Ungraded and ungradable answers are neither wrong
+      nor right: they can only enter through the "rest" part. Too few wrong answers leave
+      more room for the rest. Ties: score desc, then id asc.
+    - ``uncertainty``: the k candidates with the highest ``SolutionScore.uncertainty``, ties
+      by id asc (a null uncertainty ranks after every known one).
+    - ``mixed``: round-half-up(k/2) picks by the 80/20 rule (its wrong target from that
+      budget), then the most uncertain of the rest up to k in all (so the uncertainty part
+      also fills what the 80/20 part could not).
+
+    Under every rule, candidates with unscored (truncated) steps rank after every fully scored
+    one of their problem, get priority 0, and are counted in ``FillReport.truncated``. The
+    uncertainty rules need a version with an ensemble (``fill_rule_unavailable``), else
+    ``SelectorError``.
 
     ``generation=None`` starts a new generation (the highest so far + 1). Tasks get
-    ``priority = queued_score = score`` and ``selector_version = version``. Problems reserved
-    for the evaluation set are skipped by the selection; the same call queues them uniformly
-    (``eval_queue_fill``, counted in ``eval_created``). The selection is one set-based
-    INSERT … SELECT.
+    ``priority = queued_score = score`` (the serving order is the score's whatever the rule),
+    ``selector_version = version`` and ``rule``. Problems reserved for the evaluation set are
+    skipped by the selection; the same call queues them uniformly (``eval_queue_fill``, rule
+    ``uniform``, counted in ``eval_created``). The selection is set-based SQL (``fill_sql``).
     """
     k = settings.SELECTOR_PER_PROBLEM if per_problem is None else per_problem
     fraction = settings.SELECTOR_WRONG_FRACTION if wrong_fraction is None else wrong_fraction
+    rule = fill_rule_resolve(rule)
     if not isinstance(k, int) or k < 0 or k > 1000:
         raise SelectorError(f"per_problem must be an integer in 0..1000, got {k!r}")
     if not 0.0 <= fraction <= 1.0:
@@ -211,6 +205,9 @@ def queue_fill(
     version = version or selector_active()
     if version is None:
         raise SelectorError("no active selector version: create or promote one first")
+    unavailable = fill_rule_unavailable(rule=rule, version=version)
+    if unavailable:
+        raise SelectorError(unavailable)
     started = time.perf_counter()
     eval_set_reserve()  # every problem's side is decided before the selection reads it
     with transaction.atomic():
@@ -223,10 +220,11 @@ def queue_fill(
         if generation is None:
             latest = generation_latest()
             generation = FIRST_GENERATION if latest is None else latest + 1
-        report = FillReport(generation=generation, version_id=version.pk)
+        report = FillReport(generation=generation, version_id=version.pk, rule=rule)
         if k > 0:
             now = timezone.now()
-            wrong_max = _wrong_target(k, fraction)
+            b_max = eighty_twenty_budget(k, rule)
+            wrong_max = wrong_target(b_max, fraction)
             params: dict[str, Any] = {
                 "kind": TaskKind.NORMAL.value,
                 "generation": generation,
@@ -234,14 +232,16 @@ def queue_fill(
                 "version_id": version.pk,
                 "reserved": False,
                 "wrong_max": wrong_max,
-                "shortlist": k + wrong_max,
+                "shortlist": b_max + wrong_max,
+                "uncertain_shortlist": k + (b_max if rule == SelectionRule.MIXED else 0),
                 "per_problem": k,
                 "required_labels": required_labels,
                 "queued_by": QueuedBy.SELECTOR.value,
+                "rule": rule,
                 "now": connection.ops.adapt_datetimefield_value(now),
             }
             report.created, report.wrong, report.problems, report.truncated = _fill_insert(
-                _fill_sql(per_problem=k, wrong_fraction=fraction), params
+                rule=rule, per_problem=k, wrong_fraction=fraction, params=params
             )
             report.eval_created = eval_queue_fill(
                 generation=generation, per_problem=k, required_labels=required_labels
@@ -282,11 +282,26 @@ def queue_top_up() -> FillReport | None:
                 cursor.execute("SELECT pg_advisory_xact_lock(hashtext('stepwise.queue_top_up'))")
         if queue_open_slots() >= settings.SELECTOR_LOW_WATER:
             return None
-        if selector_active() is None:
+        active = selector_active()
+        if active is None:
             logger.info("queue_top_up: no active selector version")
             return None
+        rule = _top_up_rule(active)
         latest = generation_latest()
-        report = queue_fill(generation=FIRST_GENERATION if latest is None else latest)
+        report = queue_fill(generation=FIRST_GENERATION if latest is None else latest, rule=rule)
         if report.created + report.eval_created == 0 and latest is not None:
-            report = queue_fill(generation=latest + 1)
+            report = queue_fill(generation=latest + 1, rule=rule)
         return report
+
+
+def _top_up_rule(version: SelectorVersion) -> str:
+    """``SELECTOR_RULE``, or 80_20 when the active version cannot fill by it: the beat's
+    top-up must keep the queue from running dry, and its tasks record the rule truly used."""
+    rule = fill_rule_resolve(None)
+    unavailable = fill_rule_unavailable(rule=rule, version=version)
+    if unavailable:
+        logger.warning(
+            "queue_top_up: SELECTOR_RULE=%s unavailable, using 80_20: %s", rule, unavailable
+        )
+        return SelectionRule.EIGHTY_TWENTY.value
+    return rule

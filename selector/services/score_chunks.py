@@ -42,6 +42,7 @@ from jobs.services import Heartbeat, JobAbandoned, JobContinues, Progress, worke
 from labeling.models import Solution
 from selector.models import CHUNK_OPEN, ChunkState, ScoreChunk, SelectorVersion, SolutionScore
 from selector.services.promotion import promotion_switch
+from selector.services.scoring import score_row
 from selector.services.versions import scorer_load, version_require_ready
 
 logger = logging.getLogger(__name__)
@@ -332,14 +333,7 @@ def _chunk_score(chunk: ScoreChunk, worker: str, progress: _ChunkProgress) -> No
                 raise ChunkTakenOver(f"{chunk} is no longer held by {worker}")
             SolutionScore.objects.bulk_create(
                 [
-                    SolutionScore(
-                        solution_id=s.pk,
-                        version_id=chunk.version_id,
-                        # float rounding can push a product of probabilities a hair past 1
-                        score=min(1.0, max(0.0, float(r.score))),
-                        step_scores=[float(x) for x in r.step_scores],
-                        truncated_steps=r.truncated_steps,
-                    )
+                    score_row(solution_id=s.pk, version_id=chunk.version_id, result=r)
                     for s, r in zip(batch, results, strict=True)
                 ],
                 ignore_conflicts=True,

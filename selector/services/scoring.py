@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from django.db.models import Exists, OuterRef
 
@@ -11,6 +12,29 @@ from labeling.models import Solution
 from selector.models import SelectorVersion, SolutionScore
 from selector.services.common import Progress, job_cancel_check, progress_for
 from selector.services.versions import scorer_load, version_require_ready
+
+if TYPE_CHECKING:
+    from selector.ml.scoring import ScoredSolution
+
+
+def _floats(values: Iterable[float] | None) -> list[float] | None:
+    return None if values is None else [float(x) for x in values]
+
+
+def score_row(*, solution_id: int, version_id: int, result: ScoredSolution) -> SolutionScore:
+    """The (unsaved) score row of one scored candidate; the ensemble's fields stay null when
+    the version has none."""
+    return SolutionScore(
+        solution_id=solution_id,
+        version_id=version_id,
+        # float rounding can push a product of probabilities a hair past 1
+        score=min(1.0, max(0.0, float(result.score))),
+        step_scores=[float(x) for x in result.step_scores],
+        truncated_steps=result.truncated_steps,
+        uncertainty=None if result.uncertainty is None else float(result.uncertainty),
+        step_epistemic=_floats(result.epistemic),
+        step_aleatoric=_floats(result.aleatoric),
+    )
 
 
 def candidates_score(
@@ -58,14 +82,7 @@ def candidates_score(
         )
         SolutionScore.objects.bulk_create(
             [
-                SolutionScore(
-                    solution_id=s.pk,
-                    version=version,
-                    # float rounding can push a product of probabilities a hair past 1
-                    score=min(1.0, max(0.0, float(r.score))),
-                    step_scores=[float(x) for x in r.step_scores],
-                    truncated_steps=r.truncated_steps,
-                )
+                score_row(solution_id=s.pk, version_id=version.pk, result=r)
                 for s, r in zip(chunk, results, strict=True)
             ],
             ignore_conflicts=True,  # a concurrent run may have scored some of them

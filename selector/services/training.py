@@ -559,6 +559,7 @@ def selector_train(
             grad_accumulation=settings.SELECTOR_GRAD_ACCUMULATION,
             gradient_checkpointing=settings.SELECTOR_GRADIENT_CHECKPOINTING,
             lora_rank=settings.SELECTOR_LORA_RANK,
+            ensemble_heads=settings.SELECTOR_ENSEMBLE_HEADS,
             class_balance=class_balance,
             progress=on_step,
             check=check,
@@ -588,7 +589,9 @@ def selector_train(
         "seed": seed,
         "warnings": training_warnings(len(data.label_ids)),
     }
-    version.save(update_fields=["status", "training_summary"])
+    # 1 (or a summary from before ensembles): no ensemble, no uncertainty rule for this version.
+    version.ensemble_heads = int(summary.get("ensemble_heads", 1))
+    version.save(update_fields=["status", "training_summary", "ensemble_heads"])
     return version
 
 

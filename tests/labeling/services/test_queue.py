@@ -7,7 +7,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from labeling.models import Lease, Skip, Task, TaskKind
+from labeling.models import Lease, QueuedBy, SelectionRule, Skip, Task, TaskKind
 from labeling.queries import FIRST_GENERATION, generation_current, generation_latest, queue_scores
 from labeling.services.labels import label_submit
 from labeling.services.queue import (
@@ -222,6 +222,16 @@ def test_enqueue_creates_tasks_once_with_scores_as_priority():
     unscored = Task.objects.get(solution=solutions[1])
     assert (unscored.priority, unscored.queued_score) == (0.0, None)
     assert tasks_enqueue(solution_ids=ids[:1], generation=3, overlap=1, kind="normal") == 1
+
+
+def test_enqueue_records_the_uniform_rule_only_for_uniform_draws():
+    solutions = SolutionFactory.create_batch(2)
+    tasks_enqueue(solution_ids=[solutions[0].pk], generation=1, queued_by=QueuedBy.UNIFORM)
+    tasks_enqueue(solution_ids=[solutions[1].pk], generation=1)
+    assert dict(Task.objects.values_list("solution_id", "rule")) == {
+        solutions[0].pk: SelectionRule.UNIFORM,
+        solutions[1].pk: "",
+    }
 
 
 def test_enqueue_with_zero_priority_keeps_score_for_record():
