@@ -360,6 +360,14 @@ def simulation_run(
         raise SimulationError("--held-out-fraction must be between 0 and 1")
     if config.labels_per_round is not None and config.labels_per_round < 1:
         raise SimulationError("--labels-per-round must be at least 1")
+    if not 1 <= config.ensemble_heads <= 64:
+        raise SimulationError("--ensemble-heads must be within 1..64")
+    needing = [a for a in config.arms if ARMS[a]["rule"] != "80_20"]
+    if needing and config.ensemble_heads < 2:
+        raise SimulationError(
+            f"arm(s) {', '.join(needing)} rank by the spread of an ensemble of step heads: "
+            "--ensemble-heads must be at least 2"
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     work = out_dir / "work"
     shutil.rmtree(work, ignore_errors=True)

@@ -1,4 +1,4 @@
-"""Measure what 80/20 selection buys over uniform labeling, on a simulated annotator.
+"""Measure what each selection rule buys over uniform labeling, on a simulated annotator.
 
 See the README section "Simulating active learning" for the arms, presets and report schema.
 """
@@ -11,6 +11,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from selector.simulation.pool import PoolError
+from selector.simulation.report import RULE_COMPARISONS
 from selector.simulation.runner import (
     ARMS,
     PRESETS,
@@ -22,7 +23,10 @@ from selector.simulation.worker import worker_main
 
 
 class Command(BaseCommand):
-    help = "Simulate active learning (80/20 vs uniform and two controls) in throw-away databases."
+    help = (
+        "Simulate active learning (80/20, uncertainty and mixed against uniform and two "
+        "controls) in throw-away databases."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--preset", choices=sorted(PRESETS), default="ci")
@@ -43,6 +47,9 @@ class Command(BaseCommand):
         )
         parser.add_argument("--pretrain-problems", type=int, help="texts to pretrain a base on")
         parser.add_argument("--pretrain-epochs", type=int)
+        parser.add_argument(
+            "--ensemble-heads", type=int, help="step heads per trained version (default 5)"
+        )
         parser.add_argument("--device")
         parser.add_argument("--jobs", type=int, help="arm x seed runs in parallel")
         parser.add_argument("--flip-rate", type=float)
@@ -85,6 +92,7 @@ class Command(BaseCommand):
                 metric=options["metric"],
                 warm_start=options["warm_start"],
                 labels_per_round=options["labels_per_round"],
+                ensemble_heads=options["ensemble_heads"],
             )
             result = simulation_run(
                 config=config,
@@ -94,7 +102,7 @@ class Command(BaseCommand):
             )
         except (SimulationError, PoolError, ValueError) as exc:
             raise CommandError(str(exc)) from exc
-        for key in ("data_efficiency", "data_efficiency_prm"):
+        for key in ("data_efficiency", "data_efficiency_prm", *(c[0] for c in RULE_COMPARISONS)):
             de = result.get(key) or {}
             if not de:
                 continue

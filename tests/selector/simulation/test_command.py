@@ -10,6 +10,8 @@ from django.core.management import CommandError, call_command
         (["--pool", "/nonexistent.jsonl"], "no such file"),
         (["--labels-per-round", "0"], "--labels-per-round must be at least 1"),
         (["--held-out-fraction", "1"], "--held-out-fraction must be between 0 and 1"),
+        (["--ensemble-heads", "0"], "--ensemble-heads must be within 1..64"),
+        (["--arms", "uniform,mixed", "--ensemble-heads", "1"], "mixed rank by the spread"),
     ],
 )
 def test_bad_options_fail_before_anything_runs(tmp_path, args, message):

@@ -35,6 +35,23 @@ def test_simulation_runs_every_arm_through_the_real_services(tmp_path):
     de = on_disk["data_efficiency"]
     assert set(de) >= {"metric", "ratio", "ci95", "method"} and len(de["ci95"]) == 2
     assert de == report["data_efficiency"]
+    # Each uncertainty rule against uniform and against 80/20, with the same keys.
+    for key in (
+        "data_efficiency_uncertainty",
+        "data_efficiency_uncertainty_vs_80_20",
+        "data_efficiency_mixed",
+        "data_efficiency_mixed_vs_80_20",
+    ):
+        assert set(on_disk[key]) == set(de), key
+    # Every task a fill queued records its arm's rule.
+    for arm, rule in (("uncertainty", "uncertainty"), ("mixed", "mixed"), ("80_20", "80_20")):
+        db = sqlite3.connect(out / "work" / f"{arm}-0.sqlite3")
+        rules = db.execute(
+            "SELECT DISTINCT rule FROM labeling_task"
+            " WHERE generation > 0 AND queued_by = 'selector'"
+        ).fetchall()
+        db.close()
+        assert rules == [(rule,)], arm
     for name in ("curves_labels.png", "curves_steps.png", "summary.md"):
         assert (out / name).stat().st_size > 0
 
