@@ -122,7 +122,7 @@ PRESETS: dict[str, SimConfig] = {
     # correct solutions, under the surprise PRM head with 5 step heads; class-balanced loss.
     # Two rounds of K=5 put 80/20's final budget (748 labels) on the rising part of the curve;
     # the baselines' extra budget (1,292) and uniform's ceiling round let the ratios exceed 1.
-    # All six arms (issue 20) at 3 seeds: about 20 minutes on 2 CPU cores (decision 0017).
+    # All six arms (issue 20) at 3 seeds: about 25 minutes on 2 CPU cores (decision 0017).
     "ci": SimConfig(
         pool="synthetic-small",
         base_model="pretrained-surprise",
