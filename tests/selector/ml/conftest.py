@@ -32,6 +32,28 @@ def synthetic_lines(n: int = 400, seed: int = 0) -> Iterator[str]:
         )
 
 
+def obvious_examples(n: int, seed: int) -> list[Any]:
+    """Training examples whose bad steps are obviously bad (they say so), rated phase-2
+    style."""
+    from selector.ml.training import TrainExample
+
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        a, b = rng.randint(1, 60), rng.randint(1, 60)
+        steps: list[str] = []
+        ratings: list[int | None] = []
+        for _ in range(rng.randint(2, 5)):
+            if rng.random() < 0.3:
+                steps.append(f"This step is WRONG ??? {a}")
+                ratings.append(-1)
+            else:
+                steps.append(f"{a} + {b} = {a + b}.")
+                ratings.append(rng.choice([1, 1, 0]))
+        out.append(TrainExample(problem=f"What is {a} + {b}?", steps=steps, ratings=ratings))
+    return out
+
+
 def _train_tokenizer(*, bos: bool, extra_lines: tuple[str, ...] = ()) -> Any:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import random
 from pathlib import Path
 
 import pytest
@@ -17,22 +16,8 @@ from selector.ml.ensemble import (
     step_heads_load,
 )
 from selector.ml.scoring import Scorer
-from selector.ml.training import TrainExample, train
-
-
-def _examples(n: int, seed: int) -> list[TrainExample]:
-    rng = random.Random(seed)
-    out = []
-    for _ in range(n):
-        a, b = rng.randint(1, 60), rng.randint(1, 60)
-        steps: list[str] = []
-        ratings: list[int | None] = []
-        for _ in range(rng.randint(2, 4)):
-            bad = rng.random() < 0.3
-            steps.append(f"This step is WRONG ??? {a}" if bad else f"{a} + {b} = {a + b}.")
-            ratings.append(-1 if bad else 1)
-        out.append(TrainExample(problem=f"What is {a} + {b}?", steps=steps, ratings=ratings))
-    return out
+from selector.ml.training import train
+from tests.selector.ml.conftest import obvious_examples
 
 
 def test_the_spread_is_zero_when_the_heads_agree_and_grows_as_they_disagree():
@@ -68,7 +53,7 @@ def test_a_solution_is_as_uncertain_as_its_worst_step_up_to_its_first_predicted_
 
 
 def test_extra_heads_do_not_change_what_the_prm_learns_and_are_saved(tiny_prm: Path, tmp_path):
-    examples = _examples(40, seed=3)
+    examples = obvious_examples(40, seed=3)
     options = dict(
         init_from=tiny_prm, examples=examples, epochs=2, learning_rate=3e-3, seed=5, device="cpu"
     )
@@ -97,7 +82,7 @@ def test_scoring_reports_the_ensemble_mean_and_its_uncertainty(tiny_prm: Path, t
     out = tmp_path / "v"
     train(
         init_from=tiny_prm,
-        examples=_examples(60, seed=4),
+        examples=obvious_examples(60, seed=4),
         output_dir=out,
         epochs=2,
         learning_rate=3e-3,
@@ -105,7 +90,7 @@ def test_scoring_reports_the_ensemble_mean_and_its_uncertainty(tiny_prm: Path, t
         device="cpu",
         ensemble_heads=3,
     )
-    items = [(ex.problem, ex.steps) for ex in _examples(12, seed=8)]
+    items = [(ex.problem, ex.steps) for ex in obvious_examples(12, seed=8)]
     scored = Scorer.load(out, device="cpu").score(items)
     for s, (_, steps) in zip(scored, items, strict=True):
         assert s.epistemic is not None and s.aleatoric is not None and s.uncertainty is not None
@@ -148,7 +133,7 @@ def test_a_bad_number_of_heads_is_refused(tiny_prm: Path, tmp_path):
     with pytest.raises(ValueError, match="ensemble_heads"):
         train(
             init_from=tiny_prm,
-            examples=_examples(4, seed=0),
+            examples=obvious_examples(4, seed=0),
             output_dir=tmp_path / "x",
             ensemble_heads=0,
         )

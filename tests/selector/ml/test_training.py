@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 from typing import Any
 
@@ -11,25 +10,7 @@ import pytest
 from selector.ml.metrics import step_metrics
 from selector.ml.scoring import Scorer
 from selector.ml.training import TrainExample, split_by_problem, train, training_targets
-
-
-def _examples(n: int, seed: int) -> list[TrainExample]:
-    """Solutions whose bad steps are obviously bad (they say so), rated phase-2 style."""
-    rng = random.Random(seed)
-    out = []
-    for _ in range(n):
-        a, b = rng.randint(1, 60), rng.randint(1, 60)
-        steps: list[str] = []
-        ratings: list[int | None] = []
-        for _ in range(rng.randint(2, 5)):
-            if rng.random() < 0.3:
-                steps.append(f"This step is WRONG ??? {a}")
-                ratings.append(-1)
-            else:
-                steps.append(f"{a} + {b} = {a + b}.")
-                ratings.append(rng.choice([1, 1, 0]))
-        out.append(TrainExample(problem=f"What is {a} + {b}?", steps=steps, ratings=ratings))
-    return out
+from tests.selector.ml.conftest import obvious_examples
 
 
 def test_targets_stop_after_the_first_negative():
@@ -44,7 +25,7 @@ def trained(tiny_prm: Path, tmp_path_factory: pytest.TempPathFactory):
     seen: list[tuple[int, int]] = []
     summary = train(
         init_from=tiny_prm,
-        examples=_examples(160, seed=1),
+        examples=obvious_examples(160, seed=1),
         output_dir=out,
         epochs=4,
         learning_rate=3e-3,
@@ -62,7 +43,7 @@ def test_training_lowers_the_loss_and_learns_to_spot_bad_steps(trained, tiny_prm
     assert len(losses) == 4
     assert losses[-1] < 0.6 * losses[0]
 
-    held_out = _examples(40, seed=99)
+    held_out = obvious_examples(40, seed=99)
     items = [(ex.problem, ex.steps) for ex in held_out]
     ratings = [int(r) for ex in held_out for r in ex.ratings if r is not None]
 
@@ -79,7 +60,7 @@ def test_training_lowers_the_loss_and_learns_to_spot_bad_steps(trained, tiny_prm
 
 def test_summary_counts_only_steps_up_to_the_first_negative(trained):
     _, summary, seen = trained
-    examples = _examples(160, seed=1)
+    examples = obvious_examples(160, seed=1)
     targets = [t for ex in examples for t in training_targets(ex.ratings) if t is not None]
     assert summary["labeled_steps"] == len(targets)
     assert summary["label_counts"] == {
@@ -95,7 +76,7 @@ def test_summary_counts_only_steps_up_to_the_first_negative(trained):
 
 def test_training_is_deterministic_for_a_seed(tiny_prm, tmp_path):
     kwargs: dict[str, Any] = dict(
-        examples=_examples(30, seed=2),
+        examples=obvious_examples(30, seed=2),
         epochs=2,
         learning_rate=1e-3,
         token_budget=512,
@@ -117,7 +98,7 @@ def test_a_checkpoint_can_be_trained_further_and_reloaded(trained, tmp_path):
     out, _, _ = trained
     summary = train(
         init_from=out,
-        examples=_examples(20, seed=5),
+        examples=obvious_examples(20, seed=5),
         output_dir=tmp_path / "v2",
         epochs=1,
         learning_rate=1e-4,
@@ -130,7 +111,7 @@ def test_a_checkpoint_can_be_trained_further_and_reloaded(trained, tmp_path):
 
 
 def test_bad_examples_fail_before_anything_is_written(tiny_prm, tmp_path):
-    bad = [*_examples(3, seed=0), TrainExample(problem="p", steps=["a", "b"], ratings=[1])]
+    bad = [*obvious_examples(3, seed=0), TrainExample(problem="p", steps=["a", "b"], ratings=[1])]
     with pytest.raises(ValueError, match="example 3: 1 ratings for 2 steps"):
         train(init_from=tiny_prm, examples=bad, output_dir=tmp_path / "x", device="cpu")
     bad = [TrainExample(problem="p", steps=["a", "b"], ratings=[1, 5])]
@@ -182,7 +163,7 @@ def test_accumulated_micro_batches_give_the_gradient_of_one_batch_of_their_union
     from selector.ml.training import _backward_group
 
     model, tokenizer = load_prm(tiny_prm, device="cpu", dtype=torch.float32)
-    examples = _examples(12, seed=4)
+    examples = obvious_examples(12, seed=4)
     rows = [
         w
         for e in encode_many(
@@ -215,7 +196,7 @@ def test_accumulated_micro_batches_give_the_gradient_of_one_batch_of_their_union
 
 
 def test_accumulation_makes_fewer_optimizer_steps(tiny_prm, tmp_path):
-    common: dict[str, Any] = dict(examples=_examples(12, seed=4), epochs=1, device="cpu")
+    common: dict[str, Any] = dict(examples=obvious_examples(12, seed=4), epochs=1, device="cpu")
     one = train(init_from=tiny_prm, output_dir=tmp_path / "a", token_budget=1, **common)
     acc = train(
         init_from=tiny_prm, output_dir=tmp_path / "b", token_budget=1, grad_accumulation=5, **common
@@ -226,7 +207,7 @@ def test_accumulation_makes_fewer_optimizer_steps(tiny_prm, tmp_path):
 
 def test_gradient_checkpointing_gives_the_same_weights(tiny_prm, tmp_path):
     common: dict[str, Any] = dict(
-        examples=_examples(16, seed=6), epochs=1, learning_rate=1e-2, device="cpu", seed=1
+        examples=obvious_examples(16, seed=6), epochs=1, learning_rate=1e-2, device="cpu", seed=1
     )
     plain = train(init_from=tiny_prm, output_dir=tmp_path / "plain", **common)
     ckpt = train(
@@ -242,14 +223,14 @@ def test_lora_trains_few_parameters_and_saves_a_plain_checkpoint(tiny_prm, tmp_p
     full = train(
         init_from=tiny_prm,
         output_dir=tmp_path / "full",
-        examples=_examples(8, seed=1),
+        examples=obvious_examples(8, seed=1),
         epochs=1,
         device="cpu",
     )
     lora = train(
         init_from=tiny_prm,
         output_dir=tmp_path / "lora",
-        examples=_examples(80, seed=1),
+        examples=obvious_examples(80, seed=1),
         epochs=3,
         learning_rate=5e-3,
         lora_rank=4,
@@ -279,7 +260,7 @@ def test_lora_trains_the_step_token_row_and_no_other_embedding(family, request, 
     summary = train(
         init_from=prm,
         output_dir=tmp_path / "lora",
-        examples=_examples(16, seed=2),
+        examples=obvious_examples(16, seed=2),
         epochs=1,
         learning_rate=5e-3,
         lora_rank=rank,
@@ -355,7 +336,7 @@ def test_out_of_memory_becomes_a_clear_error_and_writes_nothing(tiny_prm, tmp_pa
         train(
             init_from=tiny_prm,
             output_dir=tmp_path / "v",
-            examples=_examples(4, seed=0),
+            examples=obvious_examples(4, seed=0),
             device="cpu",
         )
     assert "gradient checkpointing" in str(err.value) and "token_budget=8192" in str(err.value)
@@ -371,7 +352,7 @@ def test_bad_training_options_are_refused(tiny_prm, tmp_path):
             train(
                 init_from=tiny_prm,
                 output_dir=tmp_path / "x",
-                examples=_examples(2, seed=0),
+                examples=obvious_examples(2, seed=0),
                 device="cpu",
                 **option,
             )
