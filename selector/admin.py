@@ -78,6 +78,7 @@ class SelectorVersionAdmin(admin.ModelAdmin):
         "step_auroc",
         "first_error_f1",
         "eval_set",
+        "step_heads",
         "created_at",
         "promoted_at",
     ]
@@ -90,6 +91,7 @@ class SelectorVersionAdmin(admin.ModelAdmin):
         "checkpoint_path",
         "status",
         "is_active",
+        "ensemble_heads",
         "created_at",
         "promoted_at",
     )
@@ -105,6 +107,11 @@ class SelectorVersionAdmin(admin.ModelAdmin):
         return format_html(
             '<span class="selector-version-name" title="{}">{}</span>', obj.name, obj.short_name
         )
+
+    @admin.display(description="step heads", ordering="ensemble_heads")
+    def step_heads(self, obj: SelectorVersion) -> str:
+        # "—": no ensemble (imported, untrained, or one head), so no uncertainty rule.
+        return str(obj.ensemble_heads) if obj.has_ensemble else "—"
 
     @admin.display(description="evaluation set (labels)")
     def eval_set(self, obj: SelectorVersion) -> str:

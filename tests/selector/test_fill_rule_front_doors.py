@@ -54,6 +54,7 @@ def test_admin_fill_form_labels_the_unavailable_rules(staff_client, pool):
     assert '<select name="rule">' in page
     assert "uncertainty — unavailable: the active version v7 has no ensemble (imported PRM)" in page
     assert "mixed — unavailable: the active version v7 has no ensemble (imported PRM)" in page
+    assert '<td class="field-step_heads">—</td>' in page
     assert '<option value="80_20" selected' in page
 
 
@@ -65,6 +66,8 @@ def test_admin_fill_form_offers_every_rule_with_an_ensemble_and_preselects_the_s
     page = staff_client.get(reverse("admin:selector_selectorversion_changelist")).content.decode()
     assert "unavailable" not in page
     assert '<option value="mixed" selected' in page
+    # The version list says how many step heads each version has.
+    assert '<td class="field-step_heads">5</td>' in page
 
 
 def test_admin_refuses_an_unavailable_rule_with_a_message(staff_client, pool):
