@@ -305,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         "ensemble_overhead_cpu_time": heads_cpu / fast_cpu - 1 if with_heads else None,
         # The heads' mean at step heads drawn at random is not the PRM's score; only its
         # shape is checked (every step scored, uncertainty present).
-        "ensemble_complete": bool(with_heads)
+        "ensemble_complete": with_heads is not None
         and all(
             h.uncertainty is not None and len(h.step_scores) == len(r.step_scores)
             for h, r in zip(with_heads, results, strict=True)
@@ -323,8 +323,8 @@ def _score_with_heads(
     """Score ``items`` with ``heads`` step heads on the scorer's model (the extra ones drawn at
     random): (results, wall seconds, CPU seconds). The heads' hook is removed afterwards, so
     the plain runs do not carry it."""
-    from selector.ml.ensemble import EnsembleReadout, step_heads_init
-    from selector.ml.scoring import Scorer
+    from selector.ml.ensemble import step_heads_init
+    from selector.ml.scoring import EnsembleReadout, Scorer
 
     extra = step_heads_init(scorer.model, heads - 1, seed=0)
     readout = EnsembleReadout(scorer.model, extra.to(device=device, dtype=scorer.model.dtype))

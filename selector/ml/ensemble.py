@@ -5,9 +5,9 @@ A PRM's own head (``classifier`` or ``score``) is head 0. A version trained with
 as ``STEP_HEADS_FILE``. They read exactly what the PRM's head reads (a forward hook captures its
 input), so scoring costs the backbone's pass plus K - 1 tiny matrix products at the step-end
 positions. Each extra head starts from its own seed and learns from its own bootstrap draw of the
-labeled solutions. They learn from the backbone's features *detached*: the backbone and head 0
-are trained exactly as without an ensemble (the same seed gives the same weights), so adding
-heads changes what the PRM knows about its uncertainty, not what it learns.
+labeled solutions; head 0 learns from all of them. All heads train together with the backbone,
+which learns from their mean loss (as in ActPRM): heads that only read features shaped for head
+0 lag behind it, which both dilutes their mean and shows up as spread that is not uncertainty.
 
 Per step, with ``p_k`` each head's P(good) and ``H`` the binary entropy in bits:
 
@@ -31,8 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
-from selector.ml.scoring import Readout
 
 STEP_HEADS_FILE = "step_heads.safetensors"
 FORMAT = "stepwise-step-heads"
@@ -125,12 +123,12 @@ def step_heads_loss(
 ) -> torch.Tensor:
     """Summed cross-entropy of every extra head at the labeled positions of one batch.
 
-    ``features`` (rows, length, in_features) is the PRM head's input, read detached; ``labels``
+    ``features`` (rows, length, in_features) is the PRM head's input; ``labels``
     (rows, length); ``row_weights`` (extra, rows) each head's bootstrap count for each row's
     solution."""
     labeled = labels != ignore_index
     rows = labeled.nonzero()[:, 0]
-    x = features[labeled].detach().float()
+    x = features[labeled].float()
     logits = heads(x)  # (extra, positions, classes)
     target = labels[labeled].repeat(heads.extra)
     loss = torch.nn.functional.cross_entropy(
@@ -193,25 +191,3 @@ def solution_uncertainty(
         if p < ERROR_THRESHOLD:
             break
     return float(min(1.0, max(0.0, worst))) if math.isfinite(worst) else 1.0
-
-
-class EnsembleReadout(Readout):
-    """The native 3-class head plus the extra heads: per step position [p, epistemic,
-    aleatoric] instead of a single P(good)."""
-
-    uncertain = True
-
-    def __init__(self, model: Any, heads: StepHeads) -> None:
-        self.heads = heads
-        self.head_input = HeadInput(model)
-
-    def good_probability(self, model: Any, tensors: dict[str, Any], rows: Any, cols: Any) -> Any:
-        from selector.ml.prm import NEUTRAL, POSITIVE
-
-        logits = model(**tensors).logits[rows, cols]
-        features = self.head_input.value
-        assert features is not None, "the PRM's head did not run"
-        every = torch.cat([logits[None].float(), self.heads(features[rows, cols]).float()])
-        probs = every.softmax(dim=-1)
-        good = (probs[..., POSITIVE] + probs[..., NEUTRAL]).clamp(0.0, 1.0)
-        return ensemble_stats(good)

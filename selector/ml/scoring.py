@@ -48,6 +48,32 @@ class Readout:
         return (probs[:, POSITIVE] + probs[:, NEUTRAL]).clamp(0.0, 1.0)
 
 
+class EnsembleReadout(Readout):
+    """The native head plus an ensemble's extra heads (``selector.ml.ensemble``): per step
+    position [p, epistemic, aleatoric] instead of a single P(good)."""
+
+    uncertain = True
+
+    def __init__(self, model: Any, heads: Any) -> None:
+        from selector.ml.ensemble import HeadInput
+
+        self.heads = heads
+        self.head_input = HeadInput(model)
+
+    def good_probability(self, model: Any, tensors: dict[str, Any], rows: Any, cols: Any) -> Any:
+        import torch
+
+        from selector.ml.ensemble import ensemble_stats
+
+        logits = model(**tensors).logits[rows, cols]
+        features = self.head_input.value
+        assert features is not None, "the PRM's head did not run"
+        every = torch.cat([logits[None].float(), self.heads(features[rows, cols]).float()])
+        probs = every.softmax(dim=-1)
+        good = (probs[..., POSITIVE] + probs[..., NEUTRAL]).clamp(0.0, 1.0)
+        return ensemble_stats(good)
+
+
 def aggregate_steps(step_scores: Sequence[float], how: str) -> float:
     if how == "product":
         value = math.prod(step_scores)
@@ -108,7 +134,7 @@ class Scorer:
         """A PRM saved by ``prm_init``/``train``, or one imported by ``adapters.adapter_write``."""
         from selector.ml import adapters
         from selector.ml.devices import inference_dtype, resolve_device
-        from selector.ml.ensemble import EnsembleReadout, step_heads_load
+        from selector.ml.ensemble import step_heads_load
 
         resolved = resolve_device(device)
         dtype = inference_dtype(resolved)

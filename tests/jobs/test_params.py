@@ -100,6 +100,7 @@ def test_parse_fills_the_defaults_the_worker_runs_with():
         "per_problem": None,
         "wrong_fraction": None,
         "generation": None,
+        "rule": None,  # the worker reads SELECTOR_RULE
     }
 
 

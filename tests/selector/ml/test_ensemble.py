@@ -15,6 +15,7 @@ from selector.ml.ensemble import (
     solution_uncertainty,
     step_heads_load,
 )
+from selector.ml.metrics import step_metrics
 from selector.ml.scoring import Scorer
 from selector.ml.training import train
 from tests.selector.ml.conftest import obvious_examples
@@ -52,30 +53,45 @@ def test_a_solution_is_as_uncertain_as_its_worst_step_up_to_its_first_predicted_
     assert solution_uncertainty([], [], []) == 0.0
 
 
-def test_extra_heads_do_not_change_what_the_prm_learns_and_are_saved(tiny_prm: Path, tmp_path):
-    examples = obvious_examples(40, seed=3)
+def test_every_head_learns_and_the_backbone_learns_from_all_of_them(tiny_prm: Path, tmp_path):
     options = dict(
-        init_from=tiny_prm, examples=examples, epochs=2, learning_rate=3e-3, seed=5, device="cpu"
+        init_from=tiny_prm,
+        examples=obvious_examples(80, seed=3),
+        epochs=3,
+        learning_rate=3e-3,
+        seed=5,
+        device="cpu",
     )
     one = train(output_dir=tmp_path / "one", ensemble_heads=1, **options)
     five = train(output_dir=tmp_path / "five", ensemble_heads=5, **options)
     assert one["ensemble_heads"] == 1 and one["ensemble_params"] == 0
     assert five["ensemble_heads"] == 5 and five["ensemble_params"] > 0
-    assert one["epoch_loss"] == five["epoch_loss"]
     assert not (tmp_path / "one" / STEP_HEADS_FILE).exists()
 
     from safetensors.torch import load_file
 
+    # The extra heads' losses reach the backbone: it ends elsewhere than with one head.
     w_one = load_file(tmp_path / "one" / "model.safetensors")
     w_five = load_file(tmp_path / "five" / "model.safetensors")
     assert w_one.keys() == w_five.keys()
-    assert all(torch.equal(w_one[k], w_five[k]) for k in w_one)
+    assert any(not torch.equal(w_one[k], w_five[k]) for k in w_one if "score" not in k)
 
     heads = step_heads_load(tmp_path / "five")
     assert heads is not None and heads.extra == 4
-    # Each head learned from its own start and bootstrap draw: no two are alike.
+    # Each head learned from its own start and bootstrap draw: no two are alike ...
     flat = heads.weight.detach().flatten(1)
     assert all(not torch.allclose(flat[i], flat[j]) for i in range(4) for j in range(i + 1, 4))
+    # ... and each one alone tells the bad steps of unseen solutions from the good ones.
+    scorer = Scorer.load(tmp_path / "five", device="cpu")
+    held_out = obvious_examples(30, seed=99)
+    per_head = torch.cat(
+        [_good_per_head(scorer, heads, (ex.problem, ex.steps)) for ex in held_out], dim=1
+    )
+    ratings = [r for ex in held_out for r in ex.ratings]
+    aurocs = [step_metrics(per_head[k].tolist(), ratings)["auroc"] or 0.0 for k in range(5)]
+    assert min(aurocs) > 0.8, aurocs  # an untrained head: about 0.5
+    # Trained with the backbone, no extra head lags behind the PRM's own (head 0).
+    assert max(abs(a - aurocs[0]) for a in aurocs) < 0.1, aurocs
 
 
 def test_scoring_reports_the_ensemble_mean_and_its_uncertainty(tiny_prm: Path, tmp_path):
@@ -103,7 +119,9 @@ def test_scoring_reports_the_ensemble_mean_and_its_uncertainty(tiny_prm: Path, t
 
     # The mean of the heads, computed here by hand from the model and the saved heads.
     scorer = Scorer.load(out, device="cpu")
-    by_hand = _mean_of_heads(scorer, out, items[0])
+    heads = step_heads_load(out)
+    assert heads is not None
+    by_hand = _good_per_head(scorer, heads, items[0]).mean(0).tolist()
     assert scored[0].step_scores == pytest.approx(by_hand, abs=1e-5)
 
     # Without the heads' file the same checkpoint is a single-head PRM: no uncertainty.
@@ -112,21 +130,19 @@ def test_scoring_reports_the_ensemble_mean_and_its_uncertainty(tiny_prm: Path, t
     assert plain[0].uncertainty is None and plain[0].epistemic is None
 
 
-def _mean_of_heads(scorer: Scorer, path: Path, item: tuple[str, list[str]]) -> list[float]:
+def _good_per_head(scorer: Scorer, heads: StepHeads, item: tuple[str, list[str]]) -> torch.Tensor:
+    """(heads, steps) P(good) of each head, computed here from the model and the saved heads."""
     from selector.ml.prm import encode
 
-    heads = step_heads_load(path)
-    assert isinstance(heads, StepHeads)
     window = encode(
         scorer.tokenizer, problem=item[0], steps=item[1], max_length=scorer.max_length
     ).windows[0]
-    model = scorer.model
     with torch.no_grad():
-        out = model(input_ids=torch.tensor([window.input_ids]), output_hidden_states=True)
+        out = scorer.model(input_ids=torch.tensor([window.input_ids]), output_hidden_states=True)
         hidden = out.hidden_states[-1][0, window.step_positions]
         logits = torch.cat([out.logits[0, window.step_positions][None], heads(hidden)])
     probs = logits.softmax(-1)
-    return (probs[..., 1] + probs[..., 2]).mean(0).tolist()
+    return probs[..., 1] + probs[..., 2]
 
 
 def test_a_bad_number_of_heads_is_refused(tiny_prm: Path, tmp_path):
