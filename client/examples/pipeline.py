@@ -63,7 +63,13 @@ def rate(task: dict[str, Any]) -> tuple[list[int], str]:
 
 
 def run(
-    url: str, token: str, annotator_token: str, out: Path, problems: int = 12, labels: int = 100
+    url: str,
+    token: str,
+    annotator_token: str,
+    out: Path,
+    problems: int = 12,
+    labels: int = 100,
+    learning_rate: float = 5e-5,
 ) -> dict[str, Any]:
     staff = Stepwise(url, token)
     annotator = Stepwise(url, annotator_token)
@@ -84,7 +90,7 @@ def run(
         labeled += 1
     print(f"labeled {labeled} tasks")
 
-    trained = staff.wait(staff.train(epochs=2))
+    trained = staff.wait(staff.train(epochs=2, learning_rate=learning_rate))
     version = trained.result["version"]
     staff.wait(staff.evaluate(version))
     row = next(v for v in staff.versions() if v["name"] == version)
