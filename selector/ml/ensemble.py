@@ -5,9 +5,10 @@ A PRM's own head (``classifier`` or ``score``) is head 0. A version trained with
 as ``STEP_HEADS_FILE``. They read exactly what the PRM's head reads (a forward hook captures its
 input), so scoring costs the backbone's pass plus K - 1 tiny matrix products at the step-end
 positions. Each extra head starts from its own seed and learns from its own bootstrap draw of the
-labeled solutions; head 0 learns from all of them. All heads train together with the backbone,
-which learns from their mean loss (as in ActPRM): heads that only read features shaped for head
-0 lag behind it, which both dilutes their mean and shows up as spread that is not uncertainty.
+labeled solutions. They learn from the backbone's features *detached*: the backbone and head 0
+are trained exactly as without an ensemble (the same seed gives the same weights), so adding
+heads changes what the PRM knows about its uncertainty, not what it learns. Training them with
+the backbone (as ActPRM does) was tried and measured worse (decision 0017).
 
 Per step, with ``p_k`` each head's P(good) and ``H`` the binary entropy in bits:
 
@@ -123,12 +124,12 @@ def step_heads_loss(
 ) -> torch.Tensor:
     """Summed cross-entropy of every extra head at the labeled positions of one batch.
 
-    ``features`` (rows, length, in_features) is the PRM head's input; ``labels``
+    ``features`` (rows, length, in_features) is the PRM head's input, read detached; ``labels``
     (rows, length); ``row_weights`` (extra, rows) each head's bootstrap count for each row's
     solution."""
     labeled = labels != ignore_index
     rows = labeled.nonzero()[:, 0]
-    x = features[labeled].float()
+    x = features[labeled].detach().float()
     logits = heads(x)  # (extra, positions, classes)
     target = labels[labeled].repeat(heads.extra)
     loss = torch.nn.functional.cross_entropy(

@@ -202,17 +202,16 @@ def _backward_group(
             weight=weight,
         )
         if ensemble is not None:
-            # The mean over the heads: the backbone's gradient is on the scale of one head's.
             loss_heads = ensemble.loss(labels, batch, class_weight=weight)
-            ((loss + loss_heads) / (ensemble.heads.extra + 1) / group_labels).backward()
+            ((loss + loss_heads) / group_labels).backward()
         else:
             (loss / group_labels).backward()
         yield batch, (float(loss.detach()), _n_labeled(rows, batch))
 
 
 class _Ensemble:
-    """The extra step heads during training (``selector.ml.ensemble``): each reads the PRM
-    head's input, with its own bootstrap weight per row, and the backbone learns from them all."""
+    """The extra step heads during training (``selector.ml.ensemble``): each learns from the
+    PRM head's detached input with its own bootstrap weight per row."""
 
     def __init__(self, model: Any, heads: Any, row_weights: Any) -> None:
         from selector.ml.ensemble import HeadInput
@@ -271,8 +270,8 @@ def train(
     other). ``class_balance`` weights each class's loss by the inverse of its share of the
     labeled steps (mean weight 1), so the few negative steps are not drowned out.
     ``ensemble_heads`` > 1 trains that many step heads in all (``selector.ml.ensemble``: the
-    PRM's own on every example and K - 1 more, each on its own bootstrap draw of the examples,
-    the backbone from their mean loss), whose spread scoring reports as uncertainty.
+    PRM's own and K - 1 more, each on its own bootstrap draw of the examples), whose spread
+    scoring reports as uncertainty; the backbone and the PRM's own head learn as with 1.
     """
     import torch
 
@@ -389,7 +388,8 @@ def train(
         {"params": no_decay, "weight_decay": 0.0},
     ]
     if ensemble is not None:
-        # Groups of their own, and their own gradient clipping below.
+        # Groups of their own: AdamW updates each parameter alone, so the PRM's own weights
+        # move exactly as without the extra heads.
         groups_of_params += [
             {"params": [ensemble.heads.weight], "weight_decay": WEIGHT_DECAY},
             {"params": [ensemble.heads.bias], "weight_decay": 0.0},
