@@ -36,6 +36,7 @@ def simulation_execute(
 ) -> dict[str, Any]:
     """Run the simulation with ``preset`` into ``SIMULATION_DIR/<job id>/``; progress counts
     the template, then every arm x seed x round. Returns what the job page shows."""
+    from selector.simulation.report import RULE_COMPARISONS
     from selector.simulation.runner import SimulationError, config_for, simulation_run
 
     if preset not in JOB_PRESETS:
@@ -51,6 +52,8 @@ def simulation_execute(
         "seconds": report["seconds"],
         "data_efficiency": report["data_efficiency"],
         "data_efficiency_prm": report.get("data_efficiency_prm"),
+        # Each uncertainty rule against uniform and 80/20, when the preset ran it.
+        **{key: report[key] for key, *_ in RULE_COMPARISONS if key in report},
         "ceiling": report.get("ceiling"),
         "arms": sorted(report["arms"]),
     }

@@ -53,6 +53,9 @@ def test_admin_starts_a_simulation_job_whose_page_shows_the_curves(
     assert job.progress_done == job.progress_total
     assert (sim_dir / str(job.pk) / "report.json").is_file()
     assert set(job.result["data_efficiency"]) >= {"metric", "ratio", "ci95", "method"}
+    # The uncertainty rules' ratios come with the result and in the summary on the page.
+    for key in ("data_efficiency_uncertainty", "data_efficiency_mixed_vs_80_20"):
+        assert set(job.result[key]) == set(job.result["data_efficiency"]), key
 
     page = staff_client.get(reverse("admin:jobs_job_change", args=[job.pk])).content.decode()
     assert 'id="data-efficiency"' in page and "95% interval" in page
@@ -61,6 +64,7 @@ def test_admin_starts_a_simulation_job_whose_page_shows_the_curves(
     assert "<h3>Active-learning simulation</h3>" in page and "# Active-learning" not in page
     assert re.search(r"<table[^>]*><thead><tr><th>arm</th>", page)
     assert "Machinery check: not a measurement." in page
+    assert "data_efficiency_mixed_vs_80_20" in page
     # The ratio as a sentence, whichever way this tiny run came out.
     outcomes = r"80/20 (reached uniform|needed [0-9.]+ times the labels|and uniform needed about)"
     assert re.search(f"{outcomes}|No ratio", page)
